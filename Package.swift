@@ -1,0 +1,166 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// One list of settings for every target: Swift 6 language mode (strict concurrency).
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let nio: [Target.Dependency] = [
+    .product(name: "NIOCore", package: "swift-nio"),
+    .product(name: "NIOPosix", package: "swift-nio"),
+]
+
+/// A service library: the domain, the contracts and the service kit, plus what it names.
+func serviceLibrary(_ name: String, _ extra: [Target.Dependency] = []) -> Target {
+    .target(
+        name: name,
+        dependencies: [
+            "RedressDomain", "RedressContracts", "RedressStore", "RedressKafka", "RedressServiceKit",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ] + extra,
+        swiftSettings: swiftSettings
+    )
+}
+
+/// A thin executable: reads configuration and runs the library's service group.
+func executable(_ name: String, _ library: String) -> Target {
+    .executableTarget(
+        name: name,
+        dependencies: [.byName(name: library), "RedressServiceKit"],
+        swiftSettings: swiftSettings
+    )
+}
+
+let package = Package(
+    name: "redress",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "redress-intake", targets: ["redress-intake"]),
+        .executable(name: "redress-routing", targets: ["redress-routing"]),
+        .executable(name: "redress-cases", targets: ["redress-cases"]),
+        .executable(name: "redress-notify", targets: ["redress-notify"]),
+        .executable(name: "redress-surveys", targets: ["redress-surveys"]),
+        .executable(name: "redress-supervisor", targets: ["redress-supervisor"]),
+        .executable(name: "redress-devbroker", targets: ["redress-devbroker"]),
+        .executable(name: "redressctl", targets: ["redressctl"]),
+        .executable(name: "redress-bench", targets: ["redress-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+    ],
+    targets: [
+        // Pure domain: no I/O, no dependencies. Tested fast and exhaustively.
+        .target(name: "RedressDomain", swiftSettings: swiftSettings),
+        // Event envelope, event types, topics: what services say to each other.
+        .target(name: "RedressContracts", dependencies: ["RedressDomain"], swiftSettings: swiftSettings),
+        // librdkafka, found through pkg-config.
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+        // The only place that calls librdkafka.
+        .target(
+            name: "RedressKafka",
+            dependencies: [
+                "CRdKafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // PostgreSQL: migrations, outbox, inbox.
+        .target(
+            name: "RedressStore",
+            dependencies: [
+                "RedressDomain", "RedressContracts",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // What every service shares: configuration, logging, metrics, HTTP, auth, relay, consumer.
+        .target(
+            name: "RedressServiceKit",
+            dependencies: [
+                "RedressDomain", "RedressContracts", "RedressStore", "RedressKafka",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ] + nio,
+            swiftSettings: swiftSettings
+        ),
+        serviceLibrary("RedressIntake"),
+        serviceLibrary("RedressRouting"),
+        serviceLibrary("RedressCases"),
+        serviceLibrary("RedressNotify"),
+        serviceLibrary("RedressSurveys"),
+        serviceLibrary("RedressSupervisor"),
+        executable("redress-intake", "RedressIntake"),
+        executable("redress-routing", "RedressRouting"),
+        executable("redress-cases", "RedressCases"),
+        executable("redress-notify", "RedressNotify"),
+        executable("redress-surveys", "RedressSurveys"),
+        executable("redress-supervisor", "RedressSupervisor"),
+        .executableTarget(
+            name: "redress-devbroker",
+            dependencies: [
+                "RedressKafka", "RedressContracts",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "redressctl",
+            dependencies: [
+                "RedressDomain", "RedressContracts", "RedressStore", "RedressKafka", "RedressServiceKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "redress-bench",
+            dependencies: [
+                "RedressContracts", "RedressStore", "RedressKafka", "RedressServiceKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "RedressDomainTests", dependencies: ["RedressDomain", "RedressContracts"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "RedressIntegrationTests",
+            dependencies: [
+                "RedressDomain", "RedressContracts", "RedressStore", "RedressKafka", "RedressServiceKit",
+                "RedressIntake", "RedressRouting", "RedressCases", "RedressNotify", "RedressSurveys", "RedressSupervisor",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

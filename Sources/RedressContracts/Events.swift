@@ -1,0 +1,170 @@
+import Foundation
+import RedressDomain
+
+/// The customer as events carry them: masked, plus a keyed hash other services match on.
+public struct MaskedCustomer: Sendable, Codable, Equatable {
+    public var name: String
+    public var phone: String
+    public var idNumber: String?
+    /// HMAC-SHA256 of the normalised phone number under the deployment's key: the same customer
+    /// always has the same key, and the number cannot be recovered from it.
+    public var key: String
+    public var flags: [CustomerFlag]
+
+    public init(name: String, phone: String, idNumber: String?, key: String, flags: [CustomerFlag]) {
+        self.name = name
+        self.phone = phone
+        self.idNumber = idNumber
+        self.key = key
+        self.flags = flags
+    }
+}
+
+/// 受理: a complaint was registered and numbered.
+public struct ComplaintRegistered: EventPayload, Equatable {
+    public static let eventType = EventType.complaintRegistered
+
+    public var number: String
+    public var channel: Channel
+    public var externalRef: String
+    public var receivedAt: Date
+    public var registeredAt: Date
+    /// 承诺处理时间 — the reply date promised to the customer.
+    public var promisedReplyBy: Date
+    /// The branch the customer belongs to (the receiving unit).
+    public var branch: String
+    public var customer: MaskedCustomer
+    public var policyNumber: String?
+    public var claimNumber: String?
+    public var claimStage: String?
+    /// Subject and content with phone and ID numbers masked.
+    public var subject: String
+    public var content: String
+    public var regulatorCaseNumber: String?
+    public var regulatorDeadline: Date?
+
+    public init(
+        number: String, channel: Channel, externalRef: String, receivedAt: Date, registeredAt: Date,
+        promisedReplyBy: Date, branch: String, customer: MaskedCustomer, policyNumber: String?,
+        claimNumber: String?, claimStage: String?, subject: String, content: String,
+        regulatorCaseNumber: String?, regulatorDeadline: Date?
+    ) {
+        self.number = number
+        self.channel = channel
+        self.externalRef = externalRef
+        self.receivedAt = receivedAt
+        self.registeredAt = registeredAt
+        self.promisedReplyBy = promisedReplyBy
+        self.branch = branch
+        self.customer = customer
+        self.policyNumber = policyNumber
+        self.claimNumber = claimNumber
+        self.claimStage = claimStage
+        self.subject = subject
+        self.content = content
+        self.regulatorCaseNumber = regulatorCaseNumber
+        self.regulatorDeadline = regulatorDeadline
+    }
+}
+
+/// 分流/指派: routing decided category, priority, handling unit and owner.
+public struct ComplaintAssigned: EventPayload, Equatable {
+    public static let eventType = EventType.complaintAssigned
+
+    public enum Reason: String, Sendable, Codable {
+        case initial, escalated, transferred, reopened
+    }
+
+    public var number: String
+    public var category: Category
+    public var priority: Priority
+    public var handlingUnit: String
+    /// The staff id of the owner, or nil when nobody eligible was found and the case waits in the unit's supervisor queue.
+    public var assignee: String?
+    public var ruleIds: [String]
+    public var rulesVersion: String
+    public var reason: Reason
+
+    public init(number: String, category: Category, priority: Priority, handlingUnit: String, assignee: String?, ruleIds: [String], rulesVersion: String, reason: Reason) {
+        self.number = number
+        self.category = category
+        self.priority = priority
+        self.handlingUnit = handlingUnit
+        self.assignee = assignee
+        self.ruleIds = ruleIds
+        self.rulesVersion = rulesVersion
+        self.reason = reason
+    }
+}
+
+/// A case changed state. One payload shape for every `case.*` event: what changed, from what, to what, why.
+public struct CaseTransition: Sendable, Codable, Equatable {
+    public var number: String
+    public var fromStatus: CaseStatus
+    public var toStatus: CaseStatus
+    public var handlingUnit: String
+    public var assignee: String?
+    public var reason: String?
+    public var caseVersion: Int
+
+    public init(number: String, fromStatus: CaseStatus, toStatus: CaseStatus, handlingUnit: String, assignee: String?, reason: String?, caseVersion: Int) {
+        self.number = number
+        self.fromStatus = fromStatus
+        self.toStatus = toStatus
+        self.handlingUnit = handlingUnit
+        self.assignee = assignee
+        self.reason = reason
+        self.caseVersion = caseVersion
+    }
+}
+
+public struct CaseAssigned: EventPayload, Equatable {
+    public static let eventType = EventType.caseAssigned
+    public var transition: CaseTransition
+    public init(transition: CaseTransition) { self.transition = transition }
+}
+
+public struct CaseClosed: EventPayload, Equatable {
+    public static let eventType = EventType.caseClosed
+    public var transition: CaseTransition
+    public var liability: Liability
+    public var responsibleLink: String
+    public var causeCode: String
+    public init(transition: CaseTransition, liability: Liability, responsibleLink: String, causeCode: String) {
+        self.transition = transition
+        self.liability = liability
+        self.responsibleLink = responsibleLink
+        self.causeCode = causeCode
+    }
+}
+
+/// A deadline is near (`sla.warning`) or missed (`sla.breached`).
+public struct SLAClockEvent: Sendable, Codable, Equatable {
+    public var number: String
+    public var clock: ClockKind
+    public var startedAt: Date
+    public var dueAt: Date
+    public var handlingUnit: String
+    public var assignee: String?
+
+    public init(number: String, clock: ClockKind, startedAt: Date, dueAt: Date, handlingUnit: String, assignee: String?) {
+        self.number = number
+        self.clock = clock
+        self.startedAt = startedAt
+        self.dueAt = dueAt
+        self.handlingUnit = handlingUnit
+        self.assignee = assignee
+    }
+}
+
+public struct SLAWarning: EventPayload, Equatable {
+    public static let eventType = EventType.slaWarning
+    public var clock: SLAClockEvent
+    public init(clock: SLAClockEvent) { self.clock = clock }
+}
+
+public struct SLABreached: EventPayload, Equatable {
+    public static let eventType = EventType.slaBreached
+    public var clock: SLAClockEvent
+    public init(clock: SLAClockEvent) { self.clock = clock }
+}

@@ -1,0 +1,46 @@
+import Foundation
+
+/// 投诉编号: a number a customer can read back on the phone — `GD-SZ-20261122-000123`:
+/// the receiving branch's code, the branch's local date, and that branch's sequence for the day.
+public enum ComplaintNumber {
+    public static func make(branch: String, day: String, sequence: Int) -> String {
+        let seq = String(sequence)
+        let padded = seq.count >= 6 ? seq : String(repeating: "0", count: 6 - seq.count) + seq
+        return "\(branch)-\(day)-\(padded)"
+    }
+}
+
+/// SLA clock kinds and their statutory defaults. The supervisor issue makes these a policy file;
+/// the foundation starts the two clocks every complaint has.
+public enum ClockKind: String, Sendable, Codable, CaseIterable {
+    /// 告知受理 — tell the customer the complaint was received: 24 h.
+    case acknowledge
+    /// 首次调查联系 — first investigation contact: 24 h.
+    case firstContact = "first_contact"
+    /// 答复决定 — decision and reply: 15 calendar days from receipt (2020 regulation), extendable.
+    case decision
+}
+
+public struct ClockPolicy: Sendable {
+    public var acknowledge: Duration = .seconds(24 * 3600)
+    public var firstContact: Duration = .seconds(24 * 3600)
+    public var decision: Duration = .seconds(15 * 86_400)
+    /// Warn at this share of a clock's length.
+    public var warnShare: Double = 0.8
+
+    public init() {}
+
+    public func length(of kind: ClockKind) -> Duration {
+        switch kind {
+        case .acknowledge: acknowledge
+        case .firstContact: firstContact
+        case .decision: decision
+        }
+    }
+
+    /// Due and warning instants of a calendar-time clock started at `start`.
+    public func schedule(_ kind: ClockKind, from start: Date) -> (warnAt: Date, dueAt: Date) {
+        let seconds = Double(length(of: kind).components.seconds)
+        return (start.addingTimeInterval(seconds * warnShare), start.addingTimeInterval(seconds))
+    }
+}

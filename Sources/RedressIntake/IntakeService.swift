@@ -1,0 +1,144 @@
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import PostgresNIO
+import RedressContracts
+import RedressDomain
+import RedressKafka
+import RedressServiceKit
+import RedressStore
+import ServiceLifecycle
+
+/// `redress-intake`: registers complaints from `POST /v1/complaints` and from the inbound topic,
+/// through the same validation and the same registrar.
+public enum IntakeService {
+    public static let name = "redress-intake"
+    public static let defaultPort = 8081
+    public static let consumerGroup = "redress-intake"
+
+    public static func main() async throws {
+        let host = try ServiceHost.fromEnvironment(service: name, defaultPort: defaultPort)
+        let (router, services) = build(host: host)
+        try await host.run(router: router, services: services)
+    }
+
+    public static func build(host: ServiceHost) -> (Router<RedressRequestContext>, [any Service]) {
+        let registrar = Registrar(personalData: host.personalData)
+        let router = host.router()
+        IntakeController(registrar: registrar, postgres: host.postgres)
+            .add(to: router.group("v1/complaints").add(middleware: RequireRoles([.channel, .agent, .supervisor, .admin], authority: host.tokens)))
+        let inbound = host.consumer(group: consumerGroup, topics: [Topics.inbound], handler: InboundHandler(registrar: registrar))
+        return (router, [inbound])
+    }
+
+    /// Decodes a submission, naming the field when the JSON does not fit the contract.
+    static func decode(_ bytes: [UInt8]) -> Result<ComplaintSubmission, SubmissionRejected> {
+        do {
+            return .success(try EventCoding.decoder().decode(ComplaintSubmission.self, from: Data(bytes)))
+        } catch {
+            let description = EventCoding.describe(error)
+            let field = description.split(separator: ":", maxSplits: 1).first.map(String.init) ?? "body"
+            let message = description.split(separator: ":", maxSplits: 1).dropFirst().first.map { $0.trimmingCharacters(in: .whitespaces) } ?? description
+            return .failure(SubmissionRejected(errors: [FieldError(field == "the body is not valid JSON" ? "body" : field, field == "the body is not valid JSON" ? description : message)]))
+        }
+    }
+
+    static func countRejection(_ rejected: SubmissionRejected) {
+        for error in rejected.errors {
+            Counter(label: "redress_complaints_rejected_total", dimensions: [("reason", error.field)]).increment()
+        }
+    }
+}
+
+struct RegistrationAnswer: ResponseEncodable {
+    var id: UUID
+    var number: String
+    var status: String
+    var promisedReplyBy: String
+    var duplicate: Bool
+}
+
+struct IntakeController {
+    let registrar: Registrar
+    let postgres: PostgresClient
+
+    func add(to group: RouterGroup<RedressRequestContext>) {
+        group.post { request, context in
+            let start = ContinuousClock.now
+            let bytes = try await request.utf8Body(context: context)
+            let submission: ComplaintSubmission
+            switch IntakeService.decode(bytes) {
+            case .success(let s): submission = s
+            case .failure(let rejected):
+                IntakeService.countRejection(rejected)
+                throw Problem(status: .badRequest, title: "Malformed complaint", detail: rejected.summary, errors: rejected.errors)
+            }
+            let valid: ValidSubmission
+            switch SubmissionValidator.validate(submission, now: Date()) {
+            case .success(let v): valid = v
+            case .failure(let rejected):
+                IntakeService.countRejection(rejected)
+                throw Problem(status: .unprocessableContent, title: "Invalid complaint",
+                              detail: "\(rejected.errors.count) field(s) need correcting: \(rejected.summary)", errors: rejected.errors)
+            }
+            let registration: Registration
+            do {
+                registration = try await postgres.withTransaction(logger: context.logger) { connection in
+                    try await registrar.register([valid], on: connection, logger: context.logger)[0]
+                }
+            } catch let error as PostgresTransactionError {
+                if case .unknownBranch(_, let branch)? = error.closureError as? Registrar.Failure {
+                    let rejected = SubmissionRejected(errors: [FieldError("branch", "'\(branch)' is not a unit of the organisation; use the code of the customer's branch")])
+                    IntakeService.countRejection(rejected)
+                    throw Problem(status: .unprocessableContent, title: "Invalid complaint", detail: rejected.summary, errors: rejected.errors)
+                }
+                throw error
+            }
+            Metrics.Timer(label: "redress_intake_latency_seconds").recordNanoseconds((ContinuousClock.now - start).nanoseconds)
+            context.logger.info("complaint registered", metadata: [
+                "number": "\(registration.number)", "channel": "\(valid.channel.rawValue)", "duplicate": "\(registration.duplicate)",
+            ])
+            let answer = RegistrationAnswer(
+                id: registration.id, number: registration.number, status: registration.status,
+                promisedReplyBy: Timestamp.format(registration.promisedReplyBy), duplicate: registration.duplicate)
+            return EditedResponse(status: registration.duplicate ? .ok : .created, response: answer)
+        }
+    }
+}
+
+/// Submissions from upstream channels on `redress.complaints.inbound`. Idempotent by
+/// (channel, external reference), so it needs no inbox; invalid ones are dead-lettered with the reason.
+struct InboundHandler: BatchHandler {
+    let registrar: Registrar
+
+    func decode(_ message: KafkaMessage) -> Result<ValidSubmission, Rejection> {
+        let submission: ComplaintSubmission
+        switch IntakeService.decode(message.value) {
+        case .success(let s): submission = s
+        case .failure(let rejected):
+            IntakeService.countRejection(rejected)
+            return .failure(Rejection(index: 0, reason: rejected.summary))
+        }
+        switch SubmissionValidator.validate(submission, now: Date()) {
+        case .success(let valid): return .success(valid)
+        case .failure(let rejected):
+            IntakeService.countRejection(rejected)
+            return .failure(Rejection(index: 0, reason: rejected.summary))
+        }
+    }
+
+    func eventID(of item: ValidSubmission) -> UUID? { nil }
+
+    func handle(_ items: [ValidSubmission], on connection: PostgresConnection, logger: Logger) async throws {
+        let start = ContinuousClock.now
+        do {
+            _ = try await registrar.register(items, on: connection, logger: logger)
+        } catch Registrar.Failure.unknownBranch(let index, let branch) {
+            Counter(label: "redress_complaints_rejected_total", dimensions: [("reason", "branch")]).increment()
+            throw Rejection(index: index, reason: "branch: '\(branch)' is not a unit of the organisation")
+        }
+        let perItem = (ContinuousClock.now - start).nanoseconds / Int64(max(1, items.count))
+        Metrics.Timer(label: "redress_intake_latency_seconds").recordNanoseconds(perItem)
+    }
+}

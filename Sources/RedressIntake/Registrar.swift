@@ -1,0 +1,185 @@
+import Foundation
+import Logging
+import Metrics
+import PostgresNIO
+import RedressContracts
+import RedressDomain
+import RedressServiceKit
+import RedressStore
+
+/// What registering one submission came to.
+public struct Registration: Sendable, Equatable {
+    public var id: UUID
+    public var number: String
+    public var status: String
+    public var promisedReplyBy: Date
+    /// True when (channel, external reference) was already registered: the first complaint is answered.
+    public var duplicate: Bool
+}
+
+/// 受理/登记: registers submissions in batches — one round trip per step, not per complaint —
+/// inside the caller's transaction, together with their `complaint.registered` events.
+public struct Registrar: Sendable {
+    let personalData: PersonalDataKey
+    let policy = ClockPolicy()
+    /// Complaint numbers carry the branch's local date; the demo organisation is all in China (UTC+8).
+    let branchUTCOffset = 8 * 3600
+    static let actor = Actor.service("redress-intake")
+
+    public init(personalData: PersonalDataKey) {
+        self.personalData = personalData
+    }
+
+    public enum Failure: Error, Equatable {
+        case unknownBranch(index: Int, branch: String)
+    }
+
+    public func register(_ submissions: [ValidSubmission], on connection: PostgresConnection, logger: Logger, now: Date = Date()) async throws -> [Registration] {
+        guard !submissions.isEmpty else { return [] }
+
+        // 1. Every branch must exist: a complaint is always owned by a unit of the tree.
+        let branches = Array(Set(submissions.map(\.branch)))
+        var known = Set<String>()
+        for try await code in try await connection.query("SELECT code FROM org_units WHERE code = ANY(\(branches)::text[])", logger: logger).decode(String.self) {
+            known.insert(code)
+        }
+        if let index = submissions.firstIndex(where: { !known.contains($0.branch) }) {
+            throw Failure.unknownBranch(index: index, branch: submissions[index].branch)
+        }
+
+        // 2. Already registered (channel, external reference): answer with the first complaint.
+        var results = [Registration?](repeating: nil, count: submissions.count)
+        let existing = try await find(submissions.map { ($0.channel.rawValue, $0.externalRef) }, on: connection, logger: logger)
+        var firstIndexOf: [String: Int] = [:]
+        var fresh: [Int] = []
+        for (index, s) in submissions.enumerated() {
+            let key = s.channel.rawValue + "\u{1F}" + s.externalRef
+            if let found = existing[key] {
+                results[index] = found
+            } else if firstIndexOf[key] == nil {
+                firstIndexOf[key] = index
+                fresh.append(index)
+            }
+        }
+
+        // 3. Numbers: one sequence bump per (branch, day) for the whole batch.
+        let day = Timestamp.compactDay(now, utcOffsetSeconds: branchUTCOffset)
+        var byBranch: [String: [Int]] = [:]
+        for index in fresh { byBranch[submissions[index].branch, default: []].append(index) }
+        var numbers: [Int: String] = [:]
+        for (branch, indices) in byBranch.sorted(by: { $0.key < $1.key }) {
+            let rows = try await connection.query("""
+                INSERT INTO complaint_number_sequences (branch, day, last) VALUES (\(branch), \(day), \(indices.count))
+                ON CONFLICT (branch, day) DO UPDATE SET last = complaint_number_sequences.last + EXCLUDED.last
+                RETURNING last
+                """, logger: logger)
+            var last = 0
+            for try await value in rows.decode(Int.self) { last = value }
+            for (offset, index) in indices.enumerated() {
+                numbers[index] = ComplaintNumber.make(branch: branch, day: day, sequence: last - indices.count + 1 + offset)
+            }
+        }
+
+        // 4. Insert; a row another instance inserted meanwhile conflicts and is answered as a duplicate.
+        var ids: [UUID] = [], nums: [String] = [], channels: [String] = [], refs: [String] = [], received: [Date] = []
+        var promised: [Date] = [], branchCodes: [String] = [], names: [String] = [], phones: [String] = []
+        var idNumbers: [String] = [], keys: [String] = [], flags: [String] = [], policies: [String] = [], claims: [String] = []
+        var stages: [String] = [], subjects: [String] = [], contents: [String] = [], regCases: [String] = [], regDeadlines: [String] = []
+        var entries: [(index: Int, id: UUID, promised: Date, key: String)] = []
+        for index in fresh {
+            let s = submissions[index]
+            let id = UUID()
+            var promise = policy.schedule(.decision, from: s.receivedAt).dueAt
+            if let deadline = s.regulatorDeadline, deadline < promise { promise = deadline }
+            let key = personalData.customerKey(phone: s.customerPhone)
+            entries.append((index, id, promise, key))
+            ids.append(id); nums.append(numbers[index]!); channels.append(s.channel.rawValue); refs.append(s.externalRef)
+            received.append(s.receivedAt); promised.append(promise); branchCodes.append(s.branch); names.append(s.customerName)
+            phones.append(s.customerPhone); idNumbers.append(s.customerIDNumber ?? ""); keys.append(key)
+            flags.append(s.customerFlags.map(\.rawValue).joined(separator: ",")); policies.append(s.policyNumber ?? "")
+            claims.append(s.claimNumber ?? ""); stages.append(s.claimStage ?? ""); subjects.append(s.subject); contents.append(s.content)
+            regCases.append(s.regulatorCaseNumber ?? ""); regDeadlines.append(s.regulatorDeadline.map(Timestamp.format) ?? "")
+        }
+        var inserted = Set<UUID>()
+        if !ids.isEmpty {
+            let rows = try await connection.query("""
+                INSERT INTO complaints (id, number, channel, external_ref, received_at, registered_at, promised_reply_by, branch,
+                    customer_name, customer_phone, customer_id_number, customer_key, customer_flags, policy_number, claim_number,
+                    claim_stage, subject, content, regulator_case_number, regulator_deadline)
+                SELECT id, number, channel, ref, received, \(now), promised, branch, name, phone, NULLIF(idn, ''), key,
+                    COALESCE(string_to_array(NULLIF(flags, ''), ','), '{}'), NULLIF(policy, ''), NULLIF(claim, ''), NULLIF(stage, ''),
+                    subject, content, NULLIF(regcase, ''), NULLIF(regdeadline, '')::timestamptz
+                FROM unnest(\(ids)::uuid[], \(nums)::text[], \(channels)::text[], \(refs)::text[], \(received)::timestamptz[],
+                    \(promised)::timestamptz[], \(branchCodes)::text[], \(names)::text[], \(phones)::text[], \(idNumbers)::text[],
+                    \(keys)::text[], \(flags)::text[], \(policies)::text[], \(claims)::text[], \(stages)::text[], \(subjects)::text[],
+                    \(contents)::text[], \(regCases)::text[], \(regDeadlines)::text[])
+                    AS t(id, number, channel, ref, received, promised, branch, name, phone, idn, key, flags, policy, claim, stage,
+                         subject, content, regcase, regdeadline)
+                ON CONFLICT (channel, external_ref) DO NOTHING
+                RETURNING id
+                """, logger: logger)
+            for try await id in rows.decode(UUID.self) { inserted.insert(id) }
+        }
+
+        var events: [OutboxEntry] = []
+        let encoder = EventCoding.encoder()
+        var lost: [(String, String)] = []
+        for entry in entries {
+            let s = submissions[entry.index]
+            guard inserted.contains(entry.id) else {
+                lost.append((s.channel.rawValue, s.externalRef))
+                continue
+            }
+            let number = numbers[entry.index]!
+            results[entry.index] = Registration(id: entry.id, number: number, status: CaseStatus.registered.rawValue, promisedReplyBy: entry.promised, duplicate: false)
+            let payload = ComplaintRegistered(
+                number: number, channel: s.channel, externalRef: s.externalRef, receivedAt: s.receivedAt, registeredAt: now,
+                promisedReplyBy: entry.promised, branch: s.branch,
+                customer: MaskedCustomer(
+                    name: PersonalData.maskName(s.customerName), phone: PersonalData.maskPhone(s.customerPhone),
+                    idNumber: s.customerIDNumber.map(PersonalData.maskIDNumber), key: entry.key, flags: s.customerFlags),
+                policyNumber: s.policyNumber, claimNumber: s.claimNumber, claimStage: s.claimStage,
+                subject: PersonalData.scrub(s.subject), content: PersonalData.scrub(s.content),
+                regulatorCaseNumber: s.regulatorCaseNumber, regulatorDeadline: s.regulatorDeadline)
+            events.append(try OutboxEntry(EventEnvelope(occurredAt: now, complaintId: entry.id, orgUnit: s.branch, actor: Self.actor, payload: payload), encoder: encoder))
+        }
+        if !lost.isEmpty {
+            let raced = try await find(lost, on: connection, logger: logger)
+            for entry in entries where results[entry.index] == nil {
+                let s = submissions[entry.index]
+                results[entry.index] = raced[s.channel.rawValue + "\u{1F}" + s.externalRef]
+            }
+        }
+        try await Outbox.append(events, on: connection, logger: logger)
+
+        // Repeats inside the batch answer like the first of them.
+        for (index, s) in submissions.enumerated() where results[index] == nil {
+            if let first = firstIndexOf[s.channel.rawValue + "\u{1F}" + s.externalRef], var answer = results[first] {
+                answer.duplicate = true
+                results[index] = answer
+            }
+        }
+        for (index, s) in submissions.enumerated() {
+            if results[index]?.duplicate == true {
+                Counter(label: "redress_complaints_duplicates_total", dimensions: [("channel", s.channel.rawValue)]).increment()
+            } else {
+                Counter(label: "redress_complaints_received_total", dimensions: [("channel", s.channel.rawValue), ("branch", s.branch)]).increment()
+            }
+        }
+        return results.map { $0! }
+    }
+
+    private func find(_ pairs: [(String, String)], on connection: PostgresConnection, logger: Logger) async throws -> [String: Registration] {
+        guard !pairs.isEmpty else { return [:] }
+        let rows = try await connection.query("""
+            SELECT c.channel, c.external_ref, c.id, c.number, c.status, c.promised_reply_by
+            FROM complaints c JOIN unnest(\(pairs.map(\.0))::text[], \(pairs.map(\.1))::text[]) AS t(channel, ref)
+              ON c.channel = t.channel AND c.external_ref = t.ref
+            """, logger: logger)
+        var found: [String: Registration] = [:]
+        for try await (channel, ref, id, number, status, promised) in rows.decode((String, String, UUID, String, String, Date).self) {
+            found[channel + "\u{1F}" + ref] = Registration(id: id, number: number, status: status, promisedReplyBy: promised, duplicate: true)
+        }
+        return found
+    }
+}

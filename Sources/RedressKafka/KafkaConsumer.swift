@@ -1,0 +1,282 @@
+import CRdKafka
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+/// A consumer-group member. Messages arrive through `batches(maxCount:)`, an `AsyncSequence` of
+/// arrays; the application calls `storeOffsets(for:)` only after its own side effects are committed,
+/// and librdkafka commits stored offsets periodically, on revocation and on close.
+///
+/// A thread of its own polls librdkafka into a bounded buffer; when the buffer is full that thread
+/// waits, so a slow handler slows fetching instead of growing memory. On revocation, buffered
+/// messages of the revoked partitions are dropped: their new owner reads them again.
+public final class KafkaConsumer: Sendable {
+    private let client: RDKafkaClient
+    private let configuration: KafkaConsumerConfiguration
+    private let logger: Logger
+    private let buffer: MessageBuffer
+
+    public init(configuration: KafkaConsumerConfiguration, logger: Logger) throws(KafkaError) {
+        self.configuration = configuration
+        self.logger = logger
+        self.buffer = MessageBuffer(capacity: configuration.bufferCapacity)
+        self.client = try RDKafkaClient(role: .consumer, properties: configuration.properties(), logger: logger)
+        try client.subscribe(configuration.topics)
+        startPoller()
+    }
+
+    private func startPoller() {
+        let client = self.client
+        let buffer = self.buffer
+        let logger = self.logger
+        Blocking.startThread(name: "redress-kafka-consumer") {
+            var closing = false
+            while true {
+                if !closing, buffer.isClosing {
+                    // Leave the group cleanly: commit stored offsets, then serve the queue until librdkafka is done.
+                    _ = client.commitStored()
+                    client.beginClose()
+                    closing = true
+                }
+                if closing, client.isClosed { break }
+                if !closing, !buffer.waitForSpace(timeout: 0.1) { continue }
+                switch client.poll(timeoutMilliseconds: 100) {
+                case .message(let message):
+                    if !closing { buffer.append(message) }
+                case .assign(let partitions):
+                    logger.info("partitions assigned", metadata: ["partitions": "\(partitions.map(\.description).sorted())"])
+                    buffer.assign(partitions)
+                case .revoke(let partitions):
+                    logger.info("partitions revoked", metadata: ["partitions": "\(partitions.map(\.description).sorted())"])
+                    buffer.revoke(partitions)
+                case .error(let error):
+                    if error.isFatal {
+                        logger.critical("Kafka consumer fatal error: \(error.message)")
+                        buffer.fail(error)
+                    } else {
+                        logger.warning("Kafka consumer: \(error.message)")
+                    }
+                default:
+                    break
+                }
+            }
+            buffer.finish()
+        }
+    }
+
+    /// The next messages available, up to `maxCount`, waiting if none are; nil once the consumer is closed.
+    public func nextBatch(maxCount: Int) async throws(KafkaError) -> [KafkaMessage]? {
+        try await buffer.next(maxCount: maxCount)
+    }
+
+    public func batches(maxCount: Int = 500) -> Batches {
+        Batches(consumer: self, maxCount: maxCount)
+    }
+
+    /// Records that these messages are fully processed. Call after the transaction that handled them commits.
+    public func storeOffsets(for messages: [KafkaMessage]) {
+        var next: [TopicPartition: Int64] = [:]
+        for message in messages {
+            let key = message.topicPartition
+            next[key] = max(next[key] ?? 0, message.offset + 1)
+        }
+        client.storeOffsets(next)
+    }
+
+    /// Commits stored offsets now and waits for the broker's answer.
+    public func commit() async throws(KafkaError) {
+        let client = self.client
+        let code = await Blocking.run { client.commitStored() }
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR, code != RD_KAFKA_RESP_ERR__NO_OFFSET {
+            throw KafkaError(code: code, context: "commit offsets")
+        }
+    }
+
+    /// The partitions this member holds now.
+    public var assignment: Set<TopicPartition> { buffer.assignment }
+
+    /// Leaves the group after committing stored offsets. Buffered, unprocessed messages are dropped;
+    /// the group re-reads them from the committed offsets.
+    public func close() async {
+        buffer.beginClose()
+        await buffer.waitFinished()
+    }
+
+    public struct Batches: AsyncSequence, Sendable {
+        public typealias Element = [KafkaMessage]
+        let consumer: KafkaConsumer
+        let maxCount: Int
+
+        public func makeAsyncIterator() -> Iterator { Iterator(consumer: consumer, maxCount: maxCount) }
+
+        public struct Iterator: AsyncIteratorProtocol {
+            let consumer: KafkaConsumer
+            let maxCount: Int
+
+            public mutating func next() async throws -> [KafkaMessage]? {
+                try await consumer.nextBatch(maxCount: maxCount)
+            }
+        }
+    }
+}
+
+/// The bounded hand-over between the poll thread and the async side.
+final class MessageBuffer: Sendable {
+    private struct State {
+        var messages: [KafkaMessage] = []
+        var head = 0
+        var waiter: CheckedContinuation<Void, Never>?
+        var assignment: Set<TopicPartition> = []
+        var closing = false
+        var finished = false
+        var failure: KafkaError?
+        var finishWaiters: [CheckedContinuation<Void, Never>] = []
+        var count: Int { messages.count - head }
+    }
+
+    private let state = NIOLockedValueBox(State())
+    private let space = ConditionLock(value: 0)
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    var isClosing: Bool { state.withLockedValue { $0.closing } }
+    var assignment: Set<TopicPartition> { state.withLockedValue { $0.assignment } }
+
+    /// Poll thread: true when there is room for more messages, waiting up to `timeout` seconds for it.
+    func waitForSpace(timeout: Double) -> Bool {
+        if state.withLockedValue({ $0.count < capacity || $0.closing }) { return true }
+        if space.lock(whenValue: 1, timeoutSeconds: timeout) {
+            space.unlock(withValue: 0)
+        }
+        return state.withLockedValue { $0.count < capacity || $0.closing }
+    }
+
+    func append(_ message: KafkaMessage) {
+        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            // A message of a partition revoked meanwhile is not ours to process any more.
+            guard state.assignment.contains(message.topicPartition) else { return nil }
+            state.messages.append(message)
+            let waiter = state.waiter
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
+    }
+
+    func assign(_ partitions: [TopicPartition]) {
+        state.withLockedValue { $0.assignment.formUnion(partitions) }
+    }
+
+    func revoke(_ partitions: [TopicPartition]) {
+        state.withLockedValue { state in
+            let revoked = Set(partitions)
+            state.assignment.subtract(revoked)
+            let kept = state.messages[state.head...].filter { !revoked.contains($0.topicPartition) }
+            state.messages = Array(kept)
+            state.head = 0
+        }
+        signalSpace()
+    }
+
+    func fail(_ error: KafkaError) {
+        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            state.failure = error
+            let waiter = state.waiter
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
+    }
+
+    func beginClose() {
+        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            state.closing = true
+            let waiter = state.waiter
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
+        signalSpace()
+    }
+
+    func finish() {
+        let (waiters, waiter) = state.withLockedValue { state -> ([CheckedContinuation<Void, Never>], CheckedContinuation<Void, Never>?) in
+            state.finished = true
+            state.closing = true
+            let waiters = state.finishWaiters
+            state.finishWaiters = []
+            let waiter = state.waiter
+            state.waiter = nil
+            return (waiters, waiter)
+        }
+        waiters.forEach { $0.resume() }
+        waiter?.resume()
+    }
+
+    func waitFinished() async {
+        await withCheckedContinuation { continuation in
+            let done = state.withLockedValue { state -> Bool in
+                if state.finished { return true }
+                state.finishWaiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    func next(maxCount: Int) async throws(KafkaError) -> [KafkaMessage]? {
+        while true {
+            enum Step { case batch([KafkaMessage]), end, failed(KafkaError), wait }
+            let step = state.withLockedValue { state -> Step in
+                if let failure = state.failure { return .failed(failure) }
+                if state.closing { return .end }
+                guard state.count > 0 else { return .wait }
+                let end = min(state.messages.count, state.head + maxCount)
+                let batch = Array(state.messages[state.head..<end])
+                state.head = end
+                if state.head > 4096 || state.head == state.messages.count {
+                    state.messages.removeFirst(state.head)
+                    state.head = 0
+                }
+                return .batch(batch)
+            }
+            switch step {
+            case .batch(let batch):
+                signalSpace()
+                return batch
+            case .end:
+                return nil
+            case .failed(let error):
+                throw error
+            case .wait:
+                if Task.isCancelled { return nil }
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                        let resumeNow = state.withLockedValue { state -> Bool in
+                            if state.count > 0 || state.closing || state.failure != nil || Task.isCancelled { return true }
+                            state.waiter = continuation
+                            return false
+                        }
+                        if resumeNow { continuation.resume() }
+                    }
+                } onCancel: {
+                    let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+                        let waiter = state.waiter
+                        state.waiter = nil
+                        return waiter
+                    }
+                    waiter?.resume()
+                }
+                if Task.isCancelled { return nil }
+            }
+        }
+    }
+
+    private func signalSpace() {
+        space.lock()
+        space.unlock(withValue: 1)
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import PostgresNIO
+import RedressContracts
+import RedressDomain
+import RedressServiceKit
+import RedressStore
+import ServiceLifecycle
+
+/// `redress-notify`: records what each person must be told. In the foundation: the customer's
+/// acknowledgement of receipt (告知受理) and the new owner's staff-inbox entry. Delivery through
+/// gateways, retries and proof of delivery come with the notifications issue.
+public enum NotifyService {
+    public static let name = "redress-notify"
+    public static let defaultPort = 8085
+    public static let consumerGroup = "redress-notify"
+
+    public static func main() async throws {
+        let host = try ServiceHost.fromEnvironment(service: name, defaultPort: defaultPort)
+        let (router, services) = build(host: host)
+        try await host.run(router: router, services: services)
+    }
+
+    public static func build(host: ServiceHost) -> (Router<RedressRequestContext>, [any Service]) {
+        let acknowledgements = host.consumer(group: consumerGroup + ".acknowledgement", topics: [EventType.complaintRegistered.topic],
+                                             handler: EventHandler<ComplaintRegistered>(acknowledge))
+        let staff = host.consumer(group: consumerGroup + ".staff", topics: [EventType.caseAssigned.topic],
+                                  handler: EventHandler<CaseAssigned>(tellOwner))
+        return (host.router(), [acknowledgements, staff])
+    }
+
+    /// The channel a customer is answered on: the one they complained through where it can carry a message, else SMS.
+    static func customerChannel(_ channel: RedressDomain.Channel) -> String {
+        switch channel {
+        case .wechat: "wechat"
+        case .email: "email"
+        default: "sms"
+        }
+    }
+
+    @Sendable
+    static func acknowledge(_ events: [EventEnvelope<ComplaintRegistered>], on connection: PostgresConnection, logger: Logger) async throws {
+        try await record(
+            complaintIDs: events.map(\.complaintId), eventIDs: events.map(\.id),
+            recipients: events.map { "customer:" + $0.payload.customer.key },
+            channels: events.map { customerChannel($0.payload.channel) },
+            template: "complaint.registered.acknowledgement", on: connection, logger: logger)
+    }
+
+    @Sendable
+    static func tellOwner(_ events: [EventEnvelope<CaseAssigned>], on connection: PostgresConnection, logger: Logger) async throws {
+        let owned = events.filter { $0.payload.transition.assignee != nil }
+        try await record(
+            complaintIDs: owned.map(\.complaintId), eventIDs: owned.map(\.id),
+            recipients: owned.map { "staff:" + $0.payload.transition.assignee! },
+            channels: owned.map { _ in "staff_inbox" },
+            template: "case.assigned.owner", on: connection, logger: logger)
+    }
+
+    static func record(complaintIDs: [UUID], eventIDs: [UUID], recipients: [String], channels: [String], template: String,
+                       on connection: PostgresConnection, logger: Logger) async throws {
+        guard !eventIDs.isEmpty else { return }
+        let ids = eventIDs.map { _ in UUID() }
+        // At most one notification per (event, recipient, channel), however often the event arrives.
+        try await connection.query("""
+            INSERT INTO notifications (id, complaint_id, event_id, recipient, channel, template)
+            SELECT id, complaint_id, event_id, recipient, channel, \(template)
+            FROM unnest(\(ids)::uuid[], \(complaintIDs)::uuid[], \(eventIDs)::uuid[], \(recipients)::text[], \(channels)::text[])
+                AS t(id, complaint_id, event_id, recipient, channel)
+            ON CONFLICT (event_id, recipient, channel) DO NOTHING
+            """, logger: logger)
+        var perChannel: [String: Int] = [:]
+        for channel in channels { perChannel[channel, default: 0] += 1 }
+        for (channel, count) in perChannel {
+            Counter(label: "redress_notifications_recorded_total", dimensions: [("template", template), ("channel", channel)]).increment(by: count)
+        }
+    }
+}

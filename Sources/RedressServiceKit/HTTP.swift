@@ -1,0 +1,155 @@
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+import RedressContracts
+
+/// The request context of every Redress service: Hummingbird's core plus the verified caller.
+public struct RedressRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var identity: Identity?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+    }
+
+    /// Bodies above this are refused with 413 before they are read.
+    public var maxUploadSize: Int { 256 * 1024 }
+
+    /// The verified caller; routes behind `RequireRoles` always have one.
+    public func caller() throws -> Identity {
+        guard let identity else { throw Problem(status: .unauthorized, title: "Authentication required", detail: "send Authorization: Bearer <token>") }
+        return identity
+    }
+}
+
+/// An RFC 7807 problem document: what was wrong, in words a person can act on, and per-field errors.
+public struct Problem: Error, Sendable, Codable, ResponseGenerator {
+    public var type: String
+    public var title: String
+    public var status: Int
+    public var detail: String
+    public var errors: [FieldError]?
+
+    public init(status: HTTPResponse.Status, title: String, detail: String, errors: [FieldError]? = nil) {
+        self.type = "about:blank"
+        self.title = title
+        self.status = status.code
+        self.detail = detail
+        self.errors = errors
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(self)
+        return Response(
+            status: HTTPResponse.Status(code: status),
+            headers: [.contentType: "application/problem+json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+/// Turns every error into a problem document, so no client ever gets an empty 500.
+public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let problem as Problem {
+            return try problem.response(from: request, context: context)
+        } catch let error as HTTPError {
+            let problem = Problem(status: error.status, title: error.status.reasonPhrase, detail: error.body ?? error.status.reasonPhrase)
+            return try problem.response(from: request, context: context)
+        } catch {
+            context.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
+            let problem = Problem(status: .internalServerError, title: "Internal error",
+                                  detail: "the request could not be completed; nothing was changed if it was a write. Try again, and report request id \(context.id) if it persists")
+            return try problem.response(from: request, context: context)
+        }
+    }
+}
+
+/// Checks the bearer token and that its role is one the route accepts.
+public struct RequireRoles: RouterMiddleware {
+    public typealias Context = RedressRequestContext
+    let roles: Set<Role>
+    let authority: TokenAuthority
+
+    public init(_ roles: Set<Role>, authority: TokenAuthority) {
+        self.roles = roles
+        self.authority = authority
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            throw Problem(status: .unauthorized, title: "Authentication required", detail: "send Authorization: Bearer <token> (redressctl token mints one for development)")
+        }
+        let identity: Identity
+        do {
+            identity = try authority.verify(String(header.dropFirst("Bearer ".count)))
+        } catch {
+            throw Problem(status: .unauthorized, title: "Invalid token", detail: error.description)
+        }
+        guard roles.contains(identity.role) else {
+            throw Problem(status: .forbidden, title: "Role not allowed",
+                          detail: "role '\(identity.role.rawValue)' may not use this route; it needs one of \(roles.map(\.rawValue).sorted().joined(separator: ", "))")
+        }
+        var context = context
+        context.identity = identity
+        context.logger[metadataKey: "caller"] = "\(identity.subject)@\(identity.unit)"
+        return try await next(request, context)
+    }
+}
+
+/// Request count and duration per route, labelled by the route pattern (never the raw path, which holds ids).
+public struct HTTPMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
+    let service: String
+
+    public init(service: String) { self.service = service }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        let response = try await next(request, context)
+        let route = context.endpointPath ?? "unmatched"
+        let method = request.method.rawValue
+        Counter(label: "redress_http_requests_total", dimensions: [
+            ("service", service), ("route", route), ("method", method), ("status", String(response.status.code)),
+        ]).increment()
+        Metrics.Timer(label: "redress_http_request_duration_seconds", dimensions: [("service", service), ("route", route), ("method", method)])
+            .recordNanoseconds((ContinuousClock.now - start).nanoseconds)
+        return response
+    }
+}
+
+extension Duration {
+    public var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+
+    public var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
+
+extension Request {
+    /// Reads the whole body, refusing oversize bodies (413) and non-UTF-8 bytes (400).
+    public func utf8Body(context: some RequestContext) async throws -> [UInt8] {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await body.collect(upTo: context.maxUploadSize)
+        } catch {
+            throw Problem(status: .contentTooLarge, title: "Body too large",
+                          detail: "the body exceeds \(context.maxUploadSize) bytes; send attachments as references, not inline")
+        }
+        let bytes = Array(buffer.readableBytesView)
+        guard String(validating: bytes, as: UTF8.self) != nil else {
+            throw Problem(status: .badRequest, title: "Body is not UTF-8", detail: "send the JSON body encoded as UTF-8")
+        }
+        return bytes
+    }
+}

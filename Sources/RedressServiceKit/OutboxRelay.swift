@@ -1,0 +1,146 @@
+import Foundation
+import Logging
+import Metrics
+import PostgresNIO
+import RedressContracts
+import RedressKafka
+import RedressStore
+import ServiceLifecycle
+
+/// Publishes outbox rows to Kafka. Woken by NOTIFY on `redress_outbox`, with a polling fallback.
+/// Each cycle locks a set of lanes (`FOR UPDATE SKIP LOCKED`), publishes their pending rows in
+/// commit order and awaits every delivery report, marks them published, and commits — so several
+/// relays share the work and one complaint's events are never published by two relays at once.
+/// A crash between publish and mark republishes those rows; consumers' inboxes absorb the repeat.
+public final class OutboxRelay: Service, Sendable {
+    public struct Settings: Sendable {
+        public var lanesPerCycle = 16
+        public var batchSize = 2_000
+        public var pollInterval: Duration = .seconds(1)
+        public var keepPublished: Duration = .seconds(3600)
+        public init() {}
+    }
+
+    let postgres: PostgresClient
+    let producer: KafkaProducer
+    let gate: StartupGate
+    let settings: Settings
+    let logger: Logger
+    let wakeup = Wakeup()
+
+    public init(postgres: PostgresClient, producer: KafkaProducer, gate: StartupGate, settings: Settings = Settings(), logger: Logger) {
+        self.postgres = postgres
+        self.producer = producer
+        self.gate = gate
+        self.settings = settings
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await gate.wait()
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.listen() }
+            group.addTask { await self.housekeeping() }
+            await self.publishLoop()
+            group.cancelAll()
+        }
+    }
+
+    private func publishLoop() async {
+        var backoff: Duration = .milliseconds(100)
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            do {
+                let published = try await publishOnce()
+                backoff = .milliseconds(100)
+                if published == 0 {
+                    await wakeup.wait(timeout: settings.pollInterval)
+                }
+            } catch {
+                logger.error("outbox relay cycle failed; retrying", metadata: ["error": "\(error)", "retryIn": "\(backoff)"])
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(5))
+            }
+        }
+    }
+
+    /// One cycle; returns how many rows were published.
+    @discardableResult
+    public func publishOnce() async throws -> Int {
+        let start = ContinuousClock.now
+        let settings = self.settings
+        let logger = self.logger
+        let producer = self.producer
+        let published = try await postgres.withTransaction(logger: logger) { connection -> Int in
+            let rows = try await Outbox.claim(lanes: settings.lanesPerCycle, limit: settings.batchSize, on: connection, logger: logger)
+            guard !rows.isEmpty else { return 0 }
+            let messages = rows.map { row in
+                KafkaOutgoingMessage(
+                    topic: row.topic, key: row.key, value: Array(row.payload.readableBytesView),
+                    headers: [KafkaHeader(name: Headers.eventType, value: row.eventType),
+                              KafkaHeader(name: Headers.eventID, value: row.eventID.uuidString.lowercased())])
+            }
+            let reports = try await producer.send(messages)
+            // After a failed delivery, later rows of the same key stay pending too, so order holds on retry.
+            var failedKeys = Set<String>()
+            var done: [Int64] = []
+            var perTopic: [String: Int] = [:]
+            for (row, report) in zip(rows, reports) {
+                if report.isDelivered, !failedKeys.contains(row.key) {
+                    done.append(row.id)
+                    perTopic[row.topic, default: 0] += 1
+                } else {
+                    failedKeys.insert(row.key)
+                }
+            }
+            if let failure = reports.first(where: { !$0.isDelivered })?.error {
+                logger.warning("outbox rows not delivered; they stay pending", metadata: ["count": "\(rows.count - done.count)", "error": "\(failure.message)"])
+            }
+            try await Outbox.markPublished(done, on: connection, logger: logger)
+            for (topic, count) in perTopic {
+                Counter(label: "redress_outbox_published_total", dimensions: [("topic", topic)]).increment(by: count)
+            }
+            return done.count
+        }
+        if published > 0 {
+            Metrics.Timer(label: "redress_outbox_publish_duration_seconds").recordNanoseconds((ContinuousClock.now - start).nanoseconds)
+        }
+        return published
+    }
+
+    /// LISTEN on a connection of its own; every notification wakes the publish loop. Reconnects on failure.
+    private func listen() async {
+        while !Task.isCancelled {
+            do {
+                try await postgres.withConnection { connection in
+                    let notifications = try await connection.listen("redress_outbox")
+                    self.wakeup.signal()
+                    for try await _ in notifications {
+                        self.wakeup.signal()
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("outbox LISTEN connection lost; polling until it is back", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    private func housekeeping() async {
+        let pending = Gauge(label: "redress_outbox_pending")
+        var lastPurge = ContinuousClock.now - .seconds(3600)
+        while !Task.isCancelled {
+            do {
+                pending.record(try await Outbox.pendingCount(postgres, logger: logger))
+                if ContinuousClock.now - lastPurge > .seconds(60) {
+                    try await Outbox.purgePublished(olderThan: settings.keepPublished, postgres, logger: logger)
+                    lastPurge = ContinuousClock.now
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.debug("outbox housekeeping failed", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: .seconds(5))
+        }
+    }
+}

@@ -1,0 +1,183 @@
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+import PostgresNIO
+import Prometheus
+import RedressContracts
+import RedressKafka
+import RedressStore
+import ServiceLifecycle
+
+/// What every Redress process shares: configuration, database pool, producer, token authority,
+/// metrics registry, and the start-up gate. A service library takes a host, adds its routes and
+/// consumers, and `run`s.
+public final class ServiceHost: Sendable {
+    public let configuration: ServiceConfiguration
+    public let logger: Logger
+    public let postgres: PostgresClient
+    public let producer: KafkaProducer
+    public let tokens: TokenAuthority
+    public let personalData: PersonalDataKey
+    public let gate = StartupGate()
+    public let registry: PrometheusCollectorRegistry
+    private let readiness = NIOLockedValueBox<(at: ContinuousClock.Instant, ready: Bool, detail: String)?>(nil)
+
+    /// Process-wide set-up (logging and metrics back ends) happens once; tests create hosts freely.
+    private static let metricsRegistry: PrometheusCollectorRegistry = {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+        ]
+        MetricsSystem.bootstrap(factory)
+        return registry
+    }()
+
+    public init(configuration: ServiceConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "instance"] = "\(configuration.instance)"
+        self.logger = logger
+        self.registry = Self.metricsRegistry
+        self.postgres = PostgresClient(configuration: configuration.postgres.clientConfiguration(), backgroundLogger: logger)
+        var producerConfiguration = KafkaProducerConfiguration(client: configuration.kafkaClient("producer"))
+        producerConfiguration.linger = .milliseconds(2)
+        self.producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
+        self.tokens = TokenAuthority(secret: configuration.jwtSecret)
+        self.personalData = PersonalDataKey(secret: configuration.personalDataKey)
+    }
+
+    /// Reads the environment, installs logging, and creates the host: what an executable's `main` calls.
+    public static func fromEnvironment(service: String, defaultPort: Int) throws -> ServiceHost {
+        let configuration: ServiceConfiguration
+        do {
+            configuration = try ServiceConfiguration.fromEnvironment(service: service, defaultPort: defaultPort)
+        } catch {
+            FileHandle.standardError.write(Data("\(service): \(error)\n".utf8))
+            exit(2)
+        }
+        RedressLogging.bootstrap(service: service, level: configuration.logLevel, format: configuration.logFormat)
+        return try ServiceHost(configuration: configuration, logger: Logger(label: service))
+    }
+
+    /// Consumer settings for this process: group, topics, and the session timeout from the environment.
+    public func consumerConfiguration(group: String, topics: [String]) -> KafkaConsumerConfiguration {
+        var consumer = KafkaConsumerConfiguration(client: configuration.kafkaClient(group), groupID: group, topics: topics)
+        consumer.sessionTimeout = configuration.kafkaSessionTimeout
+        consumer.heartbeatInterval = .nanoseconds(min(3_000_000_000, configuration.kafkaSessionTimeout.nanoseconds / 3))
+        return consumer
+    }
+
+    public func consumer<H: BatchHandler>(group: String, topics: [String], handler: H) -> EventConsumer<H> {
+        EventConsumer(configuration: consumerConfiguration(group: group, topics: topics), handler: handler,
+                      postgres: postgres, producer: producer, gate: gate, logger: logger)
+    }
+
+    /// A router with the problem-document and metrics middleware and the system routes
+    /// `/health` (process up), `/ready` (database and broker reachable) and `/metrics`.
+    public func router() -> Router<RedressRequestContext> {
+        let router = Router(context: RedressRequestContext.self)
+        router.add(middleware: ProblemMiddleware())
+        router.add(middleware: HTTPMetricsMiddleware(service: configuration.serviceName))
+        router.get("/health") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"status":"up"}"#)))
+        }
+        router.get("/ready") { [self] _, _ in
+            let (ready, detail) = await checkReadiness()
+            let body = #"{"status":"\#(ready ? "ready" : "not_ready")","detail":"\#(detail)"}"#
+            return Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+        }
+        router.get("/metrics") { [self] _, _ in
+            var buffer: [UInt8] = []
+            buffer.reserveCapacity(16 * 1024)
+            registry.emit(into: &buffer)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+        }
+        return router
+    }
+
+    /// Ready when migrations are done, PostgreSQL answers and a Kafka broker answers. Cached for a second.
+    func checkReadiness() async -> (Bool, String) {
+        if let cached = readiness.withLockedValue({ $0 }), ContinuousClock.now - cached.at < .seconds(1) {
+            return (cached.ready, cached.detail)
+        }
+        var ready = true
+        var detail = "database and broker reachable"
+        if !gate.isOpen {
+            ready = false
+            detail = "starting: migrations not finished"
+        } else {
+            do {
+                try await postgres.query("SELECT 1", logger: logger)
+            } catch {
+                ready = false
+                detail = "PostgreSQL unreachable"
+            }
+            if ready {
+                do {
+                    _ = try await producer.topicNames(timeout: .seconds(2))
+                } catch {
+                    ready = false
+                    detail = "Kafka unreachable"
+                }
+            }
+        }
+        readiness.withLockedValue { $0 = (ContinuousClock.now, ready, detail) }
+        return (ready, detail)
+    }
+
+    /// Runs the process: database pool, producer, migrations, relay, the given services, and HTTP,
+    /// in one `ServiceGroup` that shuts down in reverse order on SIGTERM/SIGINT — HTTP stops first,
+    /// consumers finish their batch, the producer flushes, the database pool closes last.
+    public func run(router: Router<RedressRequestContext>, services: [any Service], relay: Bool = true) async throws {
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: configuration.serviceName),
+            onServerRunning: { [logger, configuration] channel in
+                logger.info("listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")", "service": "\(configuration.serviceName)"])
+            },
+            logger: logger)
+        var all: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: postgres),
+            .init(service: producer),
+            .init(service: StartupService(host: self), successTerminationBehavior: .ignore),
+        ]
+        if relay {
+            all.append(.init(service: OutboxRelay(postgres: postgres, producer: producer, gate: gate, logger: logger)))
+        }
+        all += services.map { .init(service: $0) }
+        all.append(.init(service: app))
+        var group = ServiceGroupConfiguration(services: all, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        group.maximumGracefulShutdownDuration = .seconds(25)
+        try await ServiceGroup(configuration: group).run()
+    }
+}
+
+/// Migrates (when configured) and opens the gate; retries while PostgreSQL is not reachable yet.
+struct StartupService: Service {
+    let host: ServiceHost
+
+    func run() async throws {
+        var delay: Duration = .milliseconds(200)
+        while true {
+            do {
+                if host.configuration.migrateOnStart {
+                    try await Migrator.migrate(host.postgres, logger: host.logger)
+                } else {
+                    try await host.postgres.query("SELECT 1", logger: host.logger)
+                }
+                host.gate.open()
+                host.logger.info("started", metadata: ["service": "\(host.configuration.serviceName)"])
+                return
+            } catch {
+                if Task.isShuttingDownGracefully || Task.isCancelled { return }
+                host.logger.warning("database not ready; retrying", metadata: ["error": "\(String(reflecting: error))", "retryIn": "\(delay)"])
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+/// Versioned schema migrations, applied in order, each once, each in its own transaction.
+/// Never edit a migration that has shipped: add the next one.
+public struct Migration: Sendable {
+    public var version: Int
+    public var name: String
+    public var sql: String
+}
+
+public enum Migrations {
+    public static let all: [Migration] = [
+        Migration(version: 1, name: "foundation", sql: foundation),
+    ]
+
+    static let foundation = #"""
+    -- The organisation tree. `path` is the materialised chain of codes from HQ ('HQ/GD/GD-SZ'):
+    -- "this unit and below" is `path = $1 OR path LIKE $1 || '/%'`, served by the text_pattern_ops index.
+    CREATE TABLE org_units (
+        code          text PRIMARY KEY CHECK (code ~ '^[A-Z0-9][A-Z0-9-]{1,31}$'),
+        parent_code   text REFERENCES org_units(code),
+        level         text NOT NULL CHECK (level IN ('hq', 'province', 'city', 'county')),
+        name          text NOT NULL,
+        path          text NOT NULL UNIQUE,
+        region        text NOT NULL DEFAULT 'CN',
+        -- Province setting: claims and underwriting complaints are handled at province level (核保、核赔集中).
+        claims_centralised boolean NOT NULL DEFAULT false,
+        CHECK ((level = 'hq') = (parent_code IS NULL))
+    );
+    CREATE INDEX org_units_path_prefix ON org_units (path text_pattern_ops);
+
+    CREATE TABLE staff (
+        id          text PRIMARY KEY,
+        name        text NOT NULL,
+        org_unit    text NOT NULL REFERENCES org_units(code),
+        role        text NOT NULL CHECK (role IN ('agent', 'supervisor', 'committee', 'auditor', 'admin')),
+        skills      text[] NOT NULL DEFAULT '{}',
+        capacity    integer NOT NULL DEFAULT 20 CHECK (capacity > 0),
+        open_cases  integer NOT NULL DEFAULT 0 CHECK (open_cases >= 0),
+        active      boolean NOT NULL DEFAULT true,
+        available   boolean NOT NULL DEFAULT true,
+        last_assigned_at timestamptz
+    );
+    CREATE INDEX staff_unit_role ON staff (org_unit, role) WHERE active;
+
+    -- Per-branch, per-day sequence behind complaint numbers (GD-SZ-20261122-000123).
+    CREATE TABLE complaint_number_sequences (
+        branch   text NOT NULL,
+        day      text NOT NULL,
+        last     integer NOT NULL,
+        PRIMARY KEY (branch, day)
+    );
+
+    -- The system of record. Full personal data lives only here.
+    CREATE TABLE complaints (
+        id                  uuid PRIMARY KEY,
+        number              text NOT NULL UNIQUE,
+        channel             text NOT NULL,
+        external_ref        text NOT NULL,
+        received_at         timestamptz NOT NULL,
+        registered_at       timestamptz NOT NULL DEFAULT now(),
+        promised_reply_by   timestamptz NOT NULL,
+        branch              text NOT NULL REFERENCES org_units(code),
+        customer_name       text NOT NULL,
+        customer_phone      text NOT NULL,
+        customer_id_number  text,
+        customer_key        text NOT NULL,
+        customer_flags      text[] NOT NULL DEFAULT '{}',
+        policy_number       text,
+        claim_number        text,
+        claim_stage         text,
+        subject             text NOT NULL,
+        content             text NOT NULL,
+        regulator_case_number text,
+        regulator_deadline  timestamptz,
+        category            text,
+        priority            text,
+        handling_unit       text REFERENCES org_units(code),
+        assignee            text REFERENCES staff(id),
+        status              text NOT NULL DEFAULT 'registered',
+        liability           text,
+        responsible_link    text,
+        cause_code          text,
+        version             integer NOT NULL DEFAULT 1,
+        updated_at          timestamptz NOT NULL DEFAULT now(),
+        -- The same (channel, external reference) twice is one complaint.
+        UNIQUE (channel, external_ref)
+    );
+    CREATE INDEX complaints_unit_status ON complaints (handling_unit, status);
+    CREATE INDEX complaints_assignee_open ON complaints (assignee) WHERE status <> 'closed';
+    CREATE INDEX complaints_customer_key ON complaints (customer_key);
+
+    -- Append-only audit trail of every case change.
+    CREATE TABLE case_events (
+        id            bigserial PRIMARY KEY,
+        complaint_id  uuid NOT NULL REFERENCES complaints(id),
+        event_id      uuid NOT NULL UNIQUE,
+        at            timestamptz NOT NULL DEFAULT now(),
+        actor         text NOT NULL,
+        actor_role    text,
+        actor_unit    text,
+        action        text NOT NULL,
+        from_status   text,
+        to_status     text NOT NULL,
+        reason        text,
+        payload       jsonb NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX case_events_complaint ON case_events (complaint_id, id);
+
+    CREATE FUNCTION case_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'case_events is an append-only audit trail: % is not allowed', TG_OP
+            USING ERRCODE = 'insufficient_privilege';
+    END $$;
+    CREATE TRIGGER case_events_no_update BEFORE UPDATE OR DELETE OR TRUNCATE ON case_events
+        FOR EACH STATEMENT EXECUTE FUNCTION case_events_append_only();
+
+    -- SLA clocks: one row per complaint and kind. Firing marks warned_at / breached_at exactly once.
+    CREATE TABLE sla_clocks (
+        complaint_id  uuid NOT NULL REFERENCES complaints(id),
+        kind          text NOT NULL,
+        started_at    timestamptz NOT NULL,
+        warn_at       timestamptz NOT NULL,
+        due_at        timestamptz NOT NULL,
+        paused_at     timestamptz,
+        warned_at     timestamptz,
+        breached_at   timestamptz,
+        stopped_at    timestamptz,
+        PRIMARY KEY (complaint_id, kind)
+    );
+    -- The scan for due clocks reads only running clocks, in due order: cost follows what is due.
+    CREATE INDEX sla_clocks_warn_due ON sla_clocks (warn_at) WHERE warned_at IS NULL AND stopped_at IS NULL AND paused_at IS NULL;
+    CREATE INDEX sla_clocks_breach_due ON sla_clocks (due_at) WHERE breached_at IS NULL AND stopped_at IS NULL AND paused_at IS NULL;
+
+    -- Transactional outbox. `lane` = hash(key) mod 64: a relay publishes a lane only while it holds
+    -- that lane's row lock, so events of one complaint leave in commit order even with several relays.
+    CREATE TABLE outbox (
+        id            bigserial PRIMARY KEY,
+        lane          smallint NOT NULL,
+        event_id      uuid NOT NULL,
+        topic         text NOT NULL,
+        key           text NOT NULL,
+        event_type    text NOT NULL,
+        payload       bytea NOT NULL,
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        published_at  timestamptz
+    );
+    CREATE INDEX outbox_pending ON outbox (lane, id) WHERE published_at IS NULL;
+
+    CREATE TABLE outbox_lanes (lane smallint PRIMARY KEY);
+    INSERT INTO outbox_lanes SELECT generate_series(0, 63);
+
+    -- One NOTIFY per inserting statement wakes the relays; the payload carries nothing.
+    CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('redress_outbox', '');
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER outbox_inserted AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
+
+    -- Inbox: an event id handled once per consumer group.
+    CREATE TABLE inbox (
+        consumer_group text NOT NULL,
+        event_id       uuid NOT NULL,
+        handled_at     timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (consumer_group, event_id)
+    );
+
+    -- Notifications to customers and staff; one per (event, recipient, channel).
+    CREATE TABLE notifications (
+        id            uuid PRIMARY KEY,
+        complaint_id  uuid NOT NULL REFERENCES complaints(id),
+        event_id      uuid NOT NULL,
+        recipient     text NOT NULL,
+        channel       text NOT NULL,
+        template      text NOT NULL,
+        language      text NOT NULL DEFAULT 'zh-CN',
+        status        text NOT NULL DEFAULT 'pending',
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (event_id, recipient, channel)
+    );
+
+    -- Return visits (回访) scheduled on closure.
+    CREATE TABLE surveys (
+        id            uuid PRIMARY KEY,
+        complaint_id  uuid NOT NULL REFERENCES complaints(id),
+        visit         text NOT NULL,
+        due_at        timestamptz NOT NULL,
+        status        text NOT NULL DEFAULT 'scheduled',
+        UNIQUE (complaint_id, visit)
+    );
+    """#
+}

@@ -1,0 +1,3 @@
+import RedressCases
+
+try await CasesService.main()

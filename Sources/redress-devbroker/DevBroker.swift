@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+import Logging
+import RedressContracts
+import RedressKafka
+import ServiceLifecycle
+
+/// The development broker: librdkafka's mock cluster in a process of its own, with the project's
+/// topics created, its address written to a file for the scripts and services. Memory only.
+@main
+struct DevBroker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "redress-devbroker",
+        abstract: "Run a development Kafka broker (librdkafka's mock cluster) with Redress's topics.")
+
+    @Option(help: "Where to write the bootstrap address (host:port,…).")
+    var bootstrapFile = "run/kafka.bootstrap"
+
+    @Option(help: "Brokers in the mock cluster.")
+    var brokers = 1
+
+    @Option(help: "Partitions per topic.")
+    var partitions = Topics.defaultPartitions
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .notice
+            return handler
+        }
+        let logger = Logger(label: "redress-devbroker")
+        let cluster = try MockCluster(brokers: brokers, logger: logger)
+        for topic in Topics.all {
+            try cluster.createTopic(topic, partitions: partitions)
+        }
+        let url = URL(fileURLWithPath: bootstrapFile)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        // Written last and atomically: a reader never sees the address before the topics exist.
+        try Data((cluster.bootstrapServers + "\n").utf8).write(to: url, options: .atomic)
+        print("redress-devbroker: \(cluster.bootstrapServers) (\(Topics.all.count) topics × \(partitions) partitions); address in \(bootstrapFile)")
+
+        // Serve until SIGTERM or SIGINT.
+        let group = ServiceGroup(configuration: .init(services: [HoldOpen()], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        try? FileManager.default.removeItem(at: url)
+        withExtendedLifetime(cluster) {}
+    }
+}
+
+/// Does nothing until shutdown: keeps the broker up while the process lives.
+struct HoldOpen: Service {
+    func run() async throws {
+        try? await gracefulShutdown()
+    }
+}

@@ -1,0 +1,3 @@
+import RedressIntake
+
+try await IntakeService.main()

@@ -1,0 +1,3 @@
+import RedressNotify
+
+try await NotifyService.main()

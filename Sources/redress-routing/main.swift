@@ -1,0 +1,3 @@
+import RedressRouting
+
+try await RoutingService.main()

@@ -1,0 +1,3 @@
+import RedressSupervisor
+
+try await SupervisorService.main()

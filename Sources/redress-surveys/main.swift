@@ -1,0 +1,3 @@
+import RedressSurveys
+
+try await SurveysService.main()

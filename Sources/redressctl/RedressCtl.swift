@@ -1,0 +1,190 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PostgresNIO
+import RedressContracts
+import RedressKafka
+import RedressServiceKit
+import RedressStore
+import RedressDomain
+
+@main
+struct RedressCtl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "redressctl",
+        abstract: "Operate Redress: schema, demo organisation, tokens, dead letters, case history.",
+        discussion: "Database and broker settings come from the same REDRESS_* environment variables as the services.",
+        subcommands: [Migrate.self, Seed.self, Token.self, DLQ.self, Case.self])
+}
+
+/// Runs `body` with a PostgreSQL client whose pool runs for the duration.
+func withPostgres<T: Sendable>(_ body: @escaping @Sendable (PostgresClient, Logger) async throws -> T) async throws -> T {
+    var logger = Logger(label: "redressctl")
+    logger.logLevel = .error
+    let client = PostgresClient(configuration: try ServiceConfiguration.PostgresSettings.fromEnvironment().clientConfiguration(), backgroundLogger: logger)
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            await client.run()
+            return nil
+        }
+        let result = try await body(client, logger)
+        group.cancelAll()
+        return result
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply the schema migrations not yet applied (safe to repeat).")
+
+    func run() async throws {
+        let applied = try await withPostgres { client, logger in try await Migrator.migrate(client, logger: logger) }
+        print(applied.isEmpty ? "schema up to date (\(Migrations.all.count) migrations)" : "applied migrations \(applied.map(String.init).joined(separator: ", "))")
+    }
+}
+
+struct Seed: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Load the organisation tree and staff from a seed file (safe to repeat).")
+
+    @Option(help: "The seed file (JSON: units and staff).")
+    var file = ProcessInfo.processInfo.environment["REDRESS_SEED_FILE"] ?? "deploy/seed/org.json"
+
+    func run() async throws {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: file))
+        } catch {
+            throw ValidationError("cannot read seed file \(file): \(error.localizedDescription)")
+        }
+        let seed: SeedFile
+        do {
+            seed = try JSONDecoder().decode(SeedFile.self, from: data)
+        } catch {
+            throw ValidationError("seed file \(file) is not valid: \(EventCoding.describe(error))")
+        }
+        try await withPostgres { client, logger in
+            try await Migrator.migrate(client, logger: logger)
+            try await OrgStore.seed(seed, client: client, logger: logger)
+        }
+        print("seeded \(seed.units.count) units and \(seed.staff.count) staff from \(file)")
+    }
+}
+
+struct Token: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Mint a bearer token for development (signed with REDRESS_JWT_SECRET).")
+
+    @Option(help: "One of: \(Role.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var role: String
+
+    @Option(help: "The org unit code the token belongs to (it sees this unit and below).")
+    var unit: String
+
+    @Option(help: "The subject (staff id or channel name).")
+    var subject: String?
+
+    @Option(help: "Lifetime in hours.")
+    var hours = 8
+
+    func run() async throws {
+        guard let role = Role(rawValue: role) else {
+            throw ValidationError("role '\(self.role)' is not one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard let secret = ProcessInfo.processInfo.environment["REDRESS_JWT_SECRET"], secret.utf8.count >= 32 else {
+            throw ValidationError("REDRESS_JWT_SECRET must be set (at least 32 characters), the same as the services use")
+        }
+        let authority = TokenAuthority(secret: secret)
+        print(authority.mint(subject: subject ?? "\(role.rawValue)@\(unit)", role: role, unit: unit, lifetime: .seconds(hours * 3600)))
+    }
+}
+
+struct DLQ: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "dlq", abstract: "Dead-letter topics.", subcommands: [Replay.self])
+
+    struct Replay: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Put every message of <topic>.dlq back on <topic> (after the cause is fixed). Consumers de-duplicate repeats.")
+
+        @Argument(help: "The original topic, e.g. redress.complaints.inbound (its dead letters are in <topic>.dlq).")
+        var topic: String
+
+        @Option(help: "Stop after this many seconds without a new message.")
+        var idleSeconds = 10
+
+        func run() async throws {
+            let bootstrap = try bootstrapServers()
+            var logger = Logger(label: "redressctl")
+            logger.logLevel = .warning
+            let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: .init(bootstrapServers: bootstrap, clientID: "redressctl")), logger: logger)
+            var config = KafkaConsumerConfiguration(client: .init(bootstrapServers: bootstrap, clientID: "redressctl"), groupID: "redressctl.dlq-replay", topics: [Topics.deadLetter(topic)])
+            config.sessionTimeout = .seconds(6)
+            let consumer = try KafkaConsumer(configuration: config, logger: logger)
+            var replayed = 0
+            while true {
+                let batch = try await withThrowingTaskGroup(of: [KafkaMessage]?.self) { group in
+                    group.addTask { try await consumer.nextBatch(maxCount: 500) }
+                    group.addTask {
+                        try await Task.sleep(for: .seconds(idleSeconds))
+                        return nil
+                    }
+                    let first = try await group.next() ?? nil
+                    group.cancelAll()
+                    return first
+                }
+                guard let batch, !batch.isEmpty else { break }
+                let messages = batch.map { message in
+                    KafkaOutgoingMessage(topic: topic, key: message.key, value: message.value, headers: message.headers.filter { !$0.name.hasPrefix("redress-dlq-") })
+                }
+                let reports = try await producer.send(messages)
+                guard reports.allSatisfy(\.isDelivered) else {
+                    throw ValidationError("replay stopped: \(reports.first { !$0.isDelivered }?.error?.message ?? "delivery failed"); nothing was marked replayed")
+                }
+                consumer.storeOffsets(for: batch)
+                try await consumer.commit()
+                replayed += batch.count
+            }
+            await consumer.close()
+            await producer.shutdown()
+            print("replayed \(replayed) message(s) from \(Topics.deadLetter(topic)) to \(topic)")
+        }
+    }
+}
+
+struct Case: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Case tools.", subcommands: [History.self])
+
+    struct History: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print a case's audit trail.")
+
+        @Argument(help: "Complaint number (GD-SZ-20261122-000123) or id.")
+        var complaint: String
+
+        func run() async throws {
+            let complaint = self.complaint
+            let lines = try await withPostgres { client, logger -> [String] in
+                let id = UUID(uuidString: complaint) ?? UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+                let rows = try await client.query("""
+                    SELECT e.at, e.actor, e.action, COALESCE(e.from_status, '-'), e.to_status, COALESCE(e.reason, '')
+                    FROM case_events e JOIN complaints c ON c.id = e.complaint_id
+                    WHERE c.number = \(complaint) OR c.id = \(id)
+                    ORDER BY e.id
+                    """, logger: logger)
+                var lines: [String] = []
+                for try await (at, actor, action, from, to, reason) in rows.decode((Date, String, String, String, String, String).self) {
+                    lines.append("\(Timestamp.format(at))  \(action)  \(from) → \(to)  by \(actor)  \(reason)")
+                }
+                return lines
+            }
+            if lines.isEmpty { throw ValidationError("no case '\(complaint)' with history; check the number") }
+            lines.forEach { print($0) }
+        }
+    }
+}
+
+func bootstrapServers() throws -> String {
+    let env = ProcessInfo.processInfo.environment
+    if let b = env["REDRESS_KAFKA_BOOTSTRAP"], !b.isEmpty { return b }
+    let file = env["REDRESS_KAFKA_BOOTSTRAP_FILE"] ?? "run/kafka.bootstrap"
+    guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+        throw ValidationError("REDRESS_KAFKA_BOOTSTRAP is not set and \(file) cannot be read: start the development broker (scripts/up) or name the brokers")
+    }
+    return text.trimmingCharacters(in: .whitespacesAndNewlines)
+}

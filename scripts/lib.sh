@@ -1,0 +1,134 @@
+# Shared by scripts/up, scripts/test and scripts/bench. Source it; do not run it.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Without it SwiftPM passes Hummingbird's trait flags in random order and rebuilds it needlessly.
+export SWIFT_DETERMINISTIC_HASHING=1
+SERVICES=(intake routing cases notify surveys supervisor)
+declare -A SERVICE_PORT=([intake]=8081 [cases]=8082 [surveys]=8083 [routing]=8084 [notify]=8085 [supervisor]=8086)
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Installs what is missing: librdkafka (headers and pkg-config file) and PostgreSQL.
+ensure_packages() {
+    local missing=()
+    pkg-config --exists rdkafka 2>/dev/null || missing+=(librdkafka-dev)
+    command -v pkg-config >/dev/null || missing+=(pkg-config)
+    pg_bin >/dev/null 2>&1 || missing+=(postgresql)
+    command -v curl >/dev/null || missing+=(curl)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]} (apt-get)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+# The directory holding initdb and pg_ctl (Debian keeps them out of PATH).
+pg_bin() {
+    local dir
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [[ -n "$dir" && -x "$dir/initdb" ]] || return 1
+    echo "$dir"
+}
+
+# build CONFIG: debug or release. Prints the binary directory.
+build() {
+    local config="$1"
+    (cd "$REPO" && swift build -c "$config" >&2) || die "swift build -c $config failed"
+    (cd "$REPO" && swift build -c "$config" --show-bin-path)
+}
+
+# start_postgres DIR PORT [durable]: a throw-away cluster owned by the postgres user (PostgreSQL
+# refuses to run as root), listening on 127.0.0.1:PORT, with database and role "redress".
+start_postgres() {
+    local dir="$1" port="$2" durable="${3:-durable}" bin
+    bin=$(pg_bin) || die "PostgreSQL binaries not found; run: apt-get install -y postgresql"
+    mkdir -p "$dir"
+    chown postgres:postgres "$dir"
+    chmod 700 "$dir"
+    runuser -u postgres -- "$bin/initdb" -D "$dir/data" --auth=trust --encoding=UTF8 --locale=C.UTF-8 -U postgres >"$dir/initdb.log" 2>&1 \
+        || die "initdb failed: see $dir/initdb.log"
+    local opts="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=512MB"
+    if [[ "$durable" == "fast" ]]; then
+        # Tests: durability buys nothing for data thrown away after the run.
+        opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    fi
+    runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -o "$opts" -w start >/dev/null \
+        || die "PostgreSQL did not start: see $dir/postgres.log"
+    runuser -u postgres -- psql -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE ROLE redress LOGIN CREATEDB" >/dev/null
+    runuser -u postgres -- psql -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE redress OWNER redress" >/dev/null
+}
+
+stop_postgres() {
+    local dir="$1" bin
+    bin=$(pg_bin) || return 0
+    [[ -f "$dir/data/postmaster.pid" ]] && runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# start_broker BINDIR RUNDIR: the development broker; waits for its address file.
+start_broker() {
+    local bindir="$1" rundir="$2"
+    rm -f "$rundir/kafka.bootstrap"
+    "$bindir/redress-devbroker" --bootstrap-file "$rundir/kafka.bootstrap" >"$rundir/logs/devbroker.log" 2>&1 &
+    echo $! >>"$rundir/pids"
+    for _ in $(seq 1 100); do
+        [[ -s "$rundir/kafka.bootstrap" ]] && return 0
+        sleep 0.1
+    done
+    die "the development broker did not start: see $rundir/logs/devbroker.log"
+}
+
+# write_env RUNDIR PGPORT PORTOFFSET: the environment every process of this stack shares.
+write_env() {
+    local rundir="$1" pgport="$2" offset="$3"
+    {
+        echo "export REDRESS_PG_HOST=127.0.0.1"
+        echo "export REDRESS_PG_PORT=$pgport"
+        echo "export REDRESS_PG_USER=redress"
+        echo "export REDRESS_PG_DATABASE=redress"
+        echo "export REDRESS_KAFKA_BOOTSTRAP_FILE=$rundir/kafka.bootstrap"
+        # The mock cluster makes a group join wait the session timeout less a second.
+        echo "export REDRESS_KAFKA_SESSION_TIMEOUT_MS=6000"
+        echo "export REDRESS_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+        echo "export REDRESS_PII_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+        echo "export REDRESS_PORT_OFFSET=$offset"
+    } >"$rundir/env"
+}
+
+# start_services BINDIR RUNDIR: the six services, each on its port (+ REDRESS_PORT_OFFSET); waits until all are ready.
+start_services() {
+    local bindir="$1" rundir="$2" name port
+    # shellcheck disable=SC1091
+    source "$rundir/env"
+    for name in "${SERVICES[@]}"; do
+        port=$((SERVICE_PORT[$name] + REDRESS_PORT_OFFSET))
+        REDRESS_HTTP_PORT=$port REDRESS_INSTANCE="$name-1" "$bindir/redress-$name" >"$rundir/logs/$name.log" 2>&1 &
+        echo $! >>"$rundir/pids"
+    done
+    for name in "${SERVICES[@]}"; do
+        port=$((SERVICE_PORT[$name] + REDRESS_PORT_OFFSET))
+        local ok=""
+        for _ in $(seq 1 300); do
+            if curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1; then ok=1; break; fi
+            sleep 0.2
+        done
+        [[ -n "$ok" ]] || die "redress-$name is not ready on port $port: see $rundir/logs/$name.log"
+    done
+}
+
+# stop_stack RUNDIR: SIGTERM to every process (services finish their batch), then PostgreSQL.
+stop_stack() {
+    local rundir="$1" pid
+    if [[ -f "$rundir/pids" ]]; then
+        # Reverse order: services first, the broker last.
+        for pid in $(tac "$rundir/pids"); do kill -TERM "$pid" 2>/dev/null || true; done
+        for pid in $(tac "$rundir/pids"); do
+            for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -KILL "$pid" 2>/dev/null || true
+        done
+        rm -f "$rundir/pids"
+    fi
+    stop_postgres "$rundir/pg"
+}
