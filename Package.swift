@@ -143,9 +143,10 @@ let package = Package(
         .executableTarget(
             name: "redress-bench",
             dependencies: [
-                "RedressContracts", "RedressStore", "RedressKafka", "RedressServiceKit",
+                "RedressDomain", "RedressContracts", "RedressStore", "RedressKafka", "RedressServiceKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: swiftSettings
         ),

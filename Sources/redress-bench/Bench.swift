@@ -1,0 +1,213 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import RedressContracts
+import RedressDomain
+import RedressKafka
+import RedressServiceKit
+
+/// Pushes complaints through a running stack — most through the inbound topic, some through HTTP —
+/// and measures registration-to-assignment latency and throughput, and that each arrived exactly once.
+@main
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "redress-bench", abstract: "Benchmark a running Redress stack end to end.")
+
+    @Option(help: "Complaints in all.")
+    var count = 20_000
+
+    @Option(help: "How many of them go through POST /v1/complaints (the rest through the inbound topic).")
+    var http = 1_000
+
+    @Option(help: "Concurrent HTTP requests.")
+    var concurrency = 16
+
+    @Option(help: "Intake's base URL.")
+    var intake = "http://127.0.0.1:8081"
+
+    @Option(help: "Give up when nothing new was assigned for this many seconds.")
+    var stallSeconds = 60
+
+    func run() async throws {
+        var logger = Logger(label: "redress-bench")
+        logger.logLevel = .warning
+        let env = ProcessInfo.processInfo.environment
+        guard let secret = env["REDRESS_JWT_SECRET"] else { throw ValidationError("REDRESS_JWT_SECRET must be set to the stack's (source run/<stack>/env)") }
+        let bootstrap = try env["REDRESS_KAFKA_BOOTSTRAP"] ?? String(contentsOfFile: env["REDRESS_KAFKA_BOOTSTRAP_FILE"] ?? "run/up/kafka.bootstrap", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let postgres = PostgresClient(configuration: try ServiceConfiguration.PostgresSettings.fromEnvironment().clientConfiguration(), backgroundLogger: logger)
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: .init(bootstrapServers: bootstrap, clientID: "redress-bench")), logger: logger)
+        let token = TokenAuthority(secret: secret).mint(subject: "bench", role: .channel, unit: "HQ")
+        let runID = String(UUID().uuidString.prefix(8))
+        let httpCount = min(http, count)
+        let kafkaCount = count - httpCount
+        let branches = ["GD-SZ", "GD-GZ", "ZJ-HZ", "ZJ-NB", "GD-SZ-NS", "ZJ-HZ-XH"]
+
+        @Sendable func submission(_ i: Int, channel: RedressDomain.Channel) -> [UInt8] {
+            let phone = "139" + String(format: "%08d", (i * 7919) % 100_000_000)
+            let text = #"{"channel":"\#(channel.rawValue)","externalRef":"BENCH-\#(runID)-\#(i)","receivedAt":"\#(Timestamp.format(Date()))","#
+                + #""customer":{"name":"测试客户\#(i % 100)","phone":"\#(phone)"},"branch":"\#(branches[i % branches.count])","#
+                + #""policyNumber":"P\#(100_000 + i)","subject":"理赔进度投诉 claim delay","#
+                + #""content":"客户反映理赔申请提交后三周仍未到账，多次致电无人回复，要求尽快处理。The customer says the claim has been pending for three weeks."}"#
+            return Array(text.utf8)
+        }
+
+        print("bench: run \(runID): \(kafkaCount) through \(Topics.inbound), \(httpCount) through \(intake)/v1/complaints")
+        let submitted = SubmitTimes()
+        let started = Date()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await postgres.run() }
+            group.addTask {
+                // The inbound topic: in batches, as an upstream platform would publish.
+                var i = 0
+                while i < kafkaCount {
+                    let end = min(kafkaCount, i + 1000)
+                    let messages = (i..<end).map { n in
+                        KafkaOutgoingMessage(topic: Topics.inbound, key: "BENCH-\(runID)-\(n)", value: submission(n, channel: .callCenter))
+                    }
+                    submitted.record(range: i..<end, at: Date())
+                    let reports = try await producer.send(messages)
+                    if let failed = reports.first(where: { !$0.isDelivered }) { throw failed.error! }
+                    i = end
+                }
+            }
+            group.addTask {
+                try await postHTTP(range: kafkaCount..<count, submission: { submission($0, channel: .online) }, token: token, submitted: submitted)
+            }
+            // Wait for the producers (the postgres task runs until cancelled).
+            var finished = 0
+            while finished < 2 {
+                try await group.next()
+                finished += 1
+            }
+            let outcome = try await collect(postgres: postgres, runID: runID, submitted: submitted, logger: logger)
+            group.cancelAll()
+            let elapsed = outcome.lastAssigned.timeIntervalSince(started)
+            let throughput = Double(outcome.assigned) / max(elapsed, 0.001)
+            let sorted = outcome.latencies.sorted()
+            func percentile(_ p: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] * 1000 }
+            print("bench: assigned \(outcome.assigned) of \(count) in \(String(format: "%.1f", elapsed)) s; acknowledgements \(outcome.acknowledgements), clocks \(outcome.clocks)")
+            print(String(format: "bench: complaints=%d lost=%d duplicated=%d throughput=%.0f/s p50=%.0fms p99=%.0fms",
+                         count, outcome.lost, outcome.duplicated, throughput, percentile(0.5), percentile(0.99)))
+            if outcome.lost != 0 || outcome.duplicated != 0 { throw ExitCode(1) }
+        }
+        await producer.shutdown()
+    }
+
+    func postHTTP(range: Range<Int>, submission: @escaping @Sendable (Int) -> [UInt8], token: String, submitted: SubmitTimes) async throws {
+        guard !range.isEmpty else { return }
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                let next = Counter()
+                for _ in 0..<concurrency {
+                    group.addTask {
+                        while let i = next.take(below: range.count) {
+                            let n = range.lowerBound + i
+                            var request = HTTPClientRequest(url: "\(intake)/v1/complaints")
+                            request.method = .POST
+                            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+                            request.headers.add(name: "Content-Type", value: "application/json")
+                            request.body = .bytes(ByteBuffer(bytes: submission(n)))
+                            submitted.record(range: n..<(n + 1), at: Date())
+                            let response = try await client.execute(request, timeout: .seconds(30))
+                            _ = try await response.body.collect(upTo: 1 << 20)
+                            guard response.status == .created || response.status == .ok else {
+                                throw ValidationError("POST /v1/complaints answered \(response.status.code)")
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        } catch {
+            try await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+    }
+
+    struct Outcome {
+        var assigned = 0
+        var lost = 0
+        var duplicated = 0
+        var acknowledgements = 0
+        var clocks = 0
+        var latencies: [Double] = []
+        var lastAssigned = Date()
+    }
+
+    /// Waits until every complaint is assigned (or progress stalls), then checks each arrived exactly once.
+    func collect(postgres: PostgresClient, runID: String, submitted: SubmitTimes, logger: Logger) async throws -> Outcome {
+        let pattern = "BENCH-\(runID)-%"
+        var last = -1
+        var lastProgress = Date()
+        while true {
+            var assigned = 0
+            for try await n in try await postgres.query(
+                "SELECT count(*)::bigint FROM complaints WHERE external_ref LIKE \(pattern) AND status = 'assigned'", logger: logger).decode(Int64.self) {
+                assigned = Int(n)
+            }
+            if assigned >= count { break }
+            if assigned != last {
+                last = assigned
+                lastProgress = Date()
+            } else if Date().timeIntervalSince(lastProgress) > Double(stallSeconds) {
+                print("bench: no progress for \(stallSeconds) s at \(assigned) assigned")
+                break
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        var outcome = Outcome()
+        var seen = Set<Int>()
+        var lastAssigned = Date.distantPast
+        let rows = try await postgres.query("""
+            SELECT c.external_ref, min(e.at), count(e.id)::bigint,
+                   (SELECT count(*) FROM notifications n WHERE n.complaint_id = c.id AND n.template = 'complaint.registered.acknowledgement')::bigint,
+                   (SELECT count(*) FROM sla_clocks s WHERE s.complaint_id = c.id)::bigint
+            FROM complaints c JOIN case_events e ON e.complaint_id = c.id AND e.action = 'assign'
+            WHERE c.external_ref LIKE \(pattern)
+            GROUP BY c.id, c.external_ref
+            """, logger: logger)
+        for try await (ref, at, assignments, acks, clocks) in rows.decode((String, Date, Int64, Int64, Int64).self) {
+            guard let n = Int(ref.split(separator: "-").last ?? "") else { continue }
+            seen.insert(n)
+            outcome.assigned += 1
+            if assignments != 1 || acks > 1 || clocks > 2 { outcome.duplicated += 1 }
+            outcome.acknowledgements += Int(acks)
+            outcome.clocks += Int(clocks)
+            if let sent = submitted.time(n) { outcome.latencies.append(at.timeIntervalSince(sent)) }
+            if at > lastAssigned { lastAssigned = at }
+        }
+        outcome.lost = count - seen.count
+        outcome.lastAssigned = lastAssigned
+        return outcome
+    }
+}
+
+/// Submit time per complaint index, shared by the Kafka and HTTP senders.
+final class SubmitTimes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var times: [Int: Date] = [:]
+
+    func record(range: Range<Int>, at date: Date) {
+        lock.withLock { for n in range { times[n] = date } }
+    }
+
+    func time(_ n: Int) -> Date? { lock.withLock { times[n] } }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+
+    func take(below limit: Int) -> Int? {
+        lock.withLock {
+            guard value < limit else { return nil }
+            defer { value += 1 }
+            return value
+        }
+    }
+}
