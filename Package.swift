@@ -150,7 +150,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "RedressDomainTests", dependencies: ["RedressDomain", "RedressContracts"], swiftSettings: swiftSettings),
+        // Pure logic: no database, no broker.
+        .testTarget(
+            name: "RedressUnitTests",
+            dependencies: ["RedressDomain", "RedressContracts", "RedressStore", "RedressServiceKit", "RedressRouting"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "RedressIntegrationTests",
             dependencies: [
@@ -159,6 +164,8 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -122,12 +122,19 @@ start_services() {
 stop_stack() {
     local rundir="$1" pid
     if [[ -f "$rundir/pids" ]]; then
-        # Reverse order: services first, the broker last.
-        for pid in $(tac "$rundir/pids"); do kill -TERM "$pid" 2>/dev/null || true; done
-        for pid in $(tac "$rundir/pids"); do
-            for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        # Services first, together, so they can still commit to the broker; the broker (first started) last.
+        local all=($(cat "$rundir/pids")) broker services
+        broker=${all[0]}
+        services=("${all[@]:1}")
+        for pid in "${services[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+        for pid in "${services[@]}"; do
+            for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -0 "$pid" 2>/dev/null && log "process $pid did not stop within 15 s of SIGTERM; killing it"
             kill -KILL "$pid" 2>/dev/null || true
         done
+        kill -TERM "$broker" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$broker" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$broker" 2>/dev/null || true
         rm -f "$rundir/pids"
     fi
     stop_postgres "$rundir/pg"

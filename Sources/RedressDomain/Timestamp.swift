@@ -4,7 +4,7 @@ import Foundation
 /// Hand-written because every event carries several and Foundation's formatters are slow and not Sendable.
 public enum Timestamp {
     public static func format(_ date: Date) -> String {
-        let millisTotal = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let millisTotal = Int64((date.timeIntervalSince1970 * 1000).rounded())
         let days = millisTotal >= 0 ? millisTotal / 86_400_000 : (millisTotal - 86_399_999) / 86_400_000
         var msOfDay = millisTotal - days * 86_400_000
         let ms = Int(msOfDay % 1000); msOfDay /= 1000

@@ -31,14 +31,21 @@ public final class KafkaConsumer: Sendable {
         let logger = self.logger
         Blocking.startThread(name: "redress-kafka-consumer") {
             var closing = false
+            var closeDeadline = ContinuousClock.now
             while true {
                 if !closing, buffer.isClosing {
                     // Leave the group cleanly: commit stored offsets, then serve the queue until librdkafka is done.
                     _ = client.commitStored()
                     client.beginClose()
                     closing = true
+                    closeDeadline = .now + .seconds(10)
                 }
                 if closing, client.isClosed { break }
+                if closing, ContinuousClock.now > closeDeadline {
+                    // The broker is gone: what was not committed is re-read by the group later.
+                    logger.warning("consumer did not leave the group within 10 s; closing anyway")
+                    break
+                }
                 if !closing, !buffer.waitForSpace(timeout: 0.1) { continue }
                 switch client.poll(timeoutMilliseconds: 100) {
                 case .message(let message):
@@ -65,8 +72,9 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// The next messages available, up to `maxCount`, waiting if none are; nil once the consumer is closed.
-    public func nextBatch(maxCount: Int) async throws(KafkaError) -> [KafkaMessage]? {
-        try await buffer.next(maxCount: maxCount)
+    /// With a timeout, an empty array when nothing arrived in time (nothing is taken and dropped).
+    public func nextBatch(maxCount: Int, timeout: Duration? = nil) async throws(KafkaError) -> [KafkaMessage]? {
+        try await buffer.next(maxCount: maxCount, timeout: timeout)
     }
 
     public func batches(maxCount: Int = 500) -> Batches {
@@ -227,7 +235,8 @@ final class MessageBuffer: Sendable {
         }
     }
 
-    func next(maxCount: Int) async throws(KafkaError) -> [KafkaMessage]? {
+    func next(maxCount: Int, timeout: Duration? = nil) async throws(KafkaError) -> [KafkaMessage]? {
+        let deadline = timeout.map { ContinuousClock.now + $0 }
         while true {
             enum Step { case batch([KafkaMessage]), end, failed(KafkaError), wait }
             let step = state.withLockedValue { state -> Step in
@@ -253,25 +262,38 @@ final class MessageBuffer: Sendable {
                 throw error
             case .wait:
                 if Task.isCancelled { return nil }
-                await withTaskCancellationHandler {
-                    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                        let resumeNow = state.withLockedValue { state -> Bool in
-                            if state.count > 0 || state.closing || state.failure != nil || Task.isCancelled { return true }
-                            state.waiter = continuation
-                            return false
-                        }
-                        if resumeNow { continuation.resume() }
+                if let deadline, ContinuousClock.now >= deadline { return [] }
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask { await self.waitForMessages() }
+                    if let deadline {
+                        group.addTask { try? await Task.sleep(until: deadline) }
                     }
-                } onCancel: {
-                    let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
-                        let waiter = state.waiter
-                        state.waiter = nil
-                        return waiter
-                    }
-                    waiter?.resume()
+                    await group.next()
+                    group.cancelAll()
                 }
                 if Task.isCancelled { return nil }
             }
+        }
+    }
+
+    /// Returns when messages, closing or failure arrive, or when the task is cancelled.
+    private func waitForMessages() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLockedValue { state -> Bool in
+                    if state.count > 0 || state.closing || state.failure != nil || Task.isCancelled { return true }
+                    state.waiter = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+                let waiter = state.waiter
+                state.waiter = nil
+                return waiter
+            }
+            waiter?.resume()
         }
     }
 

@@ -43,6 +43,10 @@ public struct EventHandler<Payload: EventPayload>: BatchHandler {
     }
 
     public func decode(_ message: KafkaMessage) -> Result<EventEnvelope<Payload>, Rejection> {
+        // The relay names the type in a header: a stray event is refused without parsing its body.
+        if let type = message.header(Headers.eventType), type != Payload.eventType.rawValue {
+            return .failure(Rejection(index: 0, reason: "event type '\(type)' on a topic of \(Payload.eventType.rawValue)"))
+        }
         do {
             let envelope = try EventCoding.decoder().decode(EventEnvelope<Payload>.self, from: Data(message.value))
             guard envelope.type == Payload.eventType.rawValue else {
@@ -170,7 +174,17 @@ public final class EventConsumer<Handler: BatchHandler>: Service, Sendable {
         let handler = self.handler
         let group = self.group
         let logger = self.logger
-        return try await postgres.withTransaction(logger: logger) { connection in
+        do {
+            return try await transaction(items, handler: handler, group: group, logger: logger)
+        } catch let error as PostgresTransactionError {
+            // The handler's refusal of one item arrives wrapped in the rolled-back transaction's error.
+            if let rejection = error.closureError as? Rejection { throw rejection }
+            throw error
+        }
+    }
+
+    private func transaction(_ items: [Handler.Item], handler: Handler, group: String, logger: Logger) async throws -> (Int, Int) {
+        try await postgres.withTransaction(logger: logger) { connection in
             var fresh = items
             var duplicates = 0
             let ids = items.compactMap { handler.eventID(of: $0) }

@@ -119,16 +119,7 @@ struct DLQ: AsyncParsableCommand {
             let consumer = try KafkaConsumer(configuration: config, logger: logger)
             var replayed = 0
             while true {
-                let batch = try await withThrowingTaskGroup(of: [KafkaMessage]?.self) { group in
-                    group.addTask { try await consumer.nextBatch(maxCount: 500) }
-                    group.addTask {
-                        try await Task.sleep(for: .seconds(idleSeconds))
-                        return nil
-                    }
-                    let first = try await group.next() ?? nil
-                    group.cancelAll()
-                    return first
-                }
+                let batch = try await consumer.nextBatch(maxCount: 500, timeout: .seconds(idleSeconds))
                 guard let batch, !batch.isEmpty else { break }
                 let messages = batch.map { message in
                     KafkaOutgoingMessage(topic: topic, key: message.key, value: message.value, headers: message.headers.filter { !$0.name.hasPrefix("redress-dlq-") })

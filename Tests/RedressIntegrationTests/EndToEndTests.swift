@@ -1,0 +1,246 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import PostgresNIO
+import RedressContracts
+import RedressKafka
+import RedressServiceKit
+import Testing
+
+/// The real executables — development broker and the six services — against a fresh database:
+/// a complaint posted to intake (and one published upstream) is assigned and visible through cases.
+@Suite(.serialized) struct EndToEndTests {
+    static let services: [(name: String, port: Int)] = [
+        ("intake", 1), ("cases", 2), ("surveys", 3), ("routing", 4), ("notify", 5), ("supervisor", 6),
+    ]
+
+    final class Stack: @unchecked Sendable {
+        let directory: URL
+        let basePort: Int
+        let secret = String(repeating: "e2e-secret-", count: 4)
+        var processes: [(String, Process)] = []
+        var bootstrap = ""
+
+        init() throws {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("redress-e2e-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            basePort = 28_000 + Int.random(in: 0..<90) * 10
+        }
+
+        static var binaries: URL {
+            if let dir = ProcessInfo.processInfo.environment["REDRESS_BIN_DIR"] { return URL(fileURLWithPath: dir) }
+            return TestDatabase.repo.appendingPathComponent(".build/debug")
+        }
+
+        func port(_ service: String) -> Int { basePort + EndToEndTests.services.first { $0.name == service }!.port }
+
+        func launch(_ executable: String, arguments: [String] = [], environment: [String: String] = [:], log: String) throws -> Process {
+            let process = Process()
+            process.executableURL = Self.binaries.appendingPathComponent(executable)
+            process.arguments = arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            let logURL = directory.appendingPathComponent(log)
+            FileManager.default.createFile(atPath: logURL.path, contents: nil)
+            let handle = try FileHandle(forWritingTo: logURL)
+            process.standardOutput = handle
+            process.standardError = handle
+            try process.run()
+            processes.append((executable, process))
+            return process
+        }
+
+        func start(database: String) async throws {
+            let bootstrapFile = directory.appendingPathComponent("kafka.bootstrap").path
+            _ = try launch("redress-devbroker", arguments: ["--bootstrap-file", bootstrapFile], log: "devbroker.log")
+            try await eventually("the development broker writes its address") { FileManager.default.fileExists(atPath: bootstrapFile) }
+            bootstrap = try String(contentsOfFile: bootstrapFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            let env = ProcessInfo.processInfo.environment
+            for service in EndToEndTests.services {
+                _ = try launch("redress-\(service.name)", environment: [
+                    "REDRESS_PG_HOST": env["REDRESS_PG_HOST"] ?? "127.0.0.1", "REDRESS_PG_PORT": env["REDRESS_PG_PORT"] ?? "5432",
+                    "REDRESS_PG_USER": env["REDRESS_PG_USER"] ?? "redress", "REDRESS_PG_DATABASE": database, "REDRESS_PG_POOL_SIZE": "4",
+                    "REDRESS_KAFKA_BOOTSTRAP_FILE": bootstrapFile, "REDRESS_KAFKA_SESSION_TIMEOUT_MS": "6000",
+                    "REDRESS_JWT_SECRET": secret, "REDRESS_PII_KEY": secret + "-pii", "REDRESS_HTTP_PORT": "\(port(service.name))",
+                    "REDRESS_LOG_LEVEL": "info", "REDRESS_INSTANCE": "\(service.name)-e2e",
+                ], log: "\(service.name).log")
+            }
+        }
+
+        /// SIGTERM to the services, then the broker; returns the services' exit codes.
+        func stop() -> [String: Int32] {
+            var codes: [String: Int32] = [:]
+            let services = processes.filter { $0.0 != "redress-devbroker" }
+            for (_, process) in services where process.isRunning { process.terminate() }
+            for (name, process) in services {
+                let deadline = Date().addingTimeInterval(20)
+                while process.isRunning, Date() < deadline { usleep(50_000) }
+                if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit(); codes[name] = -9 } else { codes[name] = process.terminationStatus }
+            }
+            for (name, process) in processes where name == "redress-devbroker" {
+                process.terminate()
+                process.waitUntilExit()
+            }
+            return codes
+        }
+
+        func logs() throws -> String {
+            try FileManager.default.contentsOfDirectory(atPath: directory.path)
+                .filter { $0.hasSuffix(".log") }
+                .map { try String(contentsOf: directory.appendingPathComponent($0), encoding: .utf8) }
+                .joined(separator: "\n")
+        }
+    }
+
+    struct Answer {
+        var status: Int
+        var json: [String: Any]
+        var text: String
+    }
+
+    static func call(_ client: HTTPClient, _ method: HTTPMethod, _ url: String, token: String? = nil, body: [UInt8]? = nil) async throws -> Answer {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let response = try await client.execute(request, timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 4 << 20)
+        let text = String(buffer: bytes)
+        let json = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+        return Answer(status: Int(response.status.code), json: json, text: text)
+    }
+
+    static func submission(ref: String, phone: String = "13812345678") -> [UInt8] {
+        Array(#"""
+        {"channel":"online","externalRef":"\#(ref)","receivedAt":"2026-11-22T09:30:00+08:00",
+         "customer":{"name":"张三","phone":"\#(phone)","idNumber":"11010519491231002X","flags":["elderly"]},
+         "policyNumber":"P20260001","branch":"GD-SZ","subject":"理赔太慢","content":"理赔申请一个月没有结果，请回电\#(phone)"}
+        """#.utf8)
+    }
+
+    @Test func aComplaintFlowsFromIntakeToAnAssignedCase() async throws {
+        try await TestDatabase.withFresh { db, database in
+            let stack = try Stack()
+            let http = HTTPClient(eventLoopGroupProvider: .singleton)
+            do {
+                try await Self.flow(stack: stack, http: http, db: db, database: database)
+            } catch {
+                _ = stack.stop()
+                try? await http.shutdown()
+                throw error
+            }
+            try await http.shutdown()
+        }
+    }
+
+    static func flow(stack: Stack, http: HTTPClient, db: PostgresClient, database: String) async throws {
+            try await stack.start(database: database)
+            for service in EndToEndTests.services {
+                try await eventually("redress-\(service.name) is ready", timeout: .seconds(60)) {
+                    (try? await EndToEndTests.call(http, .GET, "http://127.0.0.1:\(stack.port(service.name))/ready").status) == 200
+                }
+            }
+            let tokens = TokenAuthority(secret: stack.secret)
+            let channel = tokens.mint(subject: "web", role: .channel, unit: "HQ")
+            let agent = tokens.mint(subject: "GD-SZ-AGE01", role: .agent, unit: "GD-SZ")
+            let intake = "http://127.0.0.1:\(stack.port("intake"))/v1/complaints"
+            let cases = "http://127.0.0.1:\(stack.port("cases"))/v1/complaints"
+
+            // Registered, numbered, promised a reply date.
+            let created = try await EndToEndTests.call(http, .POST, intake, token: channel, body: EndToEndTests.submission(ref: "WEB-E2E-1"))
+            #expect(created.status == 201, "\(created.text)")
+            let id = try #require(created.json["id"] as? String)
+            let number = try #require(created.json["number"] as? String)
+            #expect(number.hasPrefix("GD-SZ-"))
+            #expect(created.json["promisedReplyBy"] as? String == "2026-12-07T01:30:00.000Z")
+
+            // The same channel reference again is the same complaint.
+            let again = try await EndToEndTests.call(http, .POST, intake, token: channel, body: EndToEndTests.submission(ref: "WEB-E2E-1"))
+            #expect(again.status == 200)
+            #expect(again.json["number"] as? String == number)
+            #expect(again.json["duplicate"] as? Bool == true)
+
+            // Routed and assigned, visible to the branch's agent.
+            var view: [String: Any] = [:]
+            try await eventually("the complaint is assigned", timeout: .seconds(60)) {
+                view = try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: agent).json
+                return view["status"] as? String == "assigned"
+            }
+            #expect(view["handlingUnit"] as? String == "GD-SZ")
+            #expect((view["assignee"] as? String)?.hasPrefix("GD-SZ-AGE") == true)
+            #expect(view["priority"] as? String == "high")
+            #expect((view["customer"] as? [String: Any])?["phone"] as? String == "138****5678")
+            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(number)", token: agent).status == 200)
+
+            // A sibling branch does not see it; the province above does.
+            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: tokens.mint(subject: "x", role: .agent, unit: "GD-GZ")).status == 404)
+            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: tokens.mint(subject: "x", role: .supervisor, unit: "GD")).status == 200)
+
+            // Every service that must act did, once.
+            try await eventually("clocks started, customer acknowledged, owner told") {
+                let clocks = try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks")
+                let acknowledgements = try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE template = 'complaint.registered.acknowledgement'")
+                let owners = try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE template = 'case.assigned.owner'")
+                return clocks == 2 && acknowledgements == 1 && owners == 1
+            }
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM case_events WHERE action = 'assign'") == 1)
+
+            // Upstream channels publish to the inbound topic: same contract, same result; bad ones are dead-lettered.
+            let producer = try KafkaProducer(configuration: .init(client: .init(bootstrapServers: stack.bootstrap, clientID: "e2e")), logger: TestDatabase.logger)
+            let upstream = Array(String(decoding: EndToEndTests.submission(ref: "CC-E2E-2", phone: "13900001111"), as: UTF8.self).replacingOccurrences(of: "\"online\"", with: "\"call_center\"").utf8)
+            try await producer.send(KafkaOutgoingMessage(topic: Topics.inbound, key: "CC-E2E-2", value: upstream))
+            try await producer.send(KafkaOutgoingMessage(topic: Topics.inbound, key: "CC-BAD", value: Array(#"{"channel":"call_center"}"#.utf8)))
+            try await eventually("the upstream complaint is assigned", timeout: .seconds(60)) {
+                try await TestDatabase.count(db, "SELECT count(*) FROM complaints WHERE external_ref = 'CC-E2E-2' AND status = 'assigned'") == 1
+            }
+            var dlqConfig = KafkaConsumerConfiguration(client: .init(bootstrapServers: stack.bootstrap, clientID: "e2e-dlq"), groupID: "e2e-dlq",
+                                                       topics: [Topics.deadLetter(Topics.inbound)])
+            dlqConfig.sessionTimeout = .seconds(6)
+            let dlq = try KafkaConsumer(configuration: dlqConfig, logger: TestDatabase.logger)
+            let dead = try await TestKafka.drain(dlq, count: 1)
+            #expect(dead.first?.key == "CC-BAD")
+            #expect(dead.first?.header(Headers.deadLetterReason)?.contains("customer: required") == true)
+            await dlq.close()
+            await producer.shutdown()
+
+            // Bad input: a clear 4xx problem document, and nothing stored.
+            let before = try await TestDatabase.count(db, "SELECT count(*) FROM complaints")
+            let malformed = try await EndToEndTests.call(http, .POST, intake, token: channel, body: Array("{\"channel\":".utf8))
+            #expect(malformed.status == 400)
+            #expect(malformed.json["detail"] as? String != nil)
+            let invalid = try await EndToEndTests.call(http, .POST, intake, token: channel, body: Array(#"{"channel":"fax","customer":{"phone":"123"}}"#.utf8))
+            #expect(invalid.status == 422)
+            let fields = Set(((invalid.json["errors"] as? [[String: Any]]) ?? []).compactMap { $0["field"] as? String })
+            #expect(fields.isSuperset(of: ["channel", "customer.phone", "externalRef", "branch", "receivedAt"]))
+            let unknownBranch = String(decoding: EndToEndTests.submission(ref: "WEB-E2E-3"), as: UTF8.self).replacingOccurrences(of: "GD-SZ", with: "XX-YY")
+            #expect(try await EndToEndTests.call(http, .POST, intake, token: channel, body: Array(unknownBranch.utf8)).status == 422)
+            #expect(try await EndToEndTests.call(http, .POST, intake, token: channel, body: [UInt8](repeating: 0x20, count: 300_000)).status == 413)
+            #expect(try await EndToEndTests.call(http, .POST, intake, token: channel, body: [0x7B, 0xFF, 0x7D]).status == 400)
+            #expect(try await EndToEndTests.call(http, .POST, intake, body: EndToEndTests.submission(ref: "WEB-E2E-4")).status == 401)
+            #expect(try await EndToEndTests.call(http, .POST, intake, token: tokens.mint(subject: "a", role: .auditor, unit: "HQ"), body: EndToEndTests.submission(ref: "WEB-E2E-5")).status == 403)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM complaints") == before)
+
+            // Every service serves Prometheus text.
+            for service in EndToEndTests.services {
+                let metrics = try await EndToEndTests.call(http, .GET, "http://127.0.0.1:\(stack.port(service.name))/metrics")
+                #expect(metrics.status == 200)
+                #expect(metrics.text.contains("redress_http_requests_total"), "redress-\(service.name) /metrics")
+            }
+            let intakeMetrics = try await EndToEndTests.call(http, .GET, "http://127.0.0.1:\(stack.port("intake"))/metrics").text
+            #expect(intakeMetrics.contains("redress_complaints_received_total"))
+            #expect(intakeMetrics.contains("redress_complaints_rejected_total"))
+
+            // SIGTERM: every service finishes and exits cleanly.
+            let codes = stack.stop()
+            #expect(codes.values.allSatisfy { $0 == 0 }, "exit codes \(codes)")
+
+            // No full phone or ID number in any log line.
+            let logs = try stack.logs()
+            #expect(!logs.contains("13812345678"))
+            #expect(!logs.contains("13900001111"))
+            #expect(!logs.contains("11010519491231002X"))
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+import RedressKafka
+import Testing
+
+/// The Kafka client against librdkafka's mock cluster: the real protocol over TCP.
+@Suite struct KafkaClientTests {
+    @Test func sendAwaitsDeliveryAndKeysKeepTheirPartition() async throws {
+        let cluster = try TestKafka.cluster(topics: ["t.orders"])
+        let producer = try TestKafka.producer(cluster)
+        let messages = (0..<200).map { i in
+            KafkaOutgoingMessage(topic: "t.orders", key: "complaint-\(i % 10)", value: Array("\(i)".utf8),
+                                 headers: [KafkaHeader(name: "redress-event-type", value: "test.event")])
+        }
+        let reports = try await producer.send(messages)
+        #expect(reports.count == 200)
+        #expect(reports.allSatisfy { $0.isDelivered })
+        // Same key, same partition, offsets increasing in send order.
+        for key in 0..<10 {
+            let mine = reports.enumerated().filter { $0.offset % 10 == key }.map(\.element)
+            #expect(Set(mine.map(\.partition)).count == 1)
+            #expect(mine.map(\.offset) == mine.map(\.offset).sorted())
+        }
+
+        let consumer = try TestKafka.consumer(cluster, group: "g-roundtrip", topics: ["t.orders"])
+        let received = try await TestKafka.drain(consumer, count: 200)
+        #expect(received.count == 200)
+        #expect(received.allSatisfy { $0.header("redress-event-type") == "test.event" })
+        // Per key, consumed in the order sent.
+        for key in 0..<10 {
+            let values = received.filter { $0.key == "complaint-\(key)" }.map { Int(String(decoding: $0.value, as: UTF8.self))! }
+            #expect(values == values.sorted())
+            #expect(values.count == 20)
+        }
+        await consumer.close()
+        await producer.shutdown()
+    }
+
+    @Test func aSendDuringABrokerOutageIsDeliveredOnceItIsBack() async throws {
+        let cluster = try TestKafka.cluster(topics: ["t.outage"])
+        let producer = try TestKafka.producer(cluster)
+        #expect(try await producer.send([TestKafka.message("t.outage", key: "a", "before")])[0].isDelivered)
+        cluster.setBroker(1, up: false)
+        async let reports = producer.send((0..<20).map { TestKafka.message("t.outage", key: "a", "during-\($0)") })
+        try await Task.sleep(for: .seconds(1))
+        cluster.setBroker(1, up: true)
+        #expect(try await reports.allSatisfy(\.isDelivered))
+        let consumer = try TestKafka.consumer(cluster, group: "g-outage", topics: ["t.outage"])
+        let received = try await TestKafka.drain(consumer, count: 21)
+        // Idempotence: retried sends are neither lost nor doubled, and keep their order.
+        #expect(received.map { String(decoding: $0.value, as: UTF8.self) } == ["before"] + (0..<20).map { "during-\($0)" })
+        await consumer.close()
+        await producer.shutdown()
+    }
+
+    @Test func aGroupOfTwoSharesThePartitions() async throws {
+        let cluster = try TestKafka.cluster(topics: ["t.shared"], partitions: 6)
+        let producer = try TestKafka.producer(cluster)
+        let first = try TestKafka.consumer(cluster, group: "g-shared", topics: ["t.shared"])
+        let second = try TestKafka.consumer(cluster, group: "g-shared", topics: ["t.shared"])
+        try await eventually("both members hold partitions") {
+            !first.assignment.isEmpty && !second.assignment.isEmpty && first.assignment.count + second.assignment.count == 6
+        }
+        #expect(first.assignment.isDisjoint(with: second.assignment))
+        _ = try await producer.send((0..<300).map { TestKafka.message("t.shared", key: "k\($0)", "\($0)") })
+        async let a = TestKafka.drain(first, count: 300, timeout: .seconds(8))
+        async let b = TestKafka.drain(second, count: 300, timeout: .seconds(8))
+        let (fromFirst, fromSecond) = try await (a, b)
+        #expect(!fromFirst.isEmpty)
+        #expect(!fromSecond.isEmpty)
+        #expect(Set((fromFirst + fromSecond).map { String(decoding: $0.value, as: UTF8.self) }).count == 300)
+        await first.close()
+        await second.close()
+        await producer.shutdown()
+    }
+
+    @Test func committedOffsetsSurviveARestartAndUnstoredOnesAreRedelivered() async throws {
+        let cluster = try TestKafka.cluster(topics: ["t.resume"], partitions: 1)
+        let producer = try TestKafka.producer(cluster)
+        _ = try await producer.send((0..<10).map { TestKafka.message("t.resume", key: "k", "\($0)") })
+
+        let first = try TestKafka.consumer(cluster, group: "g-resume", topics: ["t.resume"])
+        let all = try await TestKafka.drain(first, count: 10)
+        #expect(all.count == 10)
+        // Only the first six were processed: their offsets are stored, the rest are not.
+        first.storeOffsets(for: Array(all.prefix(6)))
+        try await first.commit()
+        await first.close()
+
+        let second = try TestKafka.consumer(cluster, group: "g-resume", topics: ["t.resume"])
+        let rest = try await TestKafka.drain(second, count: 4)
+        #expect(rest.map { String(decoding: $0.value, as: UTF8.self) } == ["6", "7", "8", "9"])
+        let more = try await TestKafka.drain(second, count: 1, timeout: .seconds(2))
+        #expect(more.isEmpty)
+        await second.close()
+        await producer.shutdown()
+    }
+
+    @Test func revocationHandsPartitionsOverAndDropsTheirBufferedMessages() async throws {
+        let cluster = try TestKafka.cluster(topics: ["t.revoke"], partitions: 4)
+        let producer = try TestKafka.producer(cluster)
+        let first = try TestKafka.consumer(cluster, group: "g-revoke", topics: ["t.revoke"])
+        try await eventually("the first member holds every partition") { first.assignment.count == 4 }
+        _ = try await producer.send((0..<100).map { TestKafka.message("t.revoke", key: "k\($0)", "\($0)") })
+        // Let the first member buffer messages without processing them, then let a second join.
+        try await Task.sleep(for: .seconds(1))
+        let second = try TestKafka.consumer(cluster, group: "g-revoke", topics: ["t.revoke"])
+        try await eventually("partitions are shared after the rebalance") {
+            first.assignment.count + second.assignment.count == 4 && !second.assignment.isEmpty && !first.assignment.isEmpty
+        }
+        let kept = first.assignment
+        let fromFirst = try await TestKafka.drain(first, count: 100, timeout: .seconds(3))
+        // Nothing of a partition the first member lost reaches its handler.
+        #expect(fromFirst.allSatisfy { kept.contains($0.topicPartition) })
+        let fromSecond = try await TestKafka.drain(second, count: 100, timeout: .seconds(5))
+        #expect(fromSecond.allSatisfy { second.assignment.contains($0.topicPartition) })
+        // Nothing committed: between them they saw every message.
+        #expect(Set((fromFirst + fromSecond).map { String(decoding: $0.value, as: UTF8.self) }).count == 100)
+        await first.close()
+        await second.close()
+        await producer.shutdown()
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import Testing
+@testable import RedressContracts
+@testable import RedressDomain
+
+/// The Swift event types against `schemas/events/*.schema.json`: every type we emit encodes to a
+/// document its schema accepts, so the published contract and the code cannot drift apart.
+@Suite struct SchemaConformanceTests {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static func schema(_ type: EventType) throws -> [String: Any] {
+        let url = repo.appendingPathComponent("schemas/events/\(type.rawValue).schema.json")
+        return try #require(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any], "\(url.path) must be a JSON object")
+    }
+
+    static func document<P: EventPayload>(_ payload: P, unit: String = "GD-SZ") throws -> Any {
+        let envelope = EventEnvelope(complaintId: UUID(), orgUnit: unit, actor: .service("redress-test"), payload: payload)
+        return try JSONSerialization.jsonObject(with: EventCoding.encoder().encode(envelope))
+    }
+
+    static let customer = MaskedCustomer(name: "张*", phone: "138****5678", idNumber: "110105********002X", key: String(repeating: "a", count: 64), flags: [.elderly])
+    static let transition = CaseTransition(number: "GD-SZ-20261122-000001", fromStatus: .registered, toStatus: .assigned, handlingUnit: "GD-SZ",
+                                           assignee: "GD-SZ-AGE01", reason: "initial", caseVersion: 2)
+    static let clock = SLAClockEvent(number: "GD-SZ-20261122-000001", clock: .decision, startedAt: Date(), dueAt: Date(), handlingUnit: "GD-SZ", assignee: nil)
+
+    static func registered(regulator: Bool) -> ComplaintRegistered {
+        ComplaintRegistered(
+            number: "GD-SZ-20261122-000001", channel: regulator ? .regulator : .online, externalRef: "WEB-1", receivedAt: Date(), registeredAt: Date(),
+            promisedReplyBy: Date(), branch: "GD-SZ", customer: customer, policyNumber: regulator ? "P1" : nil, claimNumber: regulator ? "C1" : nil,
+            claimStage: regulator ? "adjustment" : nil, subject: "理赔太慢", content: "电话138****5678",
+            regulatorCaseNumber: regulator ? "R-1" : nil, regulatorDeadline: regulator ? Date() : nil)
+    }
+
+    static func samples() throws -> [(EventType, Any)] {
+        [
+            (.complaintRegistered, try document(registered(regulator: false))),
+            (.complaintRegistered, try document(registered(regulator: true))),
+            (.complaintAssigned, try document(ComplaintAssigned(number: "GD-SZ-20261122-000001", category: .claims, priority: .high, handlingUnit: "GD",
+                                                                assignee: "GD-AGE01", ruleIds: ["kw.claims"], rulesVersion: "builtin-1", reason: .initial))),
+            (.complaintAssigned, try document(ComplaintAssigned(number: "GD-SZ-20261122-000001", category: .other, priority: .normal, handlingUnit: "GD-SZ",
+                                                                assignee: nil, ruleIds: [], rulesVersion: "builtin-1", reason: .escalated))),
+            (.caseAssigned, try document(CaseAssigned(transition: transition))),
+            (.caseClosed, try document(CaseClosed(
+                transition: CaseTransition(number: "GD-SZ-20261122-000001", fromStatus: .resolved, toStatus: .closed, handlingUnit: "GD-SZ",
+                                           assignee: "GD-SZ-AGE01", reason: nil, caseVersion: 7),
+                liability: .notLiable, responsibleLink: "claims", causeCode: "C01"))),
+            (.slaWarning, try document(SLAWarning(clock: clock))),
+            (.slaBreached, try document(SLABreached(clock: clock))),
+        ]
+    }
+
+    @Test func everyEmittedEventMatchesItsSchema() throws {
+        for (type, document) in try Self.samples() {
+            let problems = JSONSchemaCheck.problems(document, against: try Self.schema(type))
+            #expect(problems.isEmpty, "\(type.rawValue): \(problems)")
+        }
+    }
+
+    @Test func schemasCatchDrift() throws {
+        var document = try #require(try Self.document(CaseAssigned(transition: Self.transition)) as? [String: Any])
+        document["unexpected"] = true
+        #expect(!JSONSchemaCheck.problems(document, against: try Self.schema(.caseAssigned)).isEmpty)
+        document.removeValue(forKey: "unexpected")
+        document["version"] = "one"
+        #expect(!JSONSchemaCheck.problems(document, against: try Self.schema(.caseAssigned)).isEmpty)
+    }
+
+    @Test func everyEventTypeHasASchema() throws {
+        for type in EventType.allCases {
+            #expect(try Self.schema(type)["type"] as? String == "object", "\(type.rawValue)")
+        }
+    }
+}
+
+/// The subset of JSON Schema the project's schemas use (type, properties, required,
+/// additionalProperties, items, enum, const, format date-time/uuid, lengths, bounds).
+enum JSONSchemaCheck {
+    static func problems(_ value: Any, against schema: [String: Any], at path: String = "$") -> [String] {
+        var found: [String] = []
+        if let types = (schema["type"] as? [String]) ?? (schema["type"] as? String).map({ [$0] }) {
+            guard types.contains(where: { matches(value, $0) }) else { return ["\(path): expected \(types.joined(separator: " or ")), got \(value)"] }
+        }
+        if let constant = schema["const"], !equal(value, constant) { found.append("\(path): must be \(constant)") }
+        if let options = schema["enum"] as? [Any], !options.contains(where: { equal(value, $0) }) { found.append("\(path): \(value) not in \(options)") }
+        if let text = value as? String {
+            if let min = schema["minLength"] as? Int, text.count < min { found.append("\(path): shorter than \(min)") }
+            if let max = schema["maxLength"] as? Int, text.count > max { found.append("\(path): longer than \(max)") }
+            switch schema["format"] as? String {
+            case "date-time": if Timestamp.parse(text) == nil { found.append("\(path): not a date-time") }
+            case "uuid": if UUID(uuidString: text) == nil { found.append("\(path): not a uuid") }
+            default: break
+            }
+        }
+        if let number = value as? NSNumber, !(value is String) {
+            if let min = schema["minimum"] as? Double, number.doubleValue < min { found.append("\(path): below \(min)") }
+            if let max = schema["maximum"] as? Double, number.doubleValue > max { found.append("\(path): above \(max)") }
+        }
+        if let object = value as? [String: Any] {
+            let properties = schema["properties"] as? [String: Any] ?? [:]
+            for key in schema["required"] as? [String] ?? [] where object[key] == nil { found.append("\(path).\(key): required") }
+            for (key, member) in object {
+                if let sub = properties[key] as? [String: Any] {
+                    found += problems(member, against: sub, at: "\(path).\(key)")
+                } else if schema["additionalProperties"] as? Bool == false {
+                    found.append("\(path).\(key): not allowed")
+                }
+            }
+        }
+        if let array = value as? [Any], let items = schema["items"] as? [String: Any] {
+            for (index, element) in array.enumerated() { found += problems(element, against: items, at: "\(path)[\(index)]") }
+        }
+        return found
+    }
+
+    static func matches(_ value: Any, _ type: String) -> Bool {
+        switch type {
+        case "object": value is [String: Any]
+        case "array": value is [Any]
+        case "string": value is String
+        case "null": value is NSNull
+        case "boolean": (value as? NSNumber).map(isBool) ?? false
+        case "integer": (value as? NSNumber).map { !isBool($0) && $0.doubleValue.rounded() == $0.doubleValue } ?? false
+        case "number": (value as? NSNumber).map { !isBool($0) } ?? false
+        default: false
+        }
+    }
+
+    static func isBool(_ number: NSNumber) -> Bool {
+        String(cString: number.objCType) == "c"
+    }
+
+    static func equal(_ a: Any, _ b: Any) -> Bool {
+        if let x = a as? String, let y = b as? String { return x == y }
+        if let x = a as? NSNumber, let y = b as? NSNumber { return x == y }
+        return false
+    }
+}
