@@ -159,13 +159,17 @@ public struct Registrar: Sendable {
                 results[index] = answer
             }
         }
+        var receivedTally = CounterTally("redress_complaints_received_total", dimensions: ["channel", "branch"])
+        var duplicates = CounterTally("redress_complaints_duplicates_total", dimensions: ["channel"])
         for (index, s) in submissions.enumerated() {
             if results[index]?.duplicate == true {
-                Counter(label: "redress_complaints_duplicates_total", dimensions: [("channel", s.channel.rawValue)]).increment()
+                duplicates.add(s.channel.rawValue)
             } else {
-                Counter(label: "redress_complaints_received_total", dimensions: [("channel", s.channel.rawValue), ("branch", s.branch)]).increment()
+                receivedTally.add(s.channel.rawValue, s.branch)
             }
         }
+        receivedTally.record()
+        duplicates.record()
         return results.map { $0! }
     }
 

@@ -48,6 +48,9 @@ public enum RoutingService {
         var clock = Date().timeIntervalSince1970
         var outbox: [OutboxEntry] = []
         var load: [String: Int] = [:]
+        var assignedTally = CounterTally("redress_complaints_assigned_total", dimensions: ["category", "priority", "unit"])
+        var unassignable = CounterTally("redress_routing_unassignable_total", dimensions: ["unit"])
+        var waiting: [String] = []
         let encoder = EventCoding.encoder()
         for event in events {
             let decision = Triage.decide(event.payload)
@@ -56,16 +59,22 @@ public enum RoutingService {
             let assignee = Assignment.pick(1, from: &pool, clock: &clock)[0]
             candidates[unit] = pool
             if let assignee { load[assignee, default: 0] += 1 } else {
-                Counter(label: "redress_routing_unassignable_total", dimensions: [("unit", unit)]).increment()
-                logger.warning("no eligible agent; complaint waits in the unit's supervisor queue", metadata: ["unit": "\(unit)", "number": "\(event.payload.number)"])
+                unassignable.add(unit)
+                waiting.append(event.payload.number)
             }
             let payload = ComplaintAssigned(
                 number: event.payload.number, category: decision.category, priority: decision.priority, handlingUnit: unit,
                 assignee: assignee, ruleIds: decision.ruleIds, rulesVersion: Triage.rulesVersion, reason: .initial)
             outbox.append(try OutboxEntry(EventEnvelope(complaintId: event.complaintId, orgUnit: unit, actor: actor, payload: payload), encoder: encoder))
-            Counter(label: "redress_complaints_assigned_total", dimensions: [
-                ("category", decision.category.rawValue), ("priority", decision.priority.rawValue), ("unit", unit),
-            ]).increment()
+            assignedTally.add(decision.category.rawValue, decision.priority.rawValue, unit)
+        }
+        assignedTally.record()
+        unassignable.record()
+        if !waiting.isEmpty {
+            // One line per batch: in a surge, a line per complaint would drown the log.
+            logger.warning("no eligible agent; complaints wait in their unit's supervisor queue", metadata: [
+                "count": "\(waiting.count)", "first": "\(waiting.prefix(5).joined(separator: ","))",
+            ])
         }
         if !load.isEmpty {
             let ids = Array(load.keys)

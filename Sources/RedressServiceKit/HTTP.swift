@@ -153,3 +153,26 @@ extension Request {
         return bytes
     }
 }
+
+/// Adds up counter increments over a batch and records each labelled series once: a metrics
+/// look-up per complaint costs more than the rest of the bookkeeping in a 500-event batch.
+public struct CounterTally {
+    private var counts: [[String]: Int] = [:]
+    private let label: String
+    private let dimensions: [String]
+
+    public init(_ label: String, dimensions: [String]) {
+        self.label = label
+        self.dimensions = dimensions
+    }
+
+    public mutating func add(_ values: String..., count: Int = 1) {
+        counts[values, default: 0] += count
+    }
+
+    public func record() {
+        for (values, count) in counts {
+            Counter(label: label, dimensions: Array(zip(dimensions, values))).increment(by: count)
+        }
+    }
+}

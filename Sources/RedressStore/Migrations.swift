@@ -177,6 +177,7 @@ public enum Migrations {
         created_at    timestamptz NOT NULL DEFAULT now(),
         UNIQUE (event_id, recipient, channel)
     );
+    CREATE INDEX notifications_complaint ON notifications (complaint_id);
 
     -- Return visits (回访) scheduled on closure.
     CREATE TABLE surveys (

@@ -164,12 +164,15 @@ struct Bench: AsyncParsableCommand {
         var seen = Set<Int>()
         var lastAssigned = Date.distantPast
         let rows = try await postgres.query("""
-            SELECT c.external_ref, min(e.at), count(e.id)::bigint,
-                   (SELECT count(*) FROM notifications n WHERE n.complaint_id = c.id AND n.template = 'complaint.registered.acknowledgement')::bigint,
-                   (SELECT count(*) FROM sla_clocks s WHERE s.complaint_id = c.id)::bigint
-            FROM complaints c JOIN case_events e ON e.complaint_id = c.id AND e.action = 'assign'
-            WHERE c.external_ref LIKE \(pattern)
-            GROUP BY c.id, c.external_ref
+            WITH mine AS (SELECT id, external_ref FROM complaints WHERE external_ref LIKE \(pattern)),
+            assigns AS (SELECT e.complaint_id, min(e.at) AS at, count(*) AS n FROM case_events e JOIN mine ON mine.id = e.complaint_id
+                        WHERE e.action = 'assign' GROUP BY e.complaint_id),
+            acks AS (SELECT n.complaint_id, count(*) AS n FROM notifications n JOIN mine ON mine.id = n.complaint_id
+                     WHERE n.template = 'complaint.registered.acknowledgement' GROUP BY n.complaint_id),
+            clocks AS (SELECT s.complaint_id, count(*) AS n FROM sla_clocks s JOIN mine ON mine.id = s.complaint_id GROUP BY s.complaint_id)
+            SELECT mine.external_ref, assigns.at, assigns.n::bigint, COALESCE(acks.n, 0)::bigint, COALESCE(clocks.n, 0)::bigint
+            FROM mine JOIN assigns ON assigns.complaint_id = mine.id
+            LEFT JOIN acks ON acks.complaint_id = mine.id LEFT JOIN clocks ON clocks.complaint_id = mine.id
             """, logger: logger)
         for try await (ref, at, assignments, acks, clocks) in rows.decode((String, Date, Int64, Int64, Int64).self) {
             guard let n = Int(ref.split(separator: "-").last ?? "") else { continue }
