@@ -50,7 +50,7 @@ start_postgres() {
     chmod 700 "$dir"
     runuser -u postgres -- "$bin/initdb" -D "$dir/data" --auth=trust --encoding=UTF8 --locale=C.UTF-8 -U postgres >"$dir/initdb.log" 2>&1 \
         || die "initdb failed: see $dir/initdb.log"
-    local opts="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=512MB"
+    local opts="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=512MB -c shared_preload_libraries=pg_stat_statements"
     if [[ "$durable" == "fast" ]]; then
         # Tests: durability buys nothing for data thrown away after the run.
         opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"

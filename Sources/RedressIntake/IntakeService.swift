@@ -24,7 +24,7 @@ public enum IntakeService {
     }
 
     public static func build(host: ServiceHost) -> (Router<RedressRequestContext>, [any Service]) {
-        let registrar = Registrar(personalData: host.personalData)
+        let registrar = Registrar(personalData: host.personalData, numbers: host.postgres)
         let router = host.router()
         IntakeController(registrar: registrar, postgres: host.postgres)
             .add(to: router.group("v1/complaints").add(middleware: RequireRoles([.channel, .agent, .supervisor, .admin], authority: host.tokens)))

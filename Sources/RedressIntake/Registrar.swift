@@ -21,13 +21,18 @@ public struct Registration: Sendable, Equatable {
 /// inside the caller's transaction, together with their `complaint.registered` events.
 public struct Registrar: Sendable {
     let personalData: PersonalDataKey
+    /// Number ranges are taken in a transaction of their own: the branch's sequence row stays
+    /// locked for one statement, not for a whole batch, so concurrent batches do not queue on it.
+    /// A batch that then fails leaves a gap in the numbers; numbers are unique, not gapless.
+    let numbers: PostgresClient
     let policy = ClockPolicy()
     /// Complaint numbers carry the branch's local date; the demo organisation is all in China (UTC+8).
     let branchUTCOffset = 8 * 3600
     static let actor = Actor.service("redress-intake")
 
-    public init(personalData: PersonalDataKey) {
+    public init(personalData: PersonalDataKey, numbers: PostgresClient) {
         self.personalData = personalData
+        self.numbers = numbers
     }
 
     public enum Failure: Error, Equatable {
@@ -68,7 +73,7 @@ public struct Registrar: Sendable {
         for index in fresh { byBranch[submissions[index].branch, default: []].append(index) }
         var numbers: [Int: String] = [:]
         for (branch, indices) in byBranch.sorted(by: { $0.key < $1.key }) {
-            let rows = try await connection.query("""
+            let rows = try await self.numbers.query("""
                 INSERT INTO complaint_number_sequences (branch, day, last) VALUES (\(branch), \(day), \(indices.count))
                 ON CONFLICT (branch, day) DO UPDATE SET last = complaint_number_sequences.last + EXCLUDED.last
                 RETURNING last

@@ -58,6 +58,9 @@ public struct KafkaConsumerConfiguration: Sendable {
     public var startFromEarliest: Bool = true
     /// Messages held in memory between librdkafka and the handler; the poll thread waits when it is full.
     public var bufferCapacity: Int = 4_000
+    /// Independent processing lanes: partition `p` is handled by lane `p mod lanes`, so batches of
+    /// different lanes run concurrently while each partition — and so each key — stays in order.
+    public var lanes: Int = 1
     /// librdkafka's own prefetch bound.
     public var queuedMaxKilobytes: Int = 16_384
 

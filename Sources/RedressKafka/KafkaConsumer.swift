@@ -19,7 +19,7 @@ public final class KafkaConsumer: Sendable {
     public init(configuration: KafkaConsumerConfiguration, logger: Logger) throws(KafkaError) {
         self.configuration = configuration
         self.logger = logger
-        self.buffer = MessageBuffer(capacity: configuration.bufferCapacity)
+        self.buffer = MessageBuffer(capacity: configuration.bufferCapacity, lanes: configuration.lanes)
         self.client = try RDKafkaClient(role: .consumer, properties: configuration.properties(), logger: logger)
         try client.subscribe(configuration.topics)
         startPoller()
@@ -73,13 +73,16 @@ public final class KafkaConsumer: Sendable {
 
     /// The next messages available, up to `maxCount`, waiting if none are; nil once the consumer is closed.
     /// With a timeout, an empty array when nothing arrived in time (nothing is taken and dropped).
-    public func nextBatch(maxCount: Int, timeout: Duration? = nil) async throws(KafkaError) -> [KafkaMessage]? {
-        try await buffer.next(maxCount: maxCount, timeout: timeout)
+    /// `lane` selects the partitions `partition mod lanes == lane` (see `KafkaConsumerConfiguration.lanes`).
+    public func nextBatch(maxCount: Int, lane: Int = 0, timeout: Duration? = nil) async throws(KafkaError) -> [KafkaMessage]? {
+        try await buffer.next(maxCount: maxCount, lane: lane, timeout: timeout)
     }
 
-    public func batches(maxCount: Int = 500) -> Batches {
-        Batches(consumer: self, maxCount: maxCount)
+    public func batches(maxCount: Int = 500, lane: Int = 0) -> Batches {
+        Batches(consumer: self, maxCount: maxCount, lane: lane)
     }
+
+    public var lanes: Int { buffer.laneCount }
 
     /// Records that these messages are fully processed. Call after the transaction that handled them commits.
     public func storeOffsets(for messages: [KafkaMessage]) {
@@ -114,44 +117,67 @@ public final class KafkaConsumer: Sendable {
         public typealias Element = [KafkaMessage]
         let consumer: KafkaConsumer
         let maxCount: Int
+        let lane: Int
 
-        public func makeAsyncIterator() -> Iterator { Iterator(consumer: consumer, maxCount: maxCount) }
+        public func makeAsyncIterator() -> Iterator { Iterator(consumer: consumer, maxCount: maxCount, lane: lane) }
 
         public struct Iterator: AsyncIteratorProtocol {
             let consumer: KafkaConsumer
             let maxCount: Int
+            let lane: Int
 
             public mutating func next() async throws -> [KafkaMessage]? {
-                try await consumer.nextBatch(maxCount: maxCount)
+                try await consumer.nextBatch(maxCount: maxCount, lane: lane)
             }
         }
     }
 }
 
-/// The bounded hand-over between the poll thread and the async side.
+/// The bounded hand-over between the poll thread and the async side. Messages are kept in
+/// `lanes` queues by partition (`partition mod lanes`): each lane is read by one task, so batches of
+/// different lanes are processed concurrently while each partition's messages stay in order.
 final class MessageBuffer: Sendable {
-    private struct State {
+    private struct Lane {
         var messages: [KafkaMessage] = []
         var head = 0
         var waiter: CheckedContinuation<Void, Never>?
+        var count: Int { messages.count - head }
+
+        mutating func takeWaiter() -> CheckedContinuation<Void, Never>? {
+            defer { waiter = nil }
+            return waiter
+        }
+    }
+
+    private struct State {
+        var lanes: [Lane]
+        var count = 0
         var assignment: Set<TopicPartition> = []
         var closing = false
         var finished = false
         var failure: KafkaError?
         var finishWaiters: [CheckedContinuation<Void, Never>] = []
-        var count: Int { messages.count - head }
+
+        mutating func takeAllWaiters() -> [CheckedContinuation<Void, Never>] {
+            lanes.indices.compactMap { lanes[$0].takeWaiter() }
+        }
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let state: NIOLockedValueBox<State>
     private let space = ConditionLock(value: 0)
     let capacity: Int
+    let laneCount: Int
 
-    init(capacity: Int) {
+    init(capacity: Int, lanes: Int = 1) {
         self.capacity = capacity
+        self.laneCount = max(1, lanes)
+        self.state = NIOLockedValueBox(State(lanes: Array(repeating: Lane(), count: max(1, lanes))))
     }
 
     var isClosing: Bool { state.withLockedValue { $0.closing } }
     var assignment: Set<TopicPartition> { state.withLockedValue { $0.assignment } }
+
+    func lane(of message: KafkaMessage) -> Int { Int(message.partition) % laneCount }
 
     /// Poll thread: true when there is room for more messages, waiting up to `timeout` seconds for it.
     func waitForSpace(timeout: Double) -> Bool {
@@ -163,13 +189,13 @@ final class MessageBuffer: Sendable {
     }
 
     func append(_ message: KafkaMessage) {
+        let lane = lane(of: message)
         let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
             // A message of a partition revoked meanwhile is not ours to process any more.
             guard state.assignment.contains(message.topicPartition) else { return nil }
-            state.messages.append(message)
-            let waiter = state.waiter
-            state.waiter = nil
-            return waiter
+            state.lanes[lane].messages.append(message)
+            state.count += 1
+            return state.lanes[lane].takeWaiter()
         }
         waiter?.resume()
     }
@@ -182,46 +208,42 @@ final class MessageBuffer: Sendable {
         state.withLockedValue { state in
             let revoked = Set(partitions)
             state.assignment.subtract(revoked)
-            let kept = state.messages[state.head...].filter { !revoked.contains($0.topicPartition) }
-            state.messages = Array(kept)
-            state.head = 0
+            for index in state.lanes.indices {
+                let kept = state.lanes[index].messages[state.lanes[index].head...].filter { !revoked.contains($0.topicPartition) }
+                state.count -= state.lanes[index].count - kept.count
+                state.lanes[index].messages = Array(kept)
+                state.lanes[index].head = 0
+            }
         }
         signalSpace()
     }
 
     func fail(_ error: KafkaError) {
-        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+        let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
             state.failure = error
-            let waiter = state.waiter
-            state.waiter = nil
-            return waiter
+            return state.takeAllWaiters()
         }
-        waiter?.resume()
+        waiters.forEach { $0.resume() }
     }
 
     func beginClose() {
-        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+        let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
             state.closing = true
-            let waiter = state.waiter
-            state.waiter = nil
-            return waiter
+            return state.takeAllWaiters()
         }
-        waiter?.resume()
+        waiters.forEach { $0.resume() }
         signalSpace()
     }
 
     func finish() {
-        let (waiters, waiter) = state.withLockedValue { state -> ([CheckedContinuation<Void, Never>], CheckedContinuation<Void, Never>?) in
+        let (finishWaiters, waiters) = state.withLockedValue { state -> ([CheckedContinuation<Void, Never>], [CheckedContinuation<Void, Never>]) in
             state.finished = true
             state.closing = true
-            let waiters = state.finishWaiters
-            state.finishWaiters = []
-            let waiter = state.waiter
-            state.waiter = nil
-            return (waiters, waiter)
+            defer { state.finishWaiters = [] }
+            return (state.finishWaiters, state.takeAllWaiters())
         }
+        finishWaiters.forEach { $0.resume() }
         waiters.forEach { $0.resume() }
-        waiter?.resume()
     }
 
     func waitFinished() async {
@@ -235,20 +257,24 @@ final class MessageBuffer: Sendable {
         }
     }
 
-    func next(maxCount: Int, timeout: Duration? = nil) async throws(KafkaError) -> [KafkaMessage]? {
+    /// Up to `maxCount` messages of `lane`, waiting for some; nil when closing; [] after `timeout`.
+    func next(maxCount: Int, lane: Int = 0, timeout: Duration? = nil) async throws(KafkaError) -> [KafkaMessage]? {
+        precondition((0..<laneCount).contains(lane), "lane \(lane) of \(laneCount)")
         let deadline = timeout.map { ContinuousClock.now + $0 }
         while true {
             enum Step { case batch([KafkaMessage]), end, failed(KafkaError), wait }
             let step = state.withLockedValue { state -> Step in
                 if let failure = state.failure { return .failed(failure) }
                 if state.closing { return .end }
-                guard state.count > 0 else { return .wait }
-                let end = min(state.messages.count, state.head + maxCount)
-                let batch = Array(state.messages[state.head..<end])
-                state.head = end
-                if state.head > 4096 || state.head == state.messages.count {
-                    state.messages.removeFirst(state.head)
-                    state.head = 0
+                guard state.lanes[lane].count > 0 else { return .wait }
+                let head = state.lanes[lane].head
+                let end = min(state.lanes[lane].messages.count, head + maxCount)
+                let batch = Array(state.lanes[lane].messages[head..<end])
+                state.lanes[lane].head = end
+                state.count -= batch.count
+                if end > 4096 || end == state.lanes[lane].messages.count {
+                    state.lanes[lane].messages.removeFirst(end)
+                    state.lanes[lane].head = 0
                 }
                 return .batch(batch)
             }
@@ -264,7 +290,7 @@ final class MessageBuffer: Sendable {
                 if Task.isCancelled { return nil }
                 if let deadline, ContinuousClock.now >= deadline { return [] }
                 await withTaskGroup(of: Void.self) { group in
-                    group.addTask { await self.waitForMessages() }
+                    group.addTask { await self.waitForMessages(lane: lane) }
                     if let deadline {
                         group.addTask { try? await Task.sleep(until: deadline) }
                     }
@@ -276,24 +302,19 @@ final class MessageBuffer: Sendable {
         }
     }
 
-    /// Returns when messages, closing or failure arrive, or when the task is cancelled.
-    private func waitForMessages() async {
+    /// Returns when the lane has messages, on closing or failure, or when the task is cancelled.
+    private func waitForMessages(lane: Int) async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let resumeNow = state.withLockedValue { state -> Bool in
-                    if state.count > 0 || state.closing || state.failure != nil || Task.isCancelled { return true }
-                    state.waiter = continuation
+                    if state.lanes[lane].count > 0 || state.closing || state.failure != nil || Task.isCancelled { return true }
+                    state.lanes[lane].waiter = continuation
                     return false
                 }
                 if resumeNow { continuation.resume() }
             }
         } onCancel: {
-            let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
-                let waiter = state.waiter
-                state.waiter = nil
-                return waiter
-            }
-            waiter?.resume()
+            state.withLockedValue { $0.lanes[lane].takeWaiter() }?.resume()
         }
     }
 

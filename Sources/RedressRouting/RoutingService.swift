@@ -24,7 +24,8 @@ public enum RoutingService {
     }
 
     public static func build(host: ServiceHost) -> (Router<RedressRequestContext>, [any Service]) {
-        let consumer = host.consumer(group: consumerGroup, topics: [EventType.complaintRegistered.topic], handler: EventHandler<ComplaintRegistered>(route))
+        // One lane: every batch locks the agents of the units it routes to, so concurrent batches would only wait on each other.
+        let consumer = host.consumer(group: consumerGroup, topics: [EventType.complaintRegistered.topic], handler: EventHandler<ComplaintRegistered>(route), lanes: 1)
         return (host.router(), [consumer])
     }
 

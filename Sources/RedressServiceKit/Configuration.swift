@@ -17,6 +17,8 @@ public struct ServiceConfiguration: Sendable {
     public var logLevel: Logger.Level
     public var logFormat: LogFormat
     public var migrateOnStart: Bool
+    /// Batches each consumer handles at once (in different partitions).
+    public var consumerLanes: Int
 
     public struct PostgresSettings: Sendable {
         public var host: String
@@ -41,7 +43,7 @@ public struct ServiceConfiguration: Sendable {
                 user: env.value("REDRESS_PG_USER") ?? "redress",
                 password: env.value("REDRESS_PG_PASSWORD"),
                 database: env.value("REDRESS_PG_DATABASE") ?? "redress",
-                poolSize: env.integer("REDRESS_PG_POOL_SIZE", 8, 1...200))
+                poolSize: env.integer("REDRESS_PG_POOL_SIZE", 12, 1...200))
         }
 
         public func clientConfiguration() -> PostgresClient.Configuration {
@@ -121,7 +123,8 @@ public struct ServiceConfiguration: Sendable {
             personalDataKey: piiKey,
             logLevel: logLevel,
             logFormat: logFormat,
-            migrateOnStart: (value("REDRESS_MIGRATE_ON_START") ?? "true") != "false")
+            migrateOnStart: (value("REDRESS_MIGRATE_ON_START") ?? "true") != "false",
+            consumerLanes: integer("REDRESS_CONSUMER_LANES", 4, 1...64))
         try env.check()
         return configuration
     }

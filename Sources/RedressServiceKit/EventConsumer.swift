@@ -106,9 +106,16 @@ public final class EventConsumer<Handler: BatchHandler>: Service, Sendable {
         await gate.wait()
         let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
         do {
-            // Graceful shutdown ends the iteration between batches; the batch in hand is finished first.
-            for try await batch in consumer.batches(maxCount: settings.maxBatch).cancelOnGracefulShutdown() {
-                try await process(batch, consumer: consumer)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for lane in 0..<consumer.lanes {
+                    group.addTask {
+                        // Graceful shutdown ends the iteration between batches; the batch in hand is finished first.
+                        for try await batch in consumer.batches(maxCount: self.settings.maxBatch, lane: lane).cancelOnGracefulShutdown() {
+                            try await self.process(batch, consumer: consumer)
+                        }
+                    }
+                }
+                try await group.waitForAll()
             }
         } catch {
             logger.error("consumer stopped", metadata: ["error": "\(error)"])

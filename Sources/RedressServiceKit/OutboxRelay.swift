@@ -14,10 +14,11 @@ import ServiceLifecycle
 /// A crash between publish and mark republishes those rows; consumers' inboxes absorb the repeat.
 public final class OutboxRelay: Service, Sendable {
     public struct Settings: Sendable {
-        public var lanesPerCycle = 16
+        /// Lanes one cycle takes. All of them by default: one relay then drains everything pending in
+        /// a single ordered pass while the others find nothing to do; fewer lets relays work side by side.
+        public var lanesPerCycle = OutboxEntry.laneCount
         public var batchSize = 2_000
         public var pollInterval: Duration = .seconds(1)
-        public var keepPublished: Duration = .seconds(3600)
         public init() {}
     }
 
@@ -27,6 +28,8 @@ public final class OutboxRelay: Service, Sendable {
     let settings: Settings
     let logger: Logger
     let wakeup = Wakeup()
+    /// Where this relay starts taking lanes, so relays with fewer lanes per cycle spread out.
+    let firstLane = Int.random(in: 0..<OutboxEntry.laneCount)
 
     public init(postgres: PostgresClient, producer: KafkaProducer, gate: StartupGate, settings: Settings = Settings(), logger: Logger) {
         self.postgres = postgres
@@ -70,8 +73,9 @@ public final class OutboxRelay: Service, Sendable {
         let settings = self.settings
         let logger = self.logger
         let producer = self.producer
+        let firstLane = self.firstLane
         let published = try await postgres.withTransaction(logger: logger) { connection -> Int in
-            let rows = try await Outbox.claim(lanes: settings.lanesPerCycle, limit: settings.batchSize, on: connection, logger: logger)
+            let rows = try await Outbox.claim(lanes: settings.lanesPerCycle, from: firstLane, limit: settings.batchSize, on: connection, logger: logger)
             guard !rows.isEmpty else { return 0 }
             let messages = rows.map { row in
                 KafkaOutgoingMessage(
@@ -128,14 +132,9 @@ public final class OutboxRelay: Service, Sendable {
 
     private func housekeeping() async {
         let pending = Gauge(label: "redress_outbox_pending")
-        var lastPurge = ContinuousClock.now - .seconds(3600)
         while !Task.isCancelled {
             do {
                 pending.record(try await Outbox.pendingCount(postgres, logger: logger))
-                if ContinuousClock.now - lastPurge > .seconds(60) {
-                    try await Outbox.purgePublished(olderThan: settings.keepPublished, postgres, logger: logger)
-                    lastPurge = ContinuousClock.now
-                }
             } catch {
                 if Task.isCancelled { return }
                 logger.debug("outbox housekeeping failed", metadata: ["error": "\(error)"])

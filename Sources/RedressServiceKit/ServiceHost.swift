@@ -64,15 +64,17 @@ public final class ServiceHost: Sendable {
     }
 
     /// Consumer settings for this process: group, topics, and the session timeout from the environment.
-    public func consumerConfiguration(group: String, topics: [String]) -> KafkaConsumerConfiguration {
+    public func consumerConfiguration(group: String, topics: [String], lanes: Int? = nil) -> KafkaConsumerConfiguration {
         var consumer = KafkaConsumerConfiguration(client: configuration.kafkaClient(group), groupID: group, topics: topics)
         consumer.sessionTimeout = configuration.kafkaSessionTimeout
+        consumer.lanes = lanes ?? configuration.consumerLanes
         consumer.heartbeatInterval = .nanoseconds(min(3_000_000_000, configuration.kafkaSessionTimeout.nanoseconds / 3))
         return consumer
     }
 
-    public func consumer<H: BatchHandler>(group: String, topics: [String], handler: H) -> EventConsumer<H> {
-        EventConsumer(configuration: consumerConfiguration(group: group, topics: topics), handler: handler,
+    /// `lanes` overrides REDRESS_CONSUMER_LANES for a handler whose batches would only queue on the same locks.
+    public func consumer<H: BatchHandler>(group: String, topics: [String], handler: H, lanes: Int? = nil) -> EventConsumer<H> {
+        EventConsumer(configuration: consumerConfiguration(group: group, topics: topics, lanes: lanes), handler: handler,
                       postgres: postgres, producer: producer, gate: gate, logger: logger)
     }
 

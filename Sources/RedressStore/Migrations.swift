@@ -131,7 +131,9 @@ public enum Migrations {
     CREATE INDEX sla_clocks_breach_due ON sla_clocks (due_at) WHERE breached_at IS NULL AND stopped_at IS NULL AND paused_at IS NULL;
 
     -- Transactional outbox. `lane` = hash(key) mod 64: a relay publishes a lane only while it holds
-    -- that lane's row lock, so events of one complaint leave in commit order even with several relays.
+    -- that lane's advisory lock, so events of one complaint leave in commit order even with several relays.
+    -- A row is deleted in the transaction that saw it delivered: rewriting the payload to mark it
+    -- published doubled the write-ahead log, and the topic is the record of what was published.
     CREATE TABLE outbox (
         id            bigserial PRIMARY KEY,
         lane          smallint NOT NULL,
@@ -140,13 +142,9 @@ public enum Migrations {
         key           text NOT NULL,
         event_type    text NOT NULL,
         payload       bytea NOT NULL,
-        created_at    timestamptz NOT NULL DEFAULT now(),
-        published_at  timestamptz
+        created_at    timestamptz NOT NULL DEFAULT now()
     );
-    CREATE INDEX outbox_pending ON outbox (lane, id) WHERE published_at IS NULL;
-
-    CREATE TABLE outbox_lanes (lane smallint PRIMARY KEY);
-    INSERT INTO outbox_lanes SELECT generate_series(0, 63);
+    CREATE INDEX outbox_pending ON outbox (lane, id);
 
     -- One NOTIFY per inserting statement wakes the relays; the payload carries nothing.
     CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -61,21 +61,36 @@ public enum Outbox {
             """, logger: logger)
     }
 
-    /// Locks up to `lanes` lanes that have pending rows — skipping lanes another relay holds — and
-    /// returns their pending rows in commit order. The locks last until the transaction ends.
-    public static func claim(lanes: Int, limit: Int, on connection: PostgresConnection, logger: Logger) async throws -> [OutboxRow] {
-        let rows = try await connection.query("""
-            WITH claimed AS (
-                SELECT l.lane FROM outbox_lanes l
-                WHERE EXISTS (SELECT 1 FROM outbox o WHERE o.lane = l.lane AND o.published_at IS NULL)
-                ORDER BY l.lane
-                FOR UPDATE SKIP LOCKED
-                LIMIT \(lanes)
+    /// Key of the transaction-scoped advisory locks that stand for lanes ('rdob').
+    static let laneLockKey: Int32 = 0x7264_6F62
+
+    /// Takes up to `lanes` lanes that have pending rows and no other relay holds — transaction-scoped
+    /// advisory locks, tried from lane `from` on so relays spread out — and returns their pending
+    /// rows in commit order. The locks last until the transaction ends and cost no writes.
+    public static func claim(lanes: Int, from start: Int = 0, limit: Int, on connection: PostgresConnection, logger: Logger) async throws -> [OutboxRow] {
+        let count = OutboxEntry.laneCount
+        var claimed: [Int16] = []
+        // The lanes with pending rows, found by one index probe per lane (a loose index scan), then
+        // locked lazily in rotated order: OFFSET 0 keeps the lock call out of the sort.
+        for try await lane in try await connection.query("""
+            WITH RECURSIVE pending(lane) AS (
+                (SELECT lane FROM outbox ORDER BY lane LIMIT 1)
+                UNION ALL
+                SELECT (SELECT o.lane FROM outbox o WHERE o.lane > p.lane ORDER BY o.lane LIMIT 1) FROM pending p WHERE p.lane IS NOT NULL
             )
-            SELECT o.id, o.event_id, o.topic, o.key, o.event_type, o.payload
-            FROM outbox o JOIN claimed c ON c.lane = o.lane
-            WHERE o.published_at IS NULL
-            ORDER BY o.id
+            SELECT lane FROM (
+                SELECT lane FROM pending WHERE lane IS NOT NULL ORDER BY (lane + \(count) - \(start)) % \(count) OFFSET 0
+            ) AS candidates
+            WHERE pg_try_advisory_xact_lock(\(laneLockKey), lane)
+            LIMIT \(lanes)
+            """, logger: logger).decode(Int16.self) {
+            claimed.append(lane)
+        }
+        guard !claimed.isEmpty else { return [] }
+        let rows = try await connection.query("""
+            SELECT id, event_id, topic, key, event_type, payload FROM outbox
+            WHERE lane = ANY(\(claimed)::smallint[])
+            ORDER BY id
             LIMIT \(limit)
             """, logger: logger)
         var result: [OutboxRow] = []
@@ -85,21 +100,16 @@ public enum Outbox {
         return result
     }
 
+    /// Removes rows whose delivery Kafka confirmed. Call in the transaction that claimed them.
     public static func markPublished(_ ids: [Int64], on connection: PostgresConnection, logger: Logger) async throws {
         guard !ids.isEmpty else { return }
-        try await connection.query("UPDATE outbox SET published_at = now() WHERE id = ANY(\(ids)::bigint[])", logger: logger)
+        try await connection.query("DELETE FROM outbox WHERE id = ANY(\(ids)::bigint[])", logger: logger)
     }
 
     public static func pendingCount(_ client: PostgresClient, logger: Logger) async throws -> Int {
-        let rows = try await client.query("SELECT count(*)::bigint FROM outbox WHERE published_at IS NULL", logger: logger)
+        let rows = try await client.query("SELECT count(*)::bigint FROM outbox", logger: logger)
         for try await count in rows.decode(Int64.self) { return Int(count) }
         return 0
-    }
-
-    /// Published rows are kept a while for inspection, then removed so the table stays small.
-    public static func purgePublished(olderThan age: Duration, _ client: PostgresClient, logger: Logger) async throws {
-        let seconds = Double(age.components.seconds)
-        try await client.query("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => \(seconds))", logger: logger)
     }
 }
 

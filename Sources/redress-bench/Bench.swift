@@ -89,6 +89,10 @@ struct Bench: AsyncParsableCommand {
             let sorted = outcome.latencies.sorted()
             func percentile(_ p: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] * 1000 }
             print("bench: assigned \(outcome.assigned) of \(count) in \(String(format: "%.1f", elapsed)) s; acknowledgements \(outcome.acknowledgements), clocks \(outcome.clocks)")
+            let intakeSeconds = outcome.lastRegistered.timeIntervalSince(started)
+            print(String(format: "bench: stages: intake registered %.0f/s (all %d in %.1f s), assignment followed %.1f s after the last registration",
+                         Double(count - outcome.lost) / max(intakeSeconds, 0.001), count - outcome.lost, intakeSeconds,
+                         outcome.lastAssigned.timeIntervalSince(outcome.lastRegistered)))
             print(String(format: "bench: complaints=%d lost=%d duplicated=%d throughput=%.0f/s p50=%.0fms p99=%.0fms",
                          count, outcome.lost, outcome.duplicated, throughput, percentile(0.5), percentile(0.99)))
             if outcome.lost != 0 || outcome.duplicated != 0 { throw ExitCode(1) }
@@ -137,6 +141,7 @@ struct Bench: AsyncParsableCommand {
         var clocks = 0
         var latencies: [Double] = []
         var lastAssigned = Date()
+        var lastRegistered = Date()
     }
 
     /// Waits until every complaint is assigned (or progress stalls), then checks each arrived exactly once.
@@ -164,17 +169,19 @@ struct Bench: AsyncParsableCommand {
         var seen = Set<Int>()
         var lastAssigned = Date.distantPast
         let rows = try await postgres.query("""
-            WITH mine AS (SELECT id, external_ref FROM complaints WHERE external_ref LIKE \(pattern)),
+            WITH mine AS (SELECT id, external_ref, registered_at FROM complaints WHERE external_ref LIKE \(pattern)),
             assigns AS (SELECT e.complaint_id, min(e.at) AS at, count(*) AS n FROM case_events e JOIN mine ON mine.id = e.complaint_id
                         WHERE e.action = 'assign' GROUP BY e.complaint_id),
             acks AS (SELECT n.complaint_id, count(*) AS n FROM notifications n JOIN mine ON mine.id = n.complaint_id
                      WHERE n.template = 'complaint.registered.acknowledgement' GROUP BY n.complaint_id),
             clocks AS (SELECT s.complaint_id, count(*) AS n FROM sla_clocks s JOIN mine ON mine.id = s.complaint_id GROUP BY s.complaint_id)
-            SELECT mine.external_ref, assigns.at, assigns.n::bigint, COALESCE(acks.n, 0)::bigint, COALESCE(clocks.n, 0)::bigint
+            SELECT mine.external_ref, assigns.at, assigns.n::bigint, COALESCE(acks.n, 0)::bigint, COALESCE(clocks.n, 0)::bigint, mine.registered_at
             FROM mine JOIN assigns ON assigns.complaint_id = mine.id
             LEFT JOIN acks ON acks.complaint_id = mine.id LEFT JOIN clocks ON clocks.complaint_id = mine.id
             """, logger: logger)
-        for try await (ref, at, assignments, acks, clocks) in rows.decode((String, Date, Int64, Int64, Int64).self) {
+        var lastRegistered = Date.distantPast
+        for try await (ref, at, assignments, acks, clocks, registered) in rows.decode((String, Date, Int64, Int64, Int64, Date).self) {
+            if registered > lastRegistered { lastRegistered = registered }
             guard let n = Int(ref.split(separator: "-").last ?? "") else { continue }
             seen.insert(n)
             outcome.assigned += 1
@@ -186,6 +193,7 @@ struct Bench: AsyncParsableCommand {
         }
         outcome.lost = count - seen.count
         outcome.lastAssigned = lastAssigned
+        outcome.lastRegistered = lastRegistered
         return outcome
     }
 }

@@ -68,18 +68,29 @@ import Testing
         }
 
         /// SIGTERM to the services, then the broker; returns the services' exit codes.
-        func stop() -> [String: Int32] {
+        /// Waits without blocking a thread of the cooperative pool.
+        func waitForExit(_ process: Process, within seconds: Double) async -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while process.isRunning, Date() < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+            return !process.isRunning
+        }
+
+        func stop() async -> [String: Int32] {
             var codes: [String: Int32] = [:]
             let services = processes.filter { $0.0 != "redress-devbroker" }
             for (_, process) in services where process.isRunning { process.terminate() }
             for (name, process) in services {
-                let deadline = Date().addingTimeInterval(20)
-                while process.isRunning, Date() < deadline { usleep(50_000) }
-                if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit(); codes[name] = -9 } else { codes[name] = process.terminationStatus }
+                if await waitForExit(process, within: 20) {
+                    codes[name] = process.terminationStatus
+                } else {
+                    kill(process.processIdentifier, SIGKILL)
+                    _ = await waitForExit(process, within: 5)
+                    codes[name] = -9
+                }
             }
             for (name, process) in processes where name == "redress-devbroker" {
                 process.terminate()
-                process.waitUntilExit()
+                if !(await waitForExit(process, within: 5)) { kill(process.processIdentifier, SIGKILL) }
             }
             return codes
         }
@@ -128,7 +139,7 @@ import Testing
             do {
                 try await Self.flow(stack: stack, http: http, db: db, database: database)
             } catch {
-                _ = stack.stop()
+                _ = await stack.stop()
                 try? await http.shutdown()
                 throw error
             }
@@ -234,7 +245,7 @@ import Testing
             #expect(intakeMetrics.contains("redress_complaints_rejected_total"))
 
             // SIGTERM: every service finishes and exits cleanly.
-            let codes = stack.stop()
+            let codes = await stack.stop()
             #expect(codes.values.allSatisfy { $0 == 0 }, "exit codes \(codes)")
 
             // No full phone or ID number in any log line.
