@@ -26,7 +26,7 @@ public enum IntakeService {
     public static func build(host: ServiceHost) -> (Router<RedressRequestContext>, [any Service]) {
         let registrar = Registrar(personalData: host.personalData, numbers: host.postgres)
         let router = host.router()
-        IntakeController(registrar: registrar, postgres: host.postgres)
+        IntakeController(batcher: SubmissionBatcher(registrar: registrar, postgres: host.postgres, logger: host.logger))
             .add(to: router.group("v1/complaints").add(middleware: RequireRoles([.channel, .agent, .supervisor, .admin], authority: host.tokens)))
         let inbound = host.consumer(group: consumerGroup, topics: [Topics.inbound], handler: InboundHandler(registrar: registrar))
         return (router, [inbound])
@@ -60,8 +60,7 @@ struct RegistrationAnswer: ResponseEncodable {
 }
 
 struct IntakeController {
-    let registrar: Registrar
-    let postgres: PostgresClient
+    let batcher: SubmissionBatcher
 
     func add(to group: RouterGroup<RedressRequestContext>) {
         group.post { request, context in
@@ -84,16 +83,11 @@ struct IntakeController {
             }
             let registration: Registration
             do {
-                registration = try await postgres.withTransaction(logger: context.logger) { connection in
-                    try await registrar.register([valid], on: connection, logger: context.logger)[0]
-                }
-            } catch let error as PostgresTransactionError {
-                if case .unknownBranch(_, let branch)? = error.closureError as? Registrar.Failure {
-                    let rejected = SubmissionRejected(errors: [FieldError("branch", "'\(branch)' is not a unit of the organisation; use the code of the customer's branch")])
-                    IntakeService.countRejection(rejected)
-                    throw Problem(status: .unprocessableContent, title: "Invalid complaint", detail: rejected.summary, errors: rejected.errors)
-                }
-                throw error
+                registration = try await batcher.register(valid)
+            } catch Registrar.Failure.unknownBranch(_, let branch) {
+                let rejected = SubmissionRejected(errors: [FieldError("branch", "'\(branch)' is not a unit of the organisation; use the code of the customer's branch")])
+                IntakeService.countRejection(rejected)
+                throw Problem(status: .unprocessableContent, title: "Invalid complaint", detail: rejected.summary, errors: rejected.errors)
             }
             Metrics.Timer(label: "redress_intake_latency_seconds").recordNanoseconds((ContinuousClock.now - start).nanoseconds)
             context.logger.info("complaint registered", metadata: [

@@ -72,16 +72,21 @@ public struct Registrar: Sendable {
         var byBranch: [String: [Int]] = [:]
         for index in fresh { byBranch[submissions[index].branch, default: []].append(index) }
         var numbers: [Int: String] = [:]
-        for (branch, indices) in byBranch.sorted(by: { $0.key < $1.key }) {
+        if !byBranch.isEmpty {
+            // All branches in one statement, in branch order so concurrent batches lock rows alike.
+            let branches = byBranch.keys.sorted()
+            let counts = branches.map { byBranch[$0]!.count }
             let rows = try await self.numbers.query("""
-                INSERT INTO complaint_number_sequences (branch, day, last) VALUES (\(branch), \(day), \(indices.count))
+                INSERT INTO complaint_number_sequences (branch, day, last)
+                SELECT branch, \(day), n FROM unnest(\(branches)::text[], \(counts)::int[]) AS t(branch, n) ORDER BY branch
                 ON CONFLICT (branch, day) DO UPDATE SET last = complaint_number_sequences.last + EXCLUDED.last
-                RETURNING last
+                RETURNING branch, last
                 """, logger: logger)
-            var last = 0
-            for try await value in rows.decode(Int.self) { last = value }
-            for (offset, index) in indices.enumerated() {
-                numbers[index] = ComplaintNumber.make(branch: branch, day: day, sequence: last - indices.count + 1 + offset)
+            for try await (branch, last) in rows.decode((String, Int).self) {
+                let indices = byBranch[branch]!
+                for (offset, index) in indices.enumerated() {
+                    numbers[index] = ComplaintNumber.make(branch: branch, day: day, sequence: last - indices.count + 1 + offset)
+                }
             }
         }
 

@@ -22,7 +22,7 @@ struct Bench: AsyncParsableCommand {
     var http = 1_000
 
     @Option(help: "Concurrent HTTP requests.")
-    var concurrency = 16
+    var concurrency = 32
 
     @Option(help: "Intake's base URL.")
     var intake = "http://127.0.0.1:8081"
@@ -102,7 +102,10 @@ struct Bench: AsyncParsableCommand {
 
     func postHTTP(range: Range<Int>, submission: @escaping @Sendable (Int) -> [UInt8], token: String, submitted: SubmitTimes) async throws {
         guard !range.isEmpty else { return }
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        var configuration = HTTPClient.Configuration()
+        // One connection per concurrent sender, as that many channel platforms would hold.
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency)
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 let next = Counter()
