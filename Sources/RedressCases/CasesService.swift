@@ -128,6 +128,8 @@ struct CaseView: ResponseEncodable {
     var promisedReplyBy: String
     var customer: Customer
     var version: Int
+    /// 重复投诉: the open complaint this one repeats.
+    var repeatOf: ComplaintReference?
 }
 
 struct CaseController {
@@ -142,19 +144,22 @@ struct CaseController {
             // Visibility is part of the query: the case's unit must lie in the caller's subtree.
             let rows = try await postgres.query("""
                 SELECT c.id, c.number, c.status, c.channel, c.branch, c.handling_unit, c.assignee, c.category, c.priority,
-                       c.received_at, c.registered_at, c.promised_reply_by, c.customer_name, c.customer_phone, c.version
+                       c.received_at, c.registered_at, c.promised_reply_by, c.customer_name, c.customer_phone, c.version,
+                       r.id, r.number
                 FROM complaints c
+                LEFT JOIN complaints r ON r.id = c.repeat_of
                 JOIN org_units u ON u.code = COALESCE(c.handling_unit, c.branch)
                 JOIN org_units me ON me.code = \(caller.unit)
                 WHERE (c.id = \(byID ?? UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))) OR c.number = \(number))
                   AND (u.path = me.path OR u.path LIKE me.path || '/%')
                 """, logger: context.logger)
-            for try await row in rows.decode((UUID, String, String, String, String, String?, String?, String?, String?, Date, Date, Date, String, String, Int).self) {
+            for try await row in rows.decode((UUID, String, String, String, String, String?, String?, String?, String?, Date, Date, Date, String, String, Int, UUID?, String?).self) {
                 return CaseView(
                     id: row.0, number: row.1, status: row.2, channel: row.3, branch: row.4, handlingUnit: row.5, assignee: row.6,
                     category: row.7, priority: row.8, receivedAt: Timestamp.format(row.9), registeredAt: Timestamp.format(row.10),
                     promisedReplyBy: Timestamp.format(row.11),
-                    customer: .init(name: PersonalData.maskName(row.12), phone: PersonalData.maskPhone(row.13)), version: row.14)
+                    customer: .init(name: PersonalData.maskName(row.12), phone: PersonalData.maskPhone(row.13)), version: row.14,
+                    repeatOf: row.15.flatMap { id in row.16.map { ComplaintReference(id: id, number: $0) } })
             }
             // The same answer whether it does not exist or is outside the caller's part of the tree.
             throw Problem(status: .notFound, title: "No such complaint", detail: "no complaint '\(key)' is visible to you; check the id or number")

@@ -20,6 +20,17 @@ public struct MaskedCustomer: Sendable, Codable, Equatable {
     }
 }
 
+/// Another complaint, by id and by the number people read out.
+public struct ComplaintReference: Sendable, Codable, Equatable, Hashable {
+    public var id: UUID
+    public var number: String
+
+    public init(id: UUID, number: String) {
+        self.id = id
+        self.number = number
+    }
+}
+
 /// 受理: a complaint was registered and numbered.
 public struct ComplaintRegistered: EventPayload, Equatable {
     public static let eventType = EventType.complaintRegistered
@@ -42,12 +53,14 @@ public struct ComplaintRegistered: EventPayload, Equatable {
     public var content: String
     public var regulatorCaseNumber: String?
     public var regulatorDeadline: Date?
+    /// 重复投诉: the same customer's still-open complaint about the same policy, which this one repeats.
+    public var repeatOf: ComplaintReference?
 
     public init(
         number: String, channel: Channel, externalRef: String, receivedAt: Date, registeredAt: Date,
         promisedReplyBy: Date, branch: String, customer: MaskedCustomer, policyNumber: String?,
         claimNumber: String?, claimStage: String?, subject: String, content: String,
-        regulatorCaseNumber: String?, regulatorDeadline: Date?
+        regulatorCaseNumber: String?, regulatorDeadline: Date?, repeatOf: ComplaintReference? = nil
     ) {
         self.number = number
         self.channel = channel
@@ -64,6 +77,7 @@ public struct ComplaintRegistered: EventPayload, Equatable {
         self.content = content
         self.regulatorCaseNumber = regulatorCaseNumber
         self.regulatorDeadline = regulatorDeadline
+        self.repeatOf = repeatOf
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import Metrics
@@ -16,6 +17,7 @@ public enum IntakeService {
     public static let name = "redress-intake"
     public static let defaultPort = 8081
     public static let consumerGroup = "redress-intake"
+    static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
 
     public static func main() async throws {
         let host = try ServiceHost.fromEnvironment(service: name, defaultPort: defaultPort)
@@ -57,6 +59,7 @@ struct RegistrationAnswer: ResponseEncodable {
     var status: String
     var promisedReplyBy: String
     var duplicate: Bool
+    var repeatOf: ComplaintReference?
 }
 
 struct IntakeController {
@@ -66,12 +69,23 @@ struct IntakeController {
         group.post { request, context in
             let start = ContinuousClock.now
             let bytes = try await request.utf8Body(context: context)
-            let submission: ComplaintSubmission
+            var submission: ComplaintSubmission
             switch IntakeService.decode(bytes) {
             case .success(let s): submission = s
             case .failure(let rejected):
                 IntakeService.countRejection(rejected)
                 throw Problem(status: .badRequest, title: "Malformed complaint", detail: rejected.summary, errors: rejected.errors)
+            }
+            // Idempotency-Key stands for the external reference when the sender has none of its own:
+            // a retry with the same key is answered with the first complaint.
+            if let key = request.headers[IntakeService.idempotencyKey] {
+                if submission.externalRef == nil {
+                    submission.externalRef = key
+                } else if submission.externalRef != key {
+                    let rejected = SubmissionRejected(errors: [FieldError("Idempotency-Key", "differs from externalRef; send one of them, or the same value in both")])
+                    IntakeService.countRejection(rejected)
+                    throw Problem(status: .unprocessableContent, title: "Invalid complaint", detail: rejected.summary, errors: rejected.errors)
+                }
             }
             let valid: ValidSubmission
             switch SubmissionValidator.validate(submission, now: Date()) {
@@ -95,7 +109,8 @@ struct IntakeController {
             ])
             let answer = RegistrationAnswer(
                 id: registration.id, number: registration.number, status: registration.status,
-                promisedReplyBy: Timestamp.format(registration.promisedReplyBy), duplicate: registration.duplicate)
+                promisedReplyBy: Timestamp.format(registration.promisedReplyBy), duplicate: registration.duplicate,
+                repeatOf: registration.repeatOf)
             return EditedResponse(status: registration.duplicate ? .ok : .created, response: answer)
         }
     }

@@ -15,6 +15,8 @@ public struct Registration: Sendable, Equatable {
     public var promisedReplyBy: Date
     /// True when (channel, external reference) was already registered: the first complaint is answered.
     public var duplicate: Bool
+    /// The open complaint this one repeats, when it does.
+    public var repeatOf: ComplaintReference? = nil
 }
 
 /// 受理/登记: registers submissions in batches — one round trip per step, not per complaint —
@@ -90,19 +92,47 @@ public struct Registrar: Sendable {
             }
         }
 
-        // 4. Insert; a row another instance inserted meanwhile conflicts and is answered as a duplicate.
+        // 4. Repeats (重复投诉): the same customer about the same policy while an earlier complaint is open.
+        var keyOf: [Int: String] = [:]
+        for index in fresh { keyOf[index] = personalData.customerKey(phone: submissions[index].customerPhone) }
+        let withPolicy = fresh.filter { submissions[$0].policyNumber != nil }
+        var openByCustomerPolicy: [String: ComplaintReference] = [:]
+        if !withPolicy.isEmpty {
+            let rows = try await connection.query("""
+                SELECT DISTINCT ON (c.customer_key, c.policy_number) c.customer_key, c.policy_number, c.id, c.number
+                FROM complaints c
+                JOIN unnest(\(withPolicy.map { keyOf[$0]! })::text[], \(withPolicy.map { submissions[$0].policyNumber! })::text[]) AS t(key, policy)
+                  ON c.customer_key = t.key AND c.policy_number = t.policy
+                WHERE c.status <> 'closed'
+                ORDER BY c.customer_key, c.policy_number, c.registered_at
+                """, logger: logger)
+            for try await (key, policy, id, number) in rows.decode((String, String, UUID, String).self) {
+                openByCustomerPolicy[key + "\u{1F}" + policy] = ComplaintReference(id: id, number: number)
+            }
+        }
+
+        // 5. Insert; a row another instance inserted meanwhile conflicts and is answered as a duplicate.
         var ids: [UUID] = [], nums: [String] = [], channels: [String] = [], refs: [String] = [], received: [Date] = []
         var promised: [Date] = [], branchCodes: [String] = [], names: [String] = [], phones: [String] = []
         var idNumbers: [String] = [], keys: [String] = [], flags: [String] = [], policies: [String] = [], claims: [String] = []
         var stages: [String] = [], subjects: [String] = [], contents: [String] = [], regCases: [String] = [], regDeadlines: [String] = []
-        var entries: [(index: Int, id: UUID, promised: Date, key: String)] = []
+        var repeats: [String] = []
+        var entries: [(index: Int, id: UUID, promised: Date, key: String, repeatOf: ComplaintReference?)] = []
         for index in fresh {
             let s = submissions[index]
             let id = UUID()
             var promise = policy.schedule(.decision, from: s.receivedAt).dueAt
             if let deadline = s.regulatorDeadline, deadline < promise { promise = deadline }
-            let key = personalData.customerKey(phone: s.customerPhone)
-            entries.append((index, id, promise, key))
+            let key = keyOf[index]!
+            var repeatOf: ComplaintReference?
+            if let policyNumber = s.policyNumber {
+                let pair = key + "\u{1F}" + policyNumber
+                repeatOf = openByCustomerPolicy[pair]
+                // The first of a batch is what later ones in the same batch repeat.
+                if repeatOf == nil { openByCustomerPolicy[pair] = ComplaintReference(id: id, number: numbers[index]!) }
+            }
+            repeats.append(repeatOf?.id.uuidString ?? "")
+            entries.append((index, id, promise, key, repeatOf))
             ids.append(id); nums.append(numbers[index]!); channels.append(s.channel.rawValue); refs.append(s.externalRef)
             received.append(s.receivedAt); promised.append(promise); branchCodes.append(s.branch); names.append(s.customerName)
             phones.append(s.customerPhone); idNumbers.append(s.customerIDNumber ?? ""); keys.append(key)
@@ -115,16 +145,16 @@ public struct Registrar: Sendable {
             let rows = try await connection.query("""
                 INSERT INTO complaints (id, number, channel, external_ref, received_at, registered_at, promised_reply_by, branch,
                     customer_name, customer_phone, customer_id_number, customer_key, customer_flags, policy_number, claim_number,
-                    claim_stage, subject, content, regulator_case_number, regulator_deadline)
+                    claim_stage, subject, content, regulator_case_number, regulator_deadline, repeat_of)
                 SELECT id, number, channel, ref, received, \(now), promised, branch, name, phone, NULLIF(idn, ''), key,
                     COALESCE(string_to_array(NULLIF(flags, ''), ','), '{}'), NULLIF(policy, ''), NULLIF(claim, ''), NULLIF(stage, ''),
-                    subject, content, NULLIF(regcase, ''), NULLIF(regdeadline, '')::timestamptz
+                    subject, content, NULLIF(regcase, ''), NULLIF(regdeadline, '')::timestamptz, NULLIF(repeat, '')::uuid
                 FROM unnest(\(ids)::uuid[], \(nums)::text[], \(channels)::text[], \(refs)::text[], \(received)::timestamptz[],
                     \(promised)::timestamptz[], \(branchCodes)::text[], \(names)::text[], \(phones)::text[], \(idNumbers)::text[],
                     \(keys)::text[], \(flags)::text[], \(policies)::text[], \(claims)::text[], \(stages)::text[], \(subjects)::text[],
-                    \(contents)::text[], \(regCases)::text[], \(regDeadlines)::text[])
+                    \(contents)::text[], \(regCases)::text[], \(regDeadlines)::text[], \(repeats)::text[])
                     AS t(id, number, channel, ref, received, promised, branch, name, phone, idn, key, flags, policy, claim, stage,
-                         subject, content, regcase, regdeadline)
+                         subject, content, regcase, regdeadline, repeat)
                 ON CONFLICT (channel, external_ref) DO NOTHING
                 RETURNING id
                 """, logger: logger)
@@ -134,6 +164,7 @@ public struct Registrar: Sendable {
         var events: [OutboxEntry] = []
         let encoder = EventCoding.encoder()
         var lost: [(String, String)] = []
+        var repeatTally = CounterTally("redress_complaints_repeats_total", dimensions: ["channel"])
         for entry in entries {
             let s = submissions[entry.index]
             guard inserted.contains(entry.id) else {
@@ -141,7 +172,8 @@ public struct Registrar: Sendable {
                 continue
             }
             let number = numbers[entry.index]!
-            results[entry.index] = Registration(id: entry.id, number: number, status: CaseStatus.registered.rawValue, promisedReplyBy: entry.promised, duplicate: false)
+            results[entry.index] = Registration(id: entry.id, number: number, status: CaseStatus.registered.rawValue, promisedReplyBy: entry.promised,
+                                                duplicate: false, repeatOf: entry.repeatOf)
             let payload = ComplaintRegistered(
                 number: number, channel: s.channel, externalRef: s.externalRef, receivedAt: s.receivedAt, registeredAt: now,
                 promisedReplyBy: entry.promised, branch: s.branch,
@@ -150,7 +182,8 @@ public struct Registrar: Sendable {
                     idNumber: s.customerIDNumber.map(PersonalData.maskIDNumber), key: entry.key, flags: s.customerFlags),
                 policyNumber: s.policyNumber, claimNumber: s.claimNumber, claimStage: s.claimStage,
                 subject: PersonalData.scrub(s.subject), content: PersonalData.scrub(s.content),
-                regulatorCaseNumber: s.regulatorCaseNumber, regulatorDeadline: s.regulatorDeadline)
+                regulatorCaseNumber: s.regulatorCaseNumber, regulatorDeadline: s.regulatorDeadline, repeatOf: entry.repeatOf)
+            if entry.repeatOf != nil { repeatTally.add(s.channel.rawValue) }
             events.append(try OutboxEntry(EventEnvelope(occurredAt: now, complaintId: entry.id, orgUnit: s.branch, actor: Self.actor, payload: payload), encoder: encoder))
         }
         if !lost.isEmpty {
@@ -161,6 +194,7 @@ public struct Registrar: Sendable {
             }
         }
         try await Outbox.append(events, on: connection, logger: logger)
+        repeatTally.record()
 
         // Repeats inside the batch answer like the first of them.
         for (index, s) in submissions.enumerated() where results[index] == nil {

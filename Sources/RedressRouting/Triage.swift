@@ -40,6 +40,9 @@ public enum Triage {
         } else if complaint.customer.flags.contains(.elderly) || complaint.customer.flags.contains(.seriouslyIll) {
             priority = .high
             rules.append("priority.special_customer")
+        } else if complaint.repeatOf != nil {
+            priority = .high
+            rules.append("priority.repeat")
         }
         return Decision(category: category, priority: priority, ruleIds: rules)
     }

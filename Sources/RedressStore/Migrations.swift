@@ -71,6 +71,8 @@ public enum Migrations {
         content             text NOT NULL,
         regulator_case_number text,
         regulator_deadline  timestamptz,
+        -- 重复投诉: an open complaint of the same customer about the same policy that this one repeats.
+        repeat_of           uuid REFERENCES complaints(id),
         category            text,
         priority            text,
         handling_unit       text REFERENCES org_units(code),
@@ -87,6 +89,8 @@ public enum Migrations {
     CREATE INDEX complaints_unit_status ON complaints (handling_unit, status);
     CREATE INDEX complaints_assignee_open ON complaints (assignee) WHERE status <> 'closed';
     CREATE INDEX complaints_customer_key ON complaints (customer_key);
+    -- Finding the open complaint a new one repeats.
+    CREATE INDEX complaints_open_by_customer_policy ON complaints (customer_key, policy_number) WHERE status <> 'closed';
 
     -- Append-only audit trail of every case change.
     CREATE TABLE case_events (

@@ -1,0 +1,209 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import PostgresNIO
+@testable import RedressContracts
+@testable import RedressIntake
+import RedressKafka
+@testable import RedressServiceKit
+import Testing
+
+/// Intake in-process against a real PostgreSQL: the router through Hummingbird's test client,
+/// the inbound path through the same handler the consumer runs.
+@Suite struct IntakeTests {
+    static let secret = String(repeating: "intake-test-", count: 3)
+
+    static func host(database: String) throws -> ServiceHost {
+        var env = ProcessInfo.processInfo.environment
+        env["REDRESS_PG_DATABASE"] = database
+        env["REDRESS_KAFKA_BOOTSTRAP"] = "127.0.0.1:1" // not used: these tests never send
+        env["REDRESS_JWT_SECRET"] = secret
+        env["REDRESS_PII_KEY"] = secret + "pii"
+        let configuration = try ServiceConfiguration.fromEnvironment(service: IntakeService.name, defaultPort: 0, environment: env)
+        return try ServiceHost(configuration: configuration, logger: TestDatabase.logger)
+    }
+
+    /// Runs `body` with a host whose database pool is running.
+    static func withHost<T: Sendable>(database: String, _ body: @Sendable (ServiceHost) async throws -> T) async throws -> T {
+        let host = try host(database: database)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await host.postgres.run() }
+            defer { group.cancelAll() }
+            return try await body(host)
+        }
+    }
+
+    static func body(ref: String?, phone: String = "13812345678", policy: String = "P-1", branch: String = "GD-SZ", idNumber: String = "11010519491231002X") -> ByteBuffer {
+        let refField = ref.map { #""externalRef":"\#($0)","# } ?? ""
+        return ByteBuffer(string: #"""
+            {"channel":"online",\#(refField)"receivedAt":"2026-11-22T09:30:00+08:00",
+             "customer":{"name":"李四","phone":"\#(phone)","idNumber":"\#(idNumber)"},"policyNumber":"\#(policy)",
+             "branch":"\#(branch)","subject":"保单条款不清楚","content":"销售时没有说明免责条款，联系电话\#(phone)"}
+            """#)
+    }
+
+    static func post(_ client: some TestClientProtocol, _ body: ByteBuffer, idempotencyKey: String? = nil) async throws -> (HTTPResponse.Status, [String: Any]) {
+        var headers: HTTPFields = [.authorization: "Bearer " + TokenAuthority(secret: secret).mint(subject: "web", role: .channel, unit: "HQ"),
+                                   .contentType: "application/json"]
+        if let idempotencyKey { headers[HTTPField.Name("Idempotency-Key")!] = idempotencyKey }
+        let response = try await client.execute(uri: "/v1/complaints", method: .post, headers: headers, body: body)
+        let json = (try? JSONSerialization.jsonObject(with: Data(buffer: response.body))) as? [String: Any] ?? [:]
+        return (response.status, json)
+    }
+
+    static func app(_ host: ServiceHost) -> some ApplicationProtocol {
+        let (router, _) = IntakeService.build(host: host)
+        return Application(router: router)
+    }
+
+    @Test func fiftyConcurrentSubmissionsOfOneReferenceMakeOneComplaint() async throws {
+        try await TestDatabase.withFresh { db, database in
+            try await Self.withHost(database: database) { host in
+                try await Self.app(host).test(.router) { client in
+                    let answers = try await withThrowingTaskGroup(of: (HTTPResponse.Status, String?).self) { group in
+                        for _ in 0..<50 {
+                            group.addTask {
+                                let (status, json) = try await Self.post(client, Self.body(ref: "WEB-SAME"))
+                                return (status, json["number"] as? String)
+                            }
+                        }
+                        return try await group.reduce(into: []) { $0.append($1) }
+                    }
+                    #expect(answers.filter { $0.0 == .created }.count == 1)
+                    #expect(answers.filter { $0.0 == .ok }.count == 49)
+                    #expect(Set(answers.compactMap(\.1)).count == 1)
+                }
+                #expect(try await TestDatabase.count(db, "SELECT count(*) FROM complaints") == 1)
+                #expect(try await TestDatabase.count(db, "SELECT count(*) FROM outbox WHERE event_type = 'complaint.registered'") == 1)
+            }
+        }
+    }
+
+    @Test func numbersStayUniqueAndDenseAcrossTwoInstances() async throws {
+        try await TestDatabase.withFresh { db, database in
+            try await Self.withHost(database: database) { first in
+                try await Self.withHost(database: database) { second in
+                    let registrars = [first, second].map { Registrar(personalData: $0.personalData, numbers: $0.postgres) }
+                    let pools = [first.postgres, second.postgres]
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for batch in 0..<12 {
+                            group.addTask {
+                                let submissions = (0..<40).map { i in
+                                    try! SubmissionValidator.validate(ComplaintSubmission(
+                                        channel: "call_center", externalRef: "CC-\(batch)-\(i)", receivedAt: Date(),
+                                        customer: .init(name: "王五", phone: "139\(String(format: "%08d", batch * 100 + i))"),
+                                        branch: ["GD-SZ", "GD-GZ", "ZJ-HZ"][i % 3], subject: "s", content: "c"), now: Date()).get()
+                                }
+                                _ = try await pools[batch % 2].withTransaction(logger: TestDatabase.logger) { connection in
+                                    try await registrars[batch % 2].register(submissions, on: connection, logger: TestDatabase.logger)
+                                }
+                            }
+                        }
+                        try await group.waitForAll()
+                    }
+                    #expect(try await TestDatabase.count(db, "SELECT count(DISTINCT number) FROM complaints") == 480)
+                    // Per branch the sequence runs from 1 without gaps when nothing failed (14, 13 and 13 of every 40).
+                    for branch in ["GD-SZ", "GD-GZ", "ZJ-HZ"] {
+                        let max = try await TestDatabase.count(db, "SELECT max(right(number, 6)::int)::bigint FROM complaints WHERE branch = \(branch)")
+                        let count = try await TestDatabase.count(db, "SELECT count(*) FROM complaints WHERE branch = \(branch)")
+                        #expect(count == (branch == "GD-SZ" ? 168 : 156), "\(branch): \(count) complaints")
+                        #expect(max == count, "\(branch): highest number \(max) of \(count)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func httpAndTopicGiveTheSameAnswersForTheSameInput() async throws {
+        try await TestDatabase.withFresh { db, database in
+            try await Self.withHost(database: database) { host in
+                let handler = InboundHandler(registrar: Registrar(personalData: host.personalData, numbers: host.postgres))
+                let bad = ByteBuffer(string: #"{"channel":"fax","externalRef":"X 1","customer":{"phone":"123"},"branch":"gd"}"#)
+                try await Self.app(host).test(.router) { client in
+                    // Invalid: the same field errors, as a 422 over HTTP and as the dead-letter reason on the topic.
+                    let (status, json) = try await Self.post(client, bad)
+                    #expect(status == .unprocessableContent)
+                    let httpErrors = ((json["errors"] as? [[String: String]]) ?? []).map { "\($0["field"]!): \($0["message"]!)" }
+                    let message = KafkaMessage(topic: Topics.inbound, partition: 0, offset: 0, key: nil, value: Array(buffer: bad), headers: [])
+                    guard case .failure(let rejection) = handler.decode(message) else {
+                        Issue.record("the topic path must refuse what HTTP refuses")
+                        return
+                    }
+                    #expect(rejection.reason == httpErrors.joined(separator: "; "))
+
+                    // Valid: the same stored complaint either way.
+                    #expect(try await Self.post(client, Self.body(ref: "SAME-HTTP")).0 == .created)
+                    let topicMessage = KafkaMessage(topic: Topics.inbound, partition: 0, offset: 1, key: nil,
+                                                    value: Array(buffer: Self.body(ref: "SAME-TOPIC", policy: "P-2")), headers: [])
+                    let item = try handler.decode(topicMessage).get()
+                    try await db.withTransaction(logger: TestDatabase.logger) { connection in
+                        try await handler.handle([item], on: connection, logger: TestDatabase.logger)
+                    }
+                }
+                let rows = try await db.query("""
+                    SELECT channel, branch, customer_name, customer_phone, customer_id_number, customer_key, subject, content,
+                           status, promised_reply_by::text FROM complaints ORDER BY external_ref
+                    """, logger: TestDatabase.logger)
+                var stored: [[String?]] = []
+                for try await row in rows.decode((String, String, String, String, String?, String, String, String, String, String).self) {
+                    stored.append([row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9])
+                }
+                #expect(stored.count == 2)
+                #expect(stored.first == stored.last)
+            }
+        }
+    }
+
+    @Test func aRepeatIsLinkedToTheOpenComplaintAndAnIdempotencyKeyIsHonoured() async throws {
+        try await TestDatabase.withFresh { db, database in
+            try await Self.withHost(database: database) { host in
+                try await Self.app(host).test(.router) { client in
+                    let (_, first) = try await Self.post(client, Self.body(ref: "R-1"))
+                    let (status, second) = try await Self.post(client, Self.body(ref: "R-2"))
+                    #expect(status == .created)
+                    #expect((second["repeatOf"] as? [String: Any])?["number"] as? String == first["number"] as? String)
+                    // Another policy is not a repeat.
+                    #expect(try await Self.post(client, Self.body(ref: "R-3", policy: "P-OTHER")).1["repeatOf"] == nil)
+                    // Once the first is closed, a new complaint is not a repeat of it.
+                    try await db.query("UPDATE complaints SET status = 'closed'", logger: TestDatabase.logger)
+                    #expect(try await Self.post(client, Self.body(ref: "R-4")).1["repeatOf"] == nil)
+
+                    // Idempotency-Key in place of an external reference: a retry answers with the first complaint.
+                    let (created, once) = try await Self.post(client, Self.body(ref: nil), idempotencyKey: "KEY-1")
+                    let (retried, twice) = try await Self.post(client, Self.body(ref: nil), idempotencyKey: "KEY-1")
+                    #expect(created == .created && retried == .ok)
+                    #expect(once["number"] as? String == twice["number"] as? String)
+                    #expect(try await Self.post(client, Self.body(ref: "OTHER"), idempotencyKey: "KEY-2").0 == .unprocessableContent)
+                }
+                // R-2 repeats R-1, and KEY-1 repeats R-4 (open, same customer and policy).
+                #expect(try await TestDatabase.count(db, "SELECT count(*) FROM complaints WHERE repeat_of IS NOT NULL") == 2)
+            }
+        }
+    }
+
+    @Test func eventsCarryOnlyMaskedPersonalData() async throws {
+        try await TestDatabase.withFresh { db, database in
+            try await Self.withHost(database: database) { host in
+                try await Self.app(host).test(.router) { client in
+                    let (status, _) = try await Self.post(client, Self.body(ref: "M-1", phone: "13755556666", idNumber: "440524188001010014"))
+                    #expect(status == .created)
+                }
+                var payloads: [String] = []
+                for try await payload in try await db.query("SELECT convert_from(payload, 'UTF8') FROM outbox", logger: TestDatabase.logger).decode(String.self) {
+                    payloads.append(payload)
+                }
+                #expect(payloads.count == 1)
+                let event = try #require(payloads.first)
+                #expect(!event.contains("13755556666"))
+                #expect(!event.contains("440524188001010014"))
+                #expect(!event.contains("李四"))
+                #expect(event.contains("137****6666"))
+                #expect(event.contains("440524********0014"))
+                // The full values are in the system of record.
+                #expect(try await TestDatabase.count(db, "SELECT count(*) FROM complaints WHERE customer_phone = '13755556666' AND customer_name = '李四'") == 1)
+            }
+        }
+    }
+}
