@@ -63,6 +63,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         // Pure domain: no I/O, no dependencies. Tested fast and exhaustively.
@@ -113,7 +114,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         serviceLibrary("RedressIntake"),
-        serviceLibrary("RedressRouting"),
+        serviceLibrary("RedressRouting", [
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+        ]),
         serviceLibrary("RedressCases"),
         serviceLibrary("RedressNotify"),
         serviceLibrary("RedressSurveys"),
@@ -136,7 +140,7 @@ let package = Package(
         .executableTarget(
             name: "redressctl",
             dependencies: [
-                "RedressDomain", "RedressContracts", "RedressStore", "RedressKafka", "RedressServiceKit",
+                "RedressDomain", "RedressContracts", "RedressStore", "RedressKafka", "RedressServiceKit", "RedressRouting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],

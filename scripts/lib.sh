@@ -94,6 +94,7 @@ write_env() {
         echo "export REDRESS_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
         echo "export REDRESS_PII_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
         echo "export REDRESS_PORT_OFFSET=$offset"
+        echo "export REDRESS_ROUTING_RULES=$REPO/deploy/routing/rules.yaml"
     } >"$rundir/env"
 }
 

@@ -55,12 +55,16 @@ public struct ComplaintRegistered: EventPayload, Equatable {
     public var regulatorDeadline: Date?
     /// 重复投诉: the same customer's still-open complaint about the same policy, which this one repeats.
     public var repeatOf: ComplaintReference?
+    /// Staff who must not own this complaint (they sold the policy or handled the claim).
+    public var policyAgent: String?
+    public var claimHandler: String?
 
     public init(
         number: String, channel: Channel, externalRef: String, receivedAt: Date, registeredAt: Date,
         promisedReplyBy: Date, branch: String, customer: MaskedCustomer, policyNumber: String?,
         claimNumber: String?, claimStage: String?, subject: String, content: String,
-        regulatorCaseNumber: String?, regulatorDeadline: Date?, repeatOf: ComplaintReference? = nil
+        regulatorCaseNumber: String?, regulatorDeadline: Date?, repeatOf: ComplaintReference? = nil,
+        policyAgent: String? = nil, claimHandler: String? = nil
     ) {
         self.number = number
         self.channel = channel
@@ -78,6 +82,8 @@ public struct ComplaintRegistered: EventPayload, Equatable {
         self.regulatorCaseNumber = regulatorCaseNumber
         self.regulatorDeadline = regulatorDeadline
         self.repeatOf = repeatOf
+        self.policyAgent = policyAgent
+        self.claimHandler = claimHandler
     }
 }
 
@@ -107,6 +113,26 @@ public struct ComplaintAssigned: EventPayload, Equatable {
         self.assignee = assignee
         self.ruleIds = ruleIds
         self.rulesVersion = rulesVersion
+        self.reason = reason
+    }
+}
+
+/// Nobody eligible could take a complaint: it waits in the unit's supervisor queue. An alert for the unit's supervisors.
+public struct ComplaintUnassignable: EventPayload, Equatable {
+    public static let eventType = EventType.complaintUnassignable
+
+    public var number: String
+    public var handlingUnit: String
+    public var category: Category
+    public var priority: Priority
+    /// Why: which requirement nobody met (capacity, skill, availability, conflict of interest).
+    public var reason: String
+
+    public init(number: String, handlingUnit: String, category: Category, priority: Priority, reason: String) {
+        self.number = number
+        self.handlingUnit = handlingUnit
+        self.category = category
+        self.priority = priority
         self.reason = reason
     }
 }

@@ -42,11 +42,16 @@ public struct ComplaintSubmission: Sendable, Codable, Equatable {
     public var subject: String?
     public var content: String?
     public var regulator: RegulatorTransfer?
+    /// Staff id of the agent who sold the policy, when known: never assigned the complaint (conflict of interest).
+    public var policyAgent: String?
+    /// Staff id of whoever handled the disputed claim, when known: likewise never assigned.
+    public var claimHandler: String?
 
     public init(
         channel: String? = nil, externalRef: String? = nil, receivedAt: Date? = nil, customer: Customer? = nil,
         policyNumber: String? = nil, claimNumber: String? = nil, claimStage: String? = nil, branch: String? = nil,
-        subject: String? = nil, content: String? = nil, regulator: RegulatorTransfer? = nil
+        subject: String? = nil, content: String? = nil, regulator: RegulatorTransfer? = nil,
+        policyAgent: String? = nil, claimHandler: String? = nil
     ) {
         self.channel = channel
         self.externalRef = externalRef
@@ -59,6 +64,8 @@ public struct ComplaintSubmission: Sendable, Codable, Equatable {
         self.subject = subject
         self.content = content
         self.regulator = regulator
+        self.policyAgent = policyAgent
+        self.claimHandler = claimHandler
     }
 }
 
@@ -92,6 +99,8 @@ public struct ValidSubmission: Sendable, Equatable {
     public var content: String
     public var regulatorCaseNumber: String?
     public var regulatorDeadline: Date?
+    public var policyAgent: String?
+    public var claimHandler: String?
 }
 
 public enum SubmissionValidator {
@@ -167,6 +176,8 @@ public enum SubmissionValidator {
         let policy = optionalText(s.policyNumber, "policyNumber", max: 64, &errors)
         let claim = optionalText(s.claimNumber, "claimNumber", max: 64, &errors)
         let stage = optionalText(s.claimStage, "claimStage", max: 64, &errors)
+        let policyAgent = optionalText(s.policyAgent, "policyAgent", max: 64, &errors)
+        let claimHandler = optionalText(s.claimHandler, "claimHandler", max: 64, &errors)
 
         var regulatorCase: String?
         var regulatorDeadline: Date?
@@ -189,7 +200,7 @@ public enum SubmissionValidator {
             channel: channel, externalRef: externalRef, receivedAt: receivedAt, customerName: name,
             customerPhone: phone, customerIDNumber: idNumber, customerFlags: flags, policyNumber: policy,
             claimNumber: claim, claimStage: stage, branch: branch, subject: subject, content: content,
-            regulatorCaseNumber: regulatorCase, regulatorDeadline: regulatorDeadline))
+            regulatorCaseNumber: regulatorCase, regulatorDeadline: regulatorDeadline, policyAgent: policyAgent, claimHandler: claimHandler))
     }
 
     private static func text(_ value: String?, _ field: String, max: Int, _ errors: inout [FieldError]) -> String? {

@@ -3,6 +3,7 @@
 public enum EventType: String, Sendable, Codable, CaseIterable {
     case complaintRegistered = "complaint.registered"
     case complaintAssigned = "complaint.assigned"
+    case complaintUnassignable = "complaint.unassignable"
     case caseAssigned = "case.assigned"
     case caseEscalated = "case.escalated"
     case caseTransferred = "case.transferred"

@@ -116,7 +116,7 @@ public struct Registrar: Sendable {
         var promised: [Date] = [], branchCodes: [String] = [], names: [String] = [], phones: [String] = []
         var idNumbers: [String] = [], keys: [String] = [], flags: [String] = [], policies: [String] = [], claims: [String] = []
         var stages: [String] = [], subjects: [String] = [], contents: [String] = [], regCases: [String] = [], regDeadlines: [String] = []
-        var repeats: [String] = []
+        var repeats: [String] = [], agents: [String] = [], handlers: [String] = []
         var entries: [(index: Int, id: UUID, promised: Date, key: String, repeatOf: ComplaintReference?)] = []
         for index in fresh {
             let s = submissions[index]
@@ -132,6 +132,8 @@ public struct Registrar: Sendable {
                 if repeatOf == nil { openByCustomerPolicy[pair] = ComplaintReference(id: id, number: numbers[index]!) }
             }
             repeats.append(repeatOf?.id.uuidString ?? "")
+            agents.append(s.policyAgent ?? "")
+            handlers.append(s.claimHandler ?? "")
             entries.append((index, id, promise, key, repeatOf))
             ids.append(id); nums.append(numbers[index]!); channels.append(s.channel.rawValue); refs.append(s.externalRef)
             received.append(s.receivedAt); promised.append(promise); branchCodes.append(s.branch); names.append(s.customerName)
@@ -145,16 +147,18 @@ public struct Registrar: Sendable {
             let rows = try await connection.query("""
                 INSERT INTO complaints (id, number, channel, external_ref, received_at, registered_at, promised_reply_by, branch,
                     customer_name, customer_phone, customer_id_number, customer_key, customer_flags, policy_number, claim_number,
-                    claim_stage, subject, content, regulator_case_number, regulator_deadline, repeat_of)
+                    claim_stage, subject, content, regulator_case_number, regulator_deadline, repeat_of,
+                    policy_agent, claim_handler)
                 SELECT id, number, channel, ref, received, \(now), promised, branch, name, phone, NULLIF(idn, ''), key,
                     COALESCE(string_to_array(NULLIF(flags, ''), ','), '{}'), NULLIF(policy, ''), NULLIF(claim, ''), NULLIF(stage, ''),
-                    subject, content, NULLIF(regcase, ''), NULLIF(regdeadline, '')::timestamptz, NULLIF(repeat, '')::uuid
+                    subject, content, NULLIF(regcase, ''), NULLIF(regdeadline, '')::timestamptz, NULLIF(repeat, '')::uuid,
+                    NULLIF(agent, ''), NULLIF(handler, '')
                 FROM unnest(\(ids)::uuid[], \(nums)::text[], \(channels)::text[], \(refs)::text[], \(received)::timestamptz[],
                     \(promised)::timestamptz[], \(branchCodes)::text[], \(names)::text[], \(phones)::text[], \(idNumbers)::text[],
                     \(keys)::text[], \(flags)::text[], \(policies)::text[], \(claims)::text[], \(stages)::text[], \(subjects)::text[],
-                    \(contents)::text[], \(regCases)::text[], \(regDeadlines)::text[], \(repeats)::text[])
+                    \(contents)::text[], \(regCases)::text[], \(regDeadlines)::text[], \(repeats)::text[], \(agents)::text[], \(handlers)::text[])
                     AS t(id, number, channel, ref, received, promised, branch, name, phone, idn, key, flags, policy, claim, stage,
-                         subject, content, regcase, regdeadline, repeat)
+                         subject, content, regcase, regdeadline, repeat, agent, handler)
                 ON CONFLICT (channel, external_ref) DO NOTHING
                 RETURNING id
                 """, logger: logger)
@@ -182,7 +186,8 @@ public struct Registrar: Sendable {
                     idNumber: s.customerIDNumber.map(PersonalData.maskIDNumber), key: entry.key, flags: s.customerFlags),
                 policyNumber: s.policyNumber, claimNumber: s.claimNumber, claimStage: s.claimStage,
                 subject: PersonalData.scrub(s.subject), content: PersonalData.scrub(s.content),
-                regulatorCaseNumber: s.regulatorCaseNumber, regulatorDeadline: s.regulatorDeadline, repeatOf: entry.repeatOf)
+                regulatorCaseNumber: s.regulatorCaseNumber, regulatorDeadline: s.regulatorDeadline, repeatOf: entry.repeatOf,
+                policyAgent: s.policyAgent, claimHandler: s.claimHandler)
             if entry.repeatOf != nil { repeatTally.add(s.channel.rawValue) }
             events.append(try OutboxEntry(EventEnvelope(occurredAt: now, complaintId: entry.id, orgUnit: s.branch, actor: Self.actor, payload: payload), encoder: encoder))
         }

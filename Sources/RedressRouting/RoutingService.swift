@@ -2,95 +2,231 @@ import Foundation
 import Hummingbird
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import PostgresNIO
 import RedressContracts
 import RedressDomain
 import RedressServiceKit
 import RedressStore
 import ServiceLifecycle
+import UnixSignals
 
 /// `redress-routing`: gives every registered complaint a category, a priority, a handling unit
-/// and a named owner, and says so in `complaint.assigned`.
+/// and a named owner, and says so in `complaint.assigned` — with the rules and their version.
 public enum RoutingService {
     public static let name = "redress-routing"
     public static let defaultPort = 8084
     public static let consumerGroup = "redress-routing"
+    /// NOTIFY channel `redressctl rules reload` uses to make every routing instance reload.
+    public static let reloadChannel = "redress_rules"
     static let actor = Actor.service(name)
 
     public static func main() async throws {
         let host = try ServiceHost.fromEnvironment(service: name, defaultPort: defaultPort)
-        let (router, services) = build(host: host)
+        let file = ProcessInfo.processInfo.environment["REDRESS_ROUTING_RULES"] ?? "deploy/routing/rules.yaml"
+        let rules: RoutingRules
+        do {
+            rules = try RoutingRules.load(file: file)
+        } catch {
+            host.logger.critical("\(error)")
+            exit(2)
+        }
+        let (router, services) = build(host: host, rules: rules, rulesFile: file)
         try await host.run(router: router, services: services)
     }
 
-    public static func build(host: ServiceHost) -> (Router<RedressRequestContext>, [any Service]) {
+    public static func build(host: ServiceHost, rules: RoutingRules, rulesFile: String? = nil) -> (Router<RedressRequestContext>, [any Service]) {
+        let engine = RoutingEngine(rules: rules, postgres: host.postgres, logger: host.logger)
         // One lane: every batch locks the agents of the units it routes to, so concurrent batches would only wait on each other.
-        let consumer = host.consumer(group: consumerGroup, topics: [EventType.complaintRegistered.topic], handler: EventHandler<ComplaintRegistered>(route), lanes: 1)
-        return (host.router(), [consumer])
+        let consumer = host.consumer(group: consumerGroup, topics: [EventType.complaintRegistered.topic],
+                                     handler: EventHandler<ComplaintRegistered>(engine.route), lanes: 1)
+        var services: [any Service] = [consumer]
+        if let rulesFile {
+            services.append(RulesReloader(engine: engine, file: rulesFile, postgres: host.postgres, gate: host.gate, logger: host.logger))
+        }
+        return (host.router(), services)
+    }
+}
+
+/// The routing decisions, with the rules in force behind a lock so they can be swapped while running.
+public final class RoutingEngine: Sendable {
+    private let triage: NIOLockedValueBox<Triage>
+    private let directory = NIOLockedValueBox<(at: ContinuousClock.Instant, org: OrgDirectory)?>(nil)
+    let postgres: PostgresClient
+    let logger: Logger
+
+    public init(rules: RoutingRules, postgres: PostgresClient, logger: Logger) {
+        self.triage = NIOLockedValueBox(Triage(rules: rules))
+        self.postgres = postgres
+        self.logger = logger
+    }
+
+    public var rulesVersion: String { triage.withLockedValue { $0.rules.version } }
+
+    /// Puts new rules in force for the next batch.
+    public func replace(_ rules: RoutingRules) {
+        triage.withLockedValue { $0 = Triage(rules: rules) }
+    }
+
+    /// The org tree, re-read at most every 30 seconds (units change rarely; a batch must not wait on it).
+    func org(on connection: PostgresConnection) async throws -> OrgDirectory {
+        if let cached = directory.withLockedValue({ $0 }), ContinuousClock.now - cached.at < .seconds(30) { return cached.org }
+        var units: [OrgDirectory.Unit] = []
+        let rows = try await connection.query("SELECT code, parent_code, level, claims_centralised FROM org_units", logger: logger)
+        for try await (code, parent, level, centralised) in rows.decode((String, String?, String, Bool).self) {
+            units.append(.init(code: code, parent: parent, level: OrgLevel(rawValue: level) ?? .city, claimsCentralised: centralised))
+        }
+        let org = OrgDirectory(units)
+        directory.withLockedValue { $0 = (.now, org) }
+        return org
     }
 
     /// Routes a batch: one staff query per batch, owners picked in memory under row locks, so two
     /// routing instances never push one person past capacity.
     @Sendable
-    static func route(_ events: [EventEnvelope<ComplaintRegistered>], on connection: PostgresConnection, logger: Logger) async throws {
-        // The handling unit: by default the customer's branch (city unit).
-        let units = events.map(\.payload.branch)
-        let rows = try await connection.query("""
-            SELECT id, org_unit, open_cases, capacity, extract(epoch FROM last_assigned_at)::float8
-            FROM staff
-            WHERE org_unit = ANY(\(Array(Set(units)))::text[]) AND role = 'agent' AND active AND available
-            ORDER BY org_unit, id
-            FOR UPDATE
-            """, logger: logger)
-        var candidates: [String: [Assignment.Candidate]] = [:]
-        for try await (id, unit, open, capacity, last) in rows.decode((String, String, Int, Int, Double?).self) {
-            candidates[unit, default: []].append(Assignment.Candidate(id: id, openCases: open, capacity: capacity, lastAssigned: last))
+    public func route(_ events: [EventEnvelope<ComplaintRegistered>], on connection: PostgresConnection, logger: Logger) async throws {
+        let triage = self.triage.withLockedValue { $0 }
+        let org = try await org(on: connection)
+        let plans = events.map { event -> (EventEnvelope<ComplaintRegistered>, Triage.Decision, UnitResolution.Outcome) in
+            let decision = triage.decide(event.payload)
+            let unit = UnitResolution.initial(branch: event.payload.branch, channel: event.payload.channel,
+                                              centralised: decision.centralised, rules: triage.rules, org: org)
+            return (event, decision, unit)
         }
+        var candidates = try await lockAgents(of: Set(plans.map(\.2.unit)), on: connection, logger: logger)
         var clock = Date().timeIntervalSince1970
         var outbox: [OutboxEntry] = []
         var load: [String: Int] = [:]
-        var assignedTally = CounterTally("redress_complaints_assigned_total", dimensions: ["category", "priority", "unit"])
+        var assigned = CounterTally("redress_complaints_assigned_total", dimensions: ["category", "priority", "unit"])
         var unassignable = CounterTally("redress_routing_unassignable_total", dimensions: ["unit"])
         var waiting: [String] = []
         let encoder = EventCoding.encoder()
-        for event in events {
-            let decision = Triage.decide(event.payload)
-            let unit = event.payload.branch
-            var pool = candidates[unit] ?? []
-            let assignee = Assignment.pick(1, from: &pool, clock: &clock)[0]
-            candidates[unit] = pool
-            if let assignee { load[assignee, default: 0] += 1 } else {
-                unassignable.add(unit)
+        for (event, decision, unit) in plans {
+            let skill = triage.skill(for: decision.category)
+            let excluded = Set([event.payload.policyAgent, event.payload.claimHandler].compactMap { $0 })
+            var pool = candidates[unit.unit] ?? []
+            let assignee = Assignment.pick(1, from: &pool, clock: &clock, skill: skill, excluded: excluded)[0]
+            candidates[unit.unit] = pool
+            if let assignee {
+                load[assignee, default: 0] += 1
+            } else {
+                unassignable.add(unit.unit)
                 waiting.append(event.payload.number)
+                let reason = Self.whyUnassignable(pool: pool, skill: skill, excluded: excluded)
+                outbox.append(try OutboxEntry(EventEnvelope(complaintId: event.complaintId, orgUnit: unit.unit, actor: RoutingService.actor,
+                    payload: ComplaintUnassignable(number: event.payload.number, handlingUnit: unit.unit, category: decision.category,
+                                                   priority: decision.priority, reason: reason)), encoder: encoder))
             }
             let payload = ComplaintAssigned(
-                number: event.payload.number, category: decision.category, priority: decision.priority, handlingUnit: unit,
-                assignee: assignee, ruleIds: decision.ruleIds, rulesVersion: Triage.rulesVersion, reason: .initial)
-            outbox.append(try OutboxEntry(EventEnvelope(complaintId: event.complaintId, orgUnit: unit, actor: actor, payload: payload), encoder: encoder))
-            assignedTally.add(decision.category.rawValue, decision.priority.rawValue, unit)
+                number: event.payload.number, category: decision.category, priority: decision.priority, handlingUnit: unit.unit,
+                assignee: assignee, ruleIds: decision.ruleIds + [unit.ruleID], rulesVersion: decision.rulesVersion, reason: .initial)
+            outbox.append(try OutboxEntry(EventEnvelope(complaintId: event.complaintId, orgUnit: unit.unit, actor: RoutingService.actor, payload: payload), encoder: encoder))
+            assigned.add(decision.category.rawValue, decision.priority.rawValue, unit.unit)
         }
-        assignedTally.record()
+        try await addLoad(load, on: connection, logger: logger)
+        try await Outbox.append(outbox, on: connection, logger: logger)
+        assigned.record()
         unassignable.record()
+        Self.recordWorkload(candidates)
         if !waiting.isEmpty {
             // One line per batch: in a surge, a line per complaint would drown the log.
             logger.warning("no eligible agent; complaints wait in their unit's supervisor queue", metadata: [
                 "count": "\(waiting.count)", "first": "\(waiting.prefix(5).joined(separator: ","))",
             ])
         }
-        if !load.isEmpty {
-            let ids = Array(load.keys)
-            let counts = ids.map { load[$0]! }
-            try await connection.query("""
-                UPDATE staff s SET open_cases = s.open_cases + t.n, last_assigned_at = now()
-                FROM unnest(\(ids)::text[], \(counts)::int[]) AS t(id, n) WHERE s.id = t.id
-                """, logger: logger)
-        }
-        try await Outbox.append(outbox, on: connection, logger: logger)
         // Registration to routing decision, per complaint: what operations watch during a surge.
         let now = Date()
         let timer = Metrics.Timer(label: "redress_routing_latency_seconds")
         for event in events {
             timer.recordNanoseconds(Int64(max(0, now.timeIntervalSince(event.payload.registeredAt)) * 1e9))
+        }
+    }
+
+    /// Active, available agents of the units, locked until the transaction ends, in a fixed order
+    /// so concurrent routers cannot deadlock.
+    func lockAgents(of units: Set<String>, on connection: PostgresConnection, logger: Logger) async throws -> [String: [Assignment.Candidate]] {
+        let rows = try await connection.query("""
+            SELECT id, org_unit, open_cases, capacity, extract(epoch FROM last_assigned_at)::float8, skills
+            FROM staff
+            WHERE org_unit = ANY(\(Array(units))::text[]) AND role = 'agent' AND active AND available
+            ORDER BY id
+            FOR UPDATE
+            """, logger: logger)
+        var candidates: [String: [Assignment.Candidate]] = [:]
+        for try await (id, unit, open, capacity, last, skills) in rows.decode((String, String, Int, Int, Double?, [String]).self) {
+            candidates[unit, default: []].append(Assignment.Candidate(id: id, openCases: open, capacity: capacity, lastAssigned: last, skills: Set(skills)))
+        }
+        return candidates
+    }
+
+    func addLoad(_ load: [String: Int], on connection: PostgresConnection, logger: Logger) async throws {
+        guard !load.isEmpty else { return }
+        let ids = Array(load.keys)
+        let counts = ids.map { load[$0]! }
+        try await connection.query("""
+            UPDATE staff s SET open_cases = s.open_cases + t.n, last_assigned_at = now()
+            FROM unnest(\(ids)::text[], \(counts)::int[]) AS t(id, n) WHERE s.id = t.id
+            """, logger: logger)
+    }
+
+    static func whyUnassignable(pool: [Assignment.Candidate], skill: String?, excluded: Set<String>) -> String {
+        if pool.isEmpty { return "the unit has no active, available agent" }
+        let skilled = pool.filter { skill.map($0.skills.contains) ?? true }
+        if skilled.isEmpty { return "no available agent of the unit has the skill '\(skill ?? "")'" }
+        let free = skilled.filter { !excluded.contains($0.id) }
+        if free.isEmpty { return "every skilled agent of the unit has a conflict of interest (sold the policy or handled the claim)" }
+        return "every eligible agent of the unit is at capacity"
+    }
+
+    /// Open cases over capacity per unit, for the units this batch touched.
+    static func recordWorkload(_ candidates: [String: [Assignment.Candidate]]) {
+        for (unit, agents) in candidates {
+            let capacity = agents.reduce(0) { $0 + $1.capacity }
+            guard capacity > 0 else { continue }
+            Gauge(label: "redress_routing_workload_ratio", dimensions: [("unit", unit)]).record(Double(agents.reduce(0) { $0 + $1.openCases }) / Double(capacity))
+        }
+    }
+}
+
+/// Reloads the rules file on SIGHUP and when `redressctl rules reload` notifies; an invalid file
+/// is refused with its problems logged and the rules in force kept.
+struct RulesReloader: Service {
+    let engine: RoutingEngine
+    let file: String
+    let postgres: PostgresClient
+    let gate: StartupGate
+    let logger: Logger
+
+    func reload(_ why: String) {
+        do {
+            let rules = try RoutingRules.load(file: file)
+            engine.replace(rules)
+            logger.notice("routing rules reloaded", metadata: ["version": "\(rules.version)", "trigger": "\(why)", "file": "\(file)"])
+        } catch {
+            logger.error("\(error)")
+        }
+    }
+
+    func run() async throws {
+        await gate.wait()
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                for await _ in await UnixSignalsSequence(trapping: .sighup) { reload("SIGHUP") }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    do {
+                        try await postgres.withConnection { connection in
+                            for try await _ in try await connection.listen(RoutingService.reloadChannel) { reload("redressctl rules reload") }
+                        }
+                    } catch {
+                        if Task.isCancelled { return }
+                        try? await Task.sleep(for: .seconds(1))
+                    }
+                }
+            }
+            try? await gracefulShutdown()
+            group.cancelAll()
         }
     }
 }

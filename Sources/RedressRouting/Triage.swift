@@ -1,51 +1,92 @@
 import RedressContracts
 import RedressDomain
 
-/// 分类与优先级 for the walking skeleton: a small explainable keyword table. The routing issue
-/// replaces the table with the operations-maintained rules file behind this same function.
-public enum Triage {
-    public static let rulesVersion = "builtin-1"
+/// What a classifier sees: the complaint's text (lower-cased) and the facts rules may test.
+public struct TriageInput: Sendable {
+    public var text: String
+    public var channel: Channel
+    public var hasClaimNumber: Bool
+    public var flags: [CustomerFlag]
+    public var isRepeat: Bool
+
+    public init(_ complaint: ComplaintRegistered) {
+        text = (complaint.subject + " " + complaint.content).lowercased()
+        channel = complaint.channel
+        hasClaimNumber = complaint.claimNumber != nil
+        flags = complaint.customer.flags
+        isRepeat = complaint.repeatOf != nil
+    }
+}
+
+public struct Classification: Sendable, Equatable {
+    public var category: Category
+    public var ruleID: String
+    /// The function is handled at province level where the province centralises it (claims, underwriting).
+    public var centralised: Bool
+}
+
+/// A way of putting a complaint in a category. Rules first; a statistical model can be added
+/// behind this interface and consulted when no rule speaks.
+public protocol ComplaintClassifier: Sendable {
+    /// nil when it has no opinion.
+    func classify(_ input: TriageInput) -> Classification?
+}
+
+/// The rules file's classification: the first matching rule wins, and it says which rule fired.
+public struct RuleClassifier: ComplaintClassifier {
+    let rules: [RoutingRules.ClassificationRule]
+
+    public init(_ rules: RoutingRules) {
+        self.rules = rules.classification
+    }
+
+    public func classify(_ input: TriageInput) -> Classification? {
+        for rule in rules where rule.conditions.match(
+            text: input.text, channel: input.channel, hasClaimNumber: input.hasClaimNumber, flags: input.flags,
+            isRepeat: input.isRepeat, category: nil) {
+            return Classification(category: rule.category, ruleID: rule.id, centralised: rule.centralised)
+        }
+        return nil
+    }
+}
+
+/// 分类与优先级: category from the classifiers, priority from every priority rule that applies
+/// (the highest wins), with the ids of the rules that decided — a decision anyone can explain.
+public struct Triage: Sendable {
+    public let rules: RoutingRules
+    let classifiers: [any ComplaintClassifier]
+
+    public init(rules: RoutingRules, extraClassifiers: [any ComplaintClassifier] = []) {
+        self.rules = rules
+        self.classifiers = [RuleClassifier(rules)] + extraClassifiers
+    }
 
     public struct Decision: Sendable, Equatable {
         public var category: Category
         public var priority: Priority
         public var ruleIds: [String]
+        public var centralised: Bool
+        public var rulesVersion: String
     }
 
-    static let keywords: [(Category, String, [String])] = [
-        (.claims, "kw.claims", ["理赔", "赔付", "拒赔", "赔款", "claim", "payout"]),
-        (.sales, "kw.sales", ["误导", "销售", "mis-sold", "misled", "salesman"]),
-        (.product, "kw.product", ["条款", "产品", "terms", "product"]),
-        (.service, "kw.service", ["态度", "服务", "attitude", "rude", "service"]),
-    ]
-
-    public static func decide(_ complaint: ComplaintRegistered) -> Decision {
-        var rules: [String] = []
-        var category = Category.other
-        if complaint.claimNumber != nil {
-            category = .claims
-            rules.append("field.claim_number")
-        } else {
-            let text = (complaint.subject + " " + complaint.content).lowercased()
-            for (candidate, id, words) in keywords where words.contains(where: { text.contains($0) }) {
-                category = candidate
-                rules.append(id)
-                break
-            }
-        }
+    public func decide(_ complaint: ComplaintRegistered) -> Decision {
+        let input = TriageInput(complaint)
+        let classification = classifiers.lazy.compactMap { $0.classify(input) }.first
+            ?? Classification(category: .other, ruleID: "default", centralised: false)
+        var ruleIds = [classification.ruleID]
         var priority = Priority.normal
-        if complaint.channel == .regulator {
-            priority = .urgent
-            rules.append("priority.regulator")
-        } else if complaint.customer.flags.contains(.elderly) || complaint.customer.flags.contains(.seriouslyIll) {
-            priority = .high
-            rules.append("priority.special_customer")
-        } else if complaint.repeatOf != nil {
-            priority = .high
-            rules.append("priority.repeat")
+        for rule in rules.priority where rule.conditions.match(
+            text: input.text, channel: input.channel, hasClaimNumber: input.hasClaimNumber, flags: input.flags,
+            isRepeat: input.isRepeat, category: classification.category) {
+            ruleIds.append(rule.id)
+            priority = max(priority, rule.priority)
         }
-        return Decision(category: category, priority: priority, ruleIds: rules)
+        return Decision(category: classification.category, priority: priority, ruleIds: ruleIds,
+                        centralised: classification.centralised, rulesVersion: rules.version)
     }
+
+    /// The skill an owner of this category needs, if any.
+    public func skill(for category: Category) -> String? { rules.skills[category] }
 }
 
 /// Least open workload relative to capacity; ties go to whoever was assigned longest ago, then by id.
@@ -56,21 +97,28 @@ public enum Assignment {
         public var capacity: Int
         /// Order of the last assignment (smaller = longer ago); nil = never assigned.
         public var lastAssigned: Double?
+        public var skills: Set<String>
 
-        public init(id: String, openCases: Int, capacity: Int, lastAssigned: Double?) {
+        public init(id: String, openCases: Int, capacity: Int, lastAssigned: Double?, skills: Set<String> = []) {
             self.id = id
             self.openCases = openCases
             self.capacity = capacity
             self.lastAssigned = lastAssigned
+            self.skills = skills
         }
     }
 
-    /// Picks an owner for each of `count` complaints, updating loads as it goes. Nobody past capacity.
-    public static func pick(_ count: Int, from candidates: inout [Candidate], clock: inout Double) -> [String?] {
+    /// Picks an owner for each of `count` complaints, updating loads as it goes. Nobody past
+    /// capacity, nobody without `skill`, nobody in `excluded` (a conflict of interest).
+    public static func pick(_ count: Int, from candidates: inout [Candidate], clock: inout Double,
+                            skill: String? = nil, excluded: Set<String> = []) -> [String?] {
         var picks: [String?] = []
         for _ in 0..<count {
             let best = candidates.indices
-                .filter { candidates[$0].openCases < candidates[$0].capacity }
+                .filter { index in
+                    let c = candidates[index]
+                    return c.openCases < c.capacity && !excluded.contains(c.id) && (skill.map(c.skills.contains) ?? true)
+                }
                 .min { a, b in
                     let ca = candidates[a], cb = candidates[b]
                     let la = Double(ca.openCases) / Double(ca.capacity), lb = Double(cb.openCases) / Double(cb.capacity)

@@ -73,6 +73,9 @@ public enum Migrations {
         regulator_deadline  timestamptz,
         -- 重复投诉: an open complaint of the same customer about the same policy that this one repeats.
         repeat_of           uuid REFERENCES complaints(id),
+        -- Staff with a conflict of interest (sold the policy, handled the claim): never the owner.
+        policy_agent        text,
+        claim_handler       text,
         category            text,
         priority            text,
         handling_unit       text REFERENCES org_units(code),

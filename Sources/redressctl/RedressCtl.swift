@@ -5,6 +5,7 @@ import PostgresNIO
 import RedressContracts
 import RedressKafka
 import RedressServiceKit
+import RedressRouting
 import RedressStore
 import RedressDomain
 
@@ -14,7 +15,7 @@ struct RedressCtl: AsyncParsableCommand {
         commandName: "redressctl",
         abstract: "Operate Redress: schema, demo organisation, tokens, dead letters, case history.",
         discussion: "Database and broker settings come from the same REDRESS_* environment variables as the services.",
-        subcommands: [Migrate.self, Seed.self, Token.self, DLQ.self, Case.self])
+        subcommands: [Migrate.self, Seed.self, Token.self, Rules.self, DLQ.self, Case.self])
 }
 
 /// Runs `body` with a PostgreSQL client whose pool runs for the duration.
@@ -93,6 +94,46 @@ struct Token: AsyncParsableCommand {
         }
         let authority = TokenAuthority(secret: secret)
         print(authority.mint(subject: subject ?? "\(role.rawValue)@\(unit)", role: role, unit: unit, lifetime: .seconds(hours * 3600)))
+    }
+}
+
+struct Rules: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Routing rules.", subcommands: [Check.self, Reload.self])
+
+    static func load(_ file: String) throws -> RoutingRules {
+        do {
+            return try RoutingRules.load(file: file)
+        } catch let error as RulesFileError {
+            throw ValidationError(error.description)
+        }
+    }
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Validate a rules file; every problem is named by line.")
+
+        @Option(help: "The rules file.")
+        var file = ProcessInfo.processInfo.environment["REDRESS_ROUTING_RULES"] ?? "deploy/routing/rules.yaml"
+
+        func run() async throws {
+            let rules = try Rules.load(file)
+            print("\(file): version \(rules.version), \(rules.classification.count) classification and \(rules.priority.count) priority rules: valid")
+        }
+    }
+
+    struct Reload: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate the rules file, then tell every routing instance to reload it (they read their own REDRESS_ROUTING_RULES).")
+
+        @Option(help: "The rules file to validate first.")
+        var file = ProcessInfo.processInfo.environment["REDRESS_ROUTING_RULES"] ?? "deploy/routing/rules.yaml"
+
+        func run() async throws {
+            let rules = try Rules.load(file)
+            try await withPostgres { client, logger in
+                try await client.query("SELECT pg_notify(\(RoutingService.reloadChannel), \(rules.version))", logger: logger)
+            }
+            print("routing instances told to reload; version \(rules.version) is valid")
+        }
     }
 }
 

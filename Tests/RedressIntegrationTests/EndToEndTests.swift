@@ -63,6 +63,7 @@ import Testing
                     "REDRESS_KAFKA_BOOTSTRAP_FILE": bootstrapFile, "REDRESS_KAFKA_SESSION_TIMEOUT_MS": "6000",
                     "REDRESS_JWT_SECRET": secret, "REDRESS_PII_KEY": secret + "-pii", "REDRESS_HTTP_PORT": "\(port(service.name))",
                     "REDRESS_LOG_LEVEL": "info", "REDRESS_INSTANCE": "\(service.name)-e2e",
+                    "REDRESS_ROUTING_RULES": TestDatabase.repo.appendingPathComponent("deploy/routing/rules.yaml").path,
                 ], log: "\(service.name).log")
             }
         }
@@ -156,7 +157,8 @@ import Testing
             }
             let tokens = TokenAuthority(secret: stack.secret)
             let channel = tokens.mint(subject: "web", role: .channel, unit: "HQ")
-            let agent = tokens.mint(subject: "GD-SZ-AGE01", role: .agent, unit: "GD-SZ")
+            // A claims complaint: Guangdong centralises claims, so the province handles it (rules: claims.*, unit.centralised_province).
+            let agent = tokens.mint(subject: "GD-AGE01", role: .agent, unit: "GD")
             let intake = "http://127.0.0.1:\(stack.port("intake"))/v1/complaints"
             let cases = "http://127.0.0.1:\(stack.port("cases"))/v1/complaints"
 
@@ -174,21 +176,23 @@ import Testing
             #expect(again.json["number"] as? String == number)
             #expect(again.json["duplicate"] as? Bool == true)
 
-            // Routed and assigned, visible to the branch's agent.
+            // Routed and assigned, visible to the handling unit's agent.
             var view: [String: Any] = [:]
             try await eventually("the complaint is assigned", timeout: .seconds(60)) {
                 view = try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: agent).json
                 return view["status"] as? String == "assigned"
             }
-            #expect(view["handlingUnit"] as? String == "GD-SZ")
-            #expect((view["assignee"] as? String)?.hasPrefix("GD-SZ-AGE") == true)
+            #expect(view["handlingUnit"] as? String == "GD")
+            #expect((view["assignee"] as? String)?.hasPrefix("GD-AGE") == true)
+            #expect(view["category"] as? String == "claims")
             #expect(view["priority"] as? String == "high")
             #expect((view["customer"] as? [String: Any])?["phone"] as? String == "138****5678")
             #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(number)", token: agent).status == 200)
 
-            // A sibling branch does not see it; the province above does.
-            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: tokens.mint(subject: "x", role: .agent, unit: "GD-GZ")).status == 404)
-            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: tokens.mint(subject: "x", role: .supervisor, unit: "GD")).status == 200)
+            // Another province and a unit below do not see it; HQ above does.
+            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: tokens.mint(subject: "x", role: .agent, unit: "ZJ")).status == 404)
+            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: tokens.mint(subject: "x", role: .agent, unit: "GD-SZ")).status == 404)
+            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: tokens.mint(subject: "x", role: .supervisor, unit: "HQ")).status == 200)
 
             // Every service that must act did, once.
             try await eventually("clocks started, customer acknowledged, owner told") {

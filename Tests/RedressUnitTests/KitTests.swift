@@ -85,17 +85,6 @@ import Testing
         #expect(picks == ["free", "free", "busy", nil, nil])
     }
 
-    @Test func triageExplainsItself() {
-        let customer = MaskedCustomer(name: "张*", phone: "138****5678", idNumber: nil, key: "k", flags: [.elderly])
-        let complaint = ComplaintRegistered(
-            number: "N", channel: .regulator, externalRef: "R", receivedAt: Date(), registeredAt: Date(), promisedReplyBy: Date(),
-            branch: "GD-SZ", customer: customer, policyNumber: nil, claimNumber: nil, claimStage: nil, subject: "销售误导",
-            content: "业务员承诺保本", regulatorCaseNumber: "R1", regulatorDeadline: Date())
-        let decision = Triage.decide(complaint)
-        #expect(decision.category == .sales)
-        #expect(decision.priority == .urgent)
-        #expect(decision.ruleIds == ["kw.sales", "priority.regulator"])
-    }
 }
 
 @Suite struct StoreLogicTests {

@@ -1,0 +1,65 @@
+import Foundation
+import PostgresNIO
+@testable import RedressContracts
+@testable import RedressDomain
+@testable import RedressRouting
+import Testing
+
+/// Two routing instances at once against one unit's agents: nobody past capacity, nobody
+/// unavailable, nobody with a conflict of interest.
+@Suite struct RoutingConcurrencyTests {
+    static func event(_ i: Int, conflict: String?) -> EventEnvelope<ComplaintRegistered> {
+        let payload = ComplaintRegistered(
+            number: "GD-SZ-20261122-\(String(format: "%06d", i))", channel: .online, externalRef: "R-\(i)", receivedAt: Date(), registeredAt: Date(),
+            promisedReplyBy: Date(), branch: "GD-SZ", customer: MaskedCustomer(name: "张*", phone: "138****5678", idNumber: nil, key: "k\(i)", flags: []),
+            policyNumber: nil, claimNumber: nil, claimStage: nil, subject: "咨询", content: "一般问题", regulatorCaseNumber: nil, regulatorDeadline: nil,
+            policyAgent: conflict)
+        return EventEnvelope(complaintId: UUID(), orgUnit: "GD-SZ", actor: .service("test"), payload: payload)
+    }
+
+    @Test func twoInstancesNeverOverloadAnAgent() async throws {
+        try await TestDatabase.withFresh { db, database in
+            try await db.query("UPDATE staff SET capacity = 10 WHERE org_unit = 'GD-SZ'", logger: TestDatabase.logger)
+            try await db.query("UPDATE staff SET available = false WHERE id = 'GD-SZ-AGE03'", logger: TestDatabase.logger)
+            try await TestDatabase.withClient(database: database) { other in
+                let engines = [db, other].map { RoutingEngine(rules: .fallback, postgres: $0, logger: TestDatabase.logger) }
+                let pools = [db, other]
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for batch in 0..<8 {
+                        group.addTask {
+                            let events = (0..<5).map { Self.event(batch * 5 + $0, conflict: $0 % 2 == 0 ? "GD-SZ-AGE02" : nil) }
+                            try await pools[batch % 2].withTransaction(logger: TestDatabase.logger) { connection in
+                                try await engines[batch % 2].route(events, on: connection, logger: TestDatabase.logger)
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+            var assigned: [String: Int] = [:]
+            var unassignable = 0
+            for try await payload in try await db.query("SELECT convert_from(payload, 'UTF8') FROM outbox", logger: TestDatabase.logger).decode(String.self) {
+                if payload.contains("\"type\":\"complaint.unassignable\"") { unassignable += 1; continue }
+                let event = try EventCoding.decoder().decode(EventEnvelope<ComplaintAssigned>.self, from: Data(payload.utf8))
+                if let assignee = event.payload.assignee { assigned[assignee, default: 0] += 1 }
+                #expect(event.payload.handlingUnit == "GD-SZ")
+                #expect(event.payload.rulesVersion == RoutingRules.fallback.version)
+            }
+            // Two agents of capacity 10 are available: at most 10 each, the rest wait in the supervisor queue with an alert.
+            #expect(Set(assigned.keys).isSubset(of: ["GD-SZ-AGE01", "GD-SZ-AGE02"]))
+            #expect(assigned.values.allSatisfy { $0 <= 10 })
+            #expect(assigned["GD-SZ-AGE01"] == 10)
+            #expect(assigned.values.reduce(0, +) + unassignable == 40)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM staff WHERE open_cases > capacity") == 0)
+            #expect(try await TestDatabase.count(db, "SELECT open_cases::bigint FROM staff WHERE id = 'GD-SZ-AGE03'") == 0)
+            // No complaint went to the agent who sold its policy.
+            var conflicted = 0
+            for try await payload in try await db.query("SELECT convert_from(payload, 'UTF8') FROM outbox WHERE event_type = 'complaint.assigned'", logger: TestDatabase.logger).decode(String.self) {
+                let event = try EventCoding.decoder().decode(EventEnvelope<ComplaintAssigned>.self, from: Data(payload.utf8))
+                let number = Int(event.payload.number.suffix(6))!
+                if number % 5 % 2 == 0, event.payload.assignee == "GD-SZ-AGE02" { conflicted += 1 }
+            }
+            #expect(conflicted == 0)
+        }
+    }
+}
