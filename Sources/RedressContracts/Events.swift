@@ -164,6 +164,38 @@ public struct CaseAssigned: EventPayload, Equatable {
     public init(transition: CaseTransition) { self.transition = transition }
 }
 
+/// 升级: the case goes one level up the tree (the customer went over the branch's head, or a
+/// deadline was missed); routing names the new unit and owner.
+public struct CaseEscalated: EventPayload, Equatable {
+    public static let eventType = EventType.caseEscalated
+    public var transition: CaseTransition
+    public init(transition: CaseTransition) { self.transition = transition }
+}
+
+/// 转办: the case goes sideways or down to the unit named.
+public struct CaseTransferred: EventPayload, Equatable {
+    public static let eventType = EventType.caseTransferred
+    public var transition: CaseTransition
+    public var targetUnit: String
+    public init(transition: CaseTransition, targetUnit: String) {
+        self.transition = transition
+        self.targetUnit = targetUnit
+    }
+}
+
+/// 二次投诉: a closed complaint comes back as a new, linked case, handled one level above the first.
+public struct CaseReopened: EventPayload, Equatable {
+    public static let eventType = EventType.caseReopened
+    public var transition: CaseTransition
+    public var reopenedFrom: ComplaintReference
+    public var firstHandlingUnit: String
+    public init(transition: CaseTransition, reopenedFrom: ComplaintReference, firstHandlingUnit: String) {
+        self.transition = transition
+        self.reopenedFrom = reopenedFrom
+        self.firstHandlingUnit = firstHandlingUnit
+    }
+}
+
 public struct CaseClosed: EventPayload, Equatable {
     public static let eventType = EventType.caseClosed
     public var transition: CaseTransition

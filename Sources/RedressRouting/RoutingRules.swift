@@ -2,22 +2,53 @@ import Foundation
 import RedressDomain
 import Yams
 
+/// A phrase or a complaint's text as UTF-8 bytes: rules test thousands of phrases per second
+/// against unsegmented Chinese, and a byte scan is two orders faster than `String.contains`.
+public struct MatchText: Sendable, Equatable {
+    public let bytes: [UInt8]
+
+    public init(_ text: String) {
+        bytes = Array(text.lowercased().utf8)
+    }
+
+    public func contains(_ phrase: MatchText) -> Bool {
+        if phrase.bytes.isEmpty { return true }
+        if phrase.bytes.count > bytes.count { return false }
+        return bytes.withUnsafeBufferPointer { haystack in
+            phrase.bytes.withUnsafeBufferPointer { needle in
+                let first = needle[0]
+                let last = haystack.count - needle.count
+                var i = 0
+                while i <= last {
+                    if haystack[i] == first {
+                        var j = 1
+                        while j < needle.count, haystack[i + j] == needle[j] { j += 1 }
+                        if j == needle.count { return true }
+                    }
+                    i += 1
+                }
+                return false
+            }
+        }
+    }
+}
+
 /// The routing rules operations maintain (`deploy/routing/rules.yaml`): classification, priority,
 /// skills and unit policy. Loaded and validated as a whole; an invalid file is refused with every
 /// problem named by line, and the rules in force stay as they were.
 public struct RoutingRules: Sendable, Equatable {
     public struct Conditions: Sendable, Equatable {
-        public var any: [String] = []
-        public var all: [String] = []
-        public var none: [String] = []
+        public var any: [MatchText] = []
+        public var all: [MatchText] = []
+        public var none: [MatchText] = []
         public var channels: Set<Channel>? = nil
         public var hasClaimNumber: Bool? = nil
         public var flags: Set<CustomerFlag>? = nil
         public var repeatComplaint: Bool? = nil
         public var categories: Set<Category>? = nil
 
-        /// True when the complaint meets every condition given. `text` is already lower-cased.
-        func match(text: String, channel: Channel, hasClaimNumber claim: Bool, flags customerFlags: [CustomerFlag], isRepeat: Bool, category: Category?) -> Bool {
+        /// True when the complaint meets every condition given.
+        func match(text: MatchText, channel: Channel, hasClaimNumber claim: Bool, flags customerFlags: [CustomerFlag], isRepeat: Bool, category: Category?) -> Bool {
             if !any.isEmpty, !any.contains(where: { text.contains($0) }) { return false }
             if !all.allSatisfy({ text.contains($0) }) { return false }
             if none.contains(where: { text.contains($0) }) { return false }
@@ -215,7 +246,7 @@ struct RulesReader {
 
     mutating func conditions(_ fields: [String: Node], priority: Bool) -> RoutingRules.Conditions {
         var c = RoutingRules.Conditions()
-        let lower = { (phrases: [String]) in phrases.map { $0.lowercased() } }
+        let lower = { (phrases: [String]) in phrases.map(MatchText.init) }
         c.any = lower(strings(fields["any"], "any") ?? [])
         c.all = lower(strings(fields["all"], "all") ?? [])
         c.none = lower(strings(fields["none"], "none") ?? [])

@@ -40,7 +40,8 @@ public enum RoutingService {
         // One lane: every batch locks the agents of the units it routes to, so concurrent batches would only wait on each other.
         let consumer = host.consumer(group: consumerGroup, topics: [EventType.complaintRegistered.topic],
                                      handler: EventHandler<ComplaintRegistered>(engine.route), lanes: 1)
-        var services: [any Service] = [consumer]
+        let reroutes = host.consumer(group: consumerGroup + ".reroute", topics: RerouteHandler.topics, handler: RerouteHandler(engine: engine), lanes: 1)
+        var services: [any Service] = [consumer, reroutes]
         if let rulesFile {
             services.append(RulesReloader(engine: engine, file: rulesFile, postgres: host.postgres, gate: host.gate, logger: host.logger))
         }
@@ -50,7 +51,7 @@ public enum RoutingService {
 
 /// The routing decisions, with the rules in force behind a lock so they can be swapped while running.
 public final class RoutingEngine: Sendable {
-    private let triage: NIOLockedValueBox<Triage>
+    let triage: NIOLockedValueBox<Triage>
     private let directory = NIOLockedValueBox<(at: ContinuousClock.Instant, org: OrgDirectory)?>(nil)
     let postgres: PostgresClient
     let logger: Logger

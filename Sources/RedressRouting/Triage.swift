@@ -3,14 +3,14 @@ import RedressDomain
 
 /// What a classifier sees: the complaint's text (lower-cased) and the facts rules may test.
 public struct TriageInput: Sendable {
-    public var text: String
+    public var text: MatchText
     public var channel: Channel
     public var hasClaimNumber: Bool
     public var flags: [CustomerFlag]
     public var isRepeat: Bool
 
     public init(_ complaint: ComplaintRegistered) {
-        text = (complaint.subject + " " + complaint.content).lowercased()
+        text = MatchText(complaint.subject + " " + complaint.content)
         channel = complaint.channel
         hasClaimNumber = complaint.claimNumber != nil
         flags = complaint.customer.flags

@@ -213,3 +213,17 @@ import Testing
         #expect(RoutingEngine.whyUnassignable(pool: [], skill: nil, excluded: []) == "the unit has no active, available agent")
     }
 }
+
+@Suite struct MatchTextTests {
+    @Test func findsPhrasesInUnsegmentedChineseAndIgnoresCase() {
+        let text = MatchText("我父亲住院花了三万多，理赔只给报了一万 The CLAIM was denied")
+        #expect(text.contains(MatchText("理赔")))
+        #expect(text.contains(MatchText("住院")))
+        #expect(text.contains(MatchText("claim was")))
+        #expect(!text.contains(MatchText("拒赔")))
+        #expect(!text.contains(MatchText("denied, sir")))
+        #expect(text.contains(MatchText("")))
+        #expect(MatchText("赔").contains(MatchText("赔")))
+        #expect(!MatchText("理").contains(MatchText("理赔")))
+    }
+}
