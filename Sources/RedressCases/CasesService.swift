@@ -18,9 +18,7 @@ public enum CasesService {
     static let actor = Actor.service(name)
 
     public static func main() async throws {
-        let host = try ServiceHost.fromEnvironment(service: name, defaultPort: defaultPort)
-        let (router, services) = build(host: host)
-        try await host.run(router: router, services: services)
+        try await ServiceHost.serve(service: name, defaultPort: defaultPort) { build(host: $0) }
     }
 
     public static func build(host: ServiceHost) -> (Router<RedressRequestContext>, [any Service]) {

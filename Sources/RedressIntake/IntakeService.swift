@@ -20,9 +20,7 @@ public enum IntakeService {
     static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
 
     public static func main() async throws {
-        let host = try ServiceHost.fromEnvironment(service: name, defaultPort: defaultPort)
-        let (router, services) = build(host: host)
-        try await host.run(router: router, services: services)
+        try await ServiceHost.serve(service: name, defaultPort: defaultPort) { build(host: $0) }
     }
 
     public static func build(host: ServiceHost) -> (Router<RedressRequestContext>, [any Service]) {

@@ -22,17 +22,16 @@ public enum RoutingService {
     static let actor = Actor.service(name)
 
     public static func main() async throws {
-        let host = try ServiceHost.fromEnvironment(service: name, defaultPort: defaultPort)
         let file = ProcessInfo.processInfo.environment["REDRESS_ROUTING_RULES"] ?? "deploy/routing/rules.yaml"
-        let rules: RoutingRules
-        do {
-            rules = try RoutingRules.load(file: file)
-        } catch {
-            host.logger.critical("\(error)")
-            exit(2)
+        try await ServiceHost.serve(service: name, defaultPort: defaultPort) { host in
+            do {
+                return build(host: host, rules: try RoutingRules.load(file: file), rulesFile: file)
+            } catch {
+                // Refuse to start on rules that do not validate: every problem is in the message.
+                host.logger.critical("\(error)")
+                exit(2)
+            }
         }
-        let (router, services) = build(host: host, rules: rules, rulesFile: file)
-        try await host.run(router: router, services: services)
     }
 
     public static func build(host: ServiceHost, rules: RoutingRules, rulesFile: String? = nil) -> (Router<RedressRequestContext>, [any Service]) {

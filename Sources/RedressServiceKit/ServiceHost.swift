@@ -63,6 +63,16 @@ public final class ServiceHost: Sendable {
         return try ServiceHost(configuration: configuration, logger: Logger(label: service))
     }
 
+    /// What every executable's `main` does: read the environment, build the service, run it.
+    public static func serve(
+        service: String, defaultPort: Int,
+        _ build: (ServiceHost) throws -> (Router<RedressRequestContext>, [any Service])
+    ) async throws {
+        let host = try fromEnvironment(service: service, defaultPort: defaultPort)
+        let (router, services) = try build(host)
+        try await host.run(router: router, services: services)
+    }
+
     /// Consumer settings for this process: group, topics, and the session timeout from the environment.
     public func consumerConfiguration(group: String, topics: [String], lanes: Int? = nil) -> KafkaConsumerConfiguration {
         var consumer = KafkaConsumerConfiguration(client: configuration.kafkaClient(group), groupID: group, topics: topics)

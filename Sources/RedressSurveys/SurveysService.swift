@@ -19,9 +19,7 @@ public enum SurveysService {
     public static let visits: [(name: String, after: TimeInterval)] = [("day0", 0), ("day7", 7 * 86_400), ("day30", 30 * 86_400)]
 
     public static func main() async throws {
-        let host = try ServiceHost.fromEnvironment(service: name, defaultPort: defaultPort)
-        let (router, services) = build(host: host)
-        try await host.run(router: router, services: services)
+        try await ServiceHost.serve(service: name, defaultPort: defaultPort) { build(host: $0) }
     }
 
     public static func build(host: ServiceHost) -> (Router<RedressRequestContext>, [any Service]) {
