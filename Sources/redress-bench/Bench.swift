@@ -27,6 +27,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Intake's base URL.")
     var intake = "http://127.0.0.1:8081"
 
+    @Option(help: "Complaints per second through the inbound topic; 0 sends them all at once (a surge).")
+    var rate = 0
+
     @Option(help: "Give up when nothing new was assigned for this many seconds.")
     var stallSeconds = 60
 
@@ -54,16 +57,22 @@ struct Bench: AsyncParsableCommand {
             return Array(text.utf8)
         }
 
-        print("bench: run \(runID): \(kafkaCount) through \(Topics.inbound), \(httpCount) through \(intake)/v1/complaints")
+        print("bench: run \(runID): \(kafkaCount) through \(Topics.inbound)\(rate > 0 ? " at \(rate)/s" : " at once"), \(httpCount) through \(intake)/v1/complaints")
         let submitted = SubmitTimes()
         let started = Date()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await postgres.run() }
             group.addTask {
-                // The inbound topic: in batches, as an upstream platform would publish.
+                // The inbound topic: in batches, as an upstream platform would publish; paced when --rate is given.
+                let clock = ContinuousClock()
+                let begin = clock.now
+                let step = rate > 0 ? max(1, rate / 20) : 1000
                 var i = 0
                 while i < kafkaCount {
-                    let end = min(kafkaCount, i + 1000)
+                    if rate > 0 {
+                        try await Task.sleep(until: begin + .nanoseconds(Int64(Double(i) / Double(rate) * 1e9)), clock: clock)
+                    }
+                    let end = min(kafkaCount, i + step)
                     let messages = (i..<end).map { n in
                         KafkaOutgoingMessage(topic: Topics.inbound, key: "BENCH-\(runID)-\(n)", value: submission(n, channel: .callCenter))
                     }
