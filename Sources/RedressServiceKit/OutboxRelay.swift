@@ -14,6 +14,8 @@ import ServiceLifecycle
 /// A crash between publish and mark republishes those rows; consumers' inboxes absorb the repeat.
 public final class OutboxRelay: Service, Sendable {
     public struct Settings: Sendable {
+        /// Inbox entries are kept this long: longer than any topic's retention, so no redelivery outlives its entry.
+        public var inboxRetention: Duration = .seconds(14 * 86_400)
         /// Lanes one cycle takes. All of them by default: one relay then drains everything pending in
         /// a single ordered pass while the others find nothing to do; fewer lets relays work side by side.
         public var lanesPerCycle = OutboxEntry.laneCount
@@ -132,9 +134,16 @@ public final class OutboxRelay: Service, Sendable {
 
     private func housekeeping() async {
         let pending = Gauge(label: "redress_outbox_pending")
+        var lastPurge = ContinuousClock.now - .seconds(3600)
         while !Task.isCancelled {
             do {
                 pending.record(try await Outbox.pendingCount(postgres, logger: logger))
+                if ContinuousClock.now - lastPurge > .seconds(600) {
+                    lastPurge = .now
+                    let cutoff = Date().addingTimeInterval(-settings.inboxRetention.seconds)
+                    let purged = try await Inbox.purge(handledBefore: cutoff, postgres, logger: logger)
+                    if purged > 0 { logger.info("inbox entries purged", metadata: ["count": "\(purged)"]) }
+                }
             } catch {
                 if Task.isCancelled { return }
                 logger.debug("outbox housekeeping failed", metadata: ["error": "\(error)"])

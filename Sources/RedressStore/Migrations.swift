@@ -168,6 +168,8 @@ public enum Migrations {
         handled_at     timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (consumer_group, event_id)
     );
+    -- Entries outlive the topics' retention (a redelivery older than that cannot come), then are purged.
+    CREATE INDEX inbox_handled_at ON inbox (handled_at);
 
     -- Notifications to customers and staff; one per (event, recipient, channel).
     CREATE TABLE notifications (

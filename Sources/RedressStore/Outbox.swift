@@ -114,6 +114,25 @@ public enum Outbox {
 }
 
 public enum Inbox {
+    /// Deletes entries handled before `cutoff`, a slice at a time so no statement holds locks for long.
+    /// Returns how many were deleted.
+    @discardableResult
+    public static func purge(handledBefore cutoff: Date, slice: Int = 10_000, _ client: PostgresClient, logger: Logger) async throws -> Int {
+        var total = 0
+        while true {
+            var deleted = 0
+            for try await n in try await client.query("""
+                WITH old AS (SELECT ctid FROM inbox WHERE handled_at < \(cutoff) LIMIT \(slice))
+                , gone AS (DELETE FROM inbox WHERE ctid IN (SELECT ctid FROM old) RETURNING 1)
+                SELECT count(*)::bigint FROM gone
+                """, logger: logger).decode(Int64.self) {
+                deleted = Int(n)
+            }
+            total += deleted
+            if deleted < slice { return total }
+        }
+    }
+
     /// Records the events as handled by `group` and returns those not handled before.
     /// Call inside the transaction that applies their effects: a redelivered event is then a no-op.
     public static func claim(group: String, eventIDs: [UUID], on connection: PostgresConnection, logger: Logger) async throws -> Set<UUID> {

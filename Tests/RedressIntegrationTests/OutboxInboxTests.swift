@@ -212,4 +212,17 @@ import Testing
             await producer.shutdown()
         }
     }
+
+    @Test func oldInboxEntriesArePurgedAndRecentOnesKept() async throws {
+        try await TestDatabase.withFresh(seed: false) { client, _ in
+            try await client.query("""
+                INSERT INTO inbox (consumer_group, event_id, handled_at)
+                SELECT 'g', gen_random_uuid(), now() - make_interval(days => (i % 30)) FROM generate_series(1, 3000) AS i
+                """, logger: Self.logger)
+            let kept = try await TestDatabase.count(client, "SELECT count(*) FROM inbox WHERE handled_at >= now() - interval '14 days'")
+            let purged = try await Inbox.purge(handledBefore: Date().addingTimeInterval(-14 * 86_400), slice: 500, client, logger: Self.logger)
+            #expect(purged == 3000 - kept)
+            #expect(try await TestDatabase.count(client, "SELECT count(*) FROM inbox") == kept)
+        }
+    }
 }
