@@ -55,6 +55,8 @@ public struct ComplaintRegistered: EventPayload, Equatable {
     public var regulatorDeadline: Date?
     /// 重复投诉: the same customer's still-open complaint about the same policy, which this one repeats.
     public var repeatOf: ComplaintReference?
+    /// References to the customer's evidence (document store URIs; never the documents).
+    public var attachments: [AttachmentReference]
     /// Staff who must not own this complaint (they sold the policy or handled the claim).
     public var policyAgent: String?
     public var claimHandler: String?
@@ -64,7 +66,7 @@ public struct ComplaintRegistered: EventPayload, Equatable {
         promisedReplyBy: Date, branch: String, customer: MaskedCustomer, policyNumber: String?,
         claimNumber: String?, claimStage: String?, subject: String, content: String,
         regulatorCaseNumber: String?, regulatorDeadline: Date?, repeatOf: ComplaintReference? = nil,
-        policyAgent: String? = nil, claimHandler: String? = nil
+        policyAgent: String? = nil, claimHandler: String? = nil, attachments: [AttachmentReference] = []
     ) {
         self.number = number
         self.channel = channel
@@ -84,6 +86,7 @@ public struct ComplaintRegistered: EventPayload, Equatable {
         self.repeatOf = repeatOf
         self.policyAgent = policyAgent
         self.claimHandler = claimHandler
+        self.attachments = attachments
     }
 }
 

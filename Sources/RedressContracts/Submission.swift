@@ -19,6 +19,22 @@ public struct ComplaintSubmission: Sendable, Codable, Equatable {
         }
     }
 
+    /// Evidence the customer supplied (a claim letter, a photo, a call recording), by reference:
+    /// the bytes stay in the channel's document store; the complaint keeps where to find them.
+    public struct Attachment: Sendable, Codable, Equatable {
+        public var name: String?
+        public var uri: String?
+        public var contentType: String?
+        public var size: Int?
+
+        public init(name: String? = nil, uri: String? = nil, contentType: String? = nil, size: Int? = nil) {
+            self.name = name
+            self.uri = uri
+            self.contentType = contentType
+            self.size = size
+        }
+    }
+
     public struct RegulatorTransfer: Sendable, Codable, Equatable {
         public var caseNumber: String?
         public var deadline: Date?
@@ -42,6 +58,7 @@ public struct ComplaintSubmission: Sendable, Codable, Equatable {
     public var subject: String?
     public var content: String?
     public var regulator: RegulatorTransfer?
+    public var attachments: [Attachment]?
     /// Staff id of the agent who sold the policy, when known: never assigned the complaint (conflict of interest).
     public var policyAgent: String?
     /// Staff id of whoever handled the disputed claim, when known: likewise never assigned.
@@ -51,7 +68,7 @@ public struct ComplaintSubmission: Sendable, Codable, Equatable {
         channel: String? = nil, externalRef: String? = nil, receivedAt: Date? = nil, customer: Customer? = nil,
         policyNumber: String? = nil, claimNumber: String? = nil, claimStage: String? = nil, branch: String? = nil,
         subject: String? = nil, content: String? = nil, regulator: RegulatorTransfer? = nil,
-        policyAgent: String? = nil, claimHandler: String? = nil
+        policyAgent: String? = nil, claimHandler: String? = nil, attachments: [Attachment]? = nil
     ) {
         self.channel = channel
         self.externalRef = externalRef
@@ -66,6 +83,7 @@ public struct ComplaintSubmission: Sendable, Codable, Equatable {
         self.regulator = regulator
         self.policyAgent = policyAgent
         self.claimHandler = claimHandler
+        self.attachments = attachments
     }
 }
 
@@ -101,6 +119,22 @@ public struct ValidSubmission: Sendable, Equatable {
     public var regulatorDeadline: Date?
     public var policyAgent: String?
     public var claimHandler: String?
+    public var attachments: [AttachmentReference] = []
+}
+
+/// A validated attachment reference.
+public struct AttachmentReference: Sendable, Codable, Equatable {
+    public var name: String
+    public var uri: String
+    public var contentType: String?
+    public var size: Int?
+
+    public init(name: String, uri: String, contentType: String?, size: Int?) {
+        self.name = name
+        self.uri = uri
+        self.contentType = contentType
+        self.size = size
+    }
 }
 
 public enum SubmissionValidator {
@@ -108,6 +142,9 @@ public enum SubmissionValidator {
     public static let maxSubjectCharacters = 200
     /// How far in the future a receivedAt may lie (clock skew between channel platforms and us).
     public static let allowedClockSkew: TimeInterval = 300
+    public static let maxAttachments = 20
+    /// Where attachments may live: the channels' document stores, never inline data.
+    public static let attachmentSchemes: Set<String> = ["https", "s3", "oss"]
 
     /// Either a valid submission or every problem found, each naming its field.
     public static func validate(_ s: ComplaintSubmission, now: Date) -> Result<ValidSubmission, SubmissionRejected> {
@@ -179,6 +216,30 @@ public enum SubmissionValidator {
         let policyAgent = optionalText(s.policyAgent, "policyAgent", max: 64, &errors)
         let claimHandler = optionalText(s.claimHandler, "claimHandler", max: 64, &errors)
 
+        var attachments: [AttachmentReference] = []
+        let given = s.attachments ?? []
+        if given.count > maxAttachments {
+            errors.append(FieldError("attachments", "\(given.count) attachments; at most \(maxAttachments) are accepted"))
+        } else {
+            for (index, attachment) in given.enumerated() {
+                let field = "attachments[\(index)]"
+                let name = text(attachment.name, field + ".name", max: 255, &errors)
+                let uri = text(attachment.uri, field + ".uri", max: 2048, &errors)
+                let contentType = optionalText(attachment.contentType, field + ".contentType", max: 128, &errors)
+                if let uri {
+                    let scheme = uri.split(separator: ":", maxSplits: 1).first.map { $0.lowercased() } ?? ""
+                    if !uri.contains("://") || !attachmentSchemes.contains(scheme) {
+                        errors.append(FieldError(field + ".uri", "must be a reference into a document store (\(attachmentSchemes.sorted().joined(separator: ", ")) URI), not inline data"))
+                        continue
+                    }
+                }
+                if let size = attachment.size, size < 0 {
+                    errors.append(FieldError(field + ".size", "must not be negative"))
+                }
+                if let name, let uri { attachments.append(AttachmentReference(name: name, uri: uri, contentType: contentType, size: attachment.size)) }
+            }
+        }
+
         var regulatorCase: String?
         var regulatorDeadline: Date?
         if channel == .regulator {
@@ -200,7 +261,8 @@ public enum SubmissionValidator {
             channel: channel, externalRef: externalRef, receivedAt: receivedAt, customerName: name,
             customerPhone: phone, customerIDNumber: idNumber, customerFlags: flags, policyNumber: policy,
             claimNumber: claim, claimStage: stage, branch: branch, subject: subject, content: content,
-            regulatorCaseNumber: regulatorCase, regulatorDeadline: regulatorDeadline, policyAgent: policyAgent, claimHandler: claimHandler))
+            regulatorCaseNumber: regulatorCase, regulatorDeadline: regulatorDeadline, policyAgent: policyAgent, claimHandler: claimHandler,
+            attachments: attachments))
     }
 
     private static func text(_ value: String?, _ field: String, max: Int, _ errors: inout [FieldError]) -> String? {

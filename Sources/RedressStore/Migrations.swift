@@ -76,6 +76,8 @@ public enum Migrations {
         -- Staff with a conflict of interest (sold the policy, handled the claim): never the owner.
         policy_agent        text,
         claim_handler       text,
+        -- Evidence by reference: [{name, uri, contentType, size}].
+        attachments         jsonb NOT NULL DEFAULT '[]',
         category            text,
         priority            text,
         handling_unit       text REFERENCES org_units(code),

@@ -28,7 +28,10 @@ import Testing
             number: "GD-SZ-20261122-000001", channel: regulator ? .regulator : .online, externalRef: "WEB-1", receivedAt: Date(), registeredAt: Date(),
             promisedReplyBy: Date(), branch: "GD-SZ", customer: customer, policyNumber: regulator ? "P1" : nil, claimNumber: regulator ? "C1" : nil,
             claimStage: regulator ? "adjustment" : nil, subject: "理赔太慢", content: "电话138****5678",
-            regulatorCaseNumber: regulator ? "R-1" : nil, regulatorDeadline: regulator ? Date() : nil)
+            regulatorCaseNumber: regulator ? "R-1" : nil, regulatorDeadline: regulator ? Date() : nil,
+            repeatOf: regulator ? ComplaintReference(id: UUID(), number: "GD-SZ-20261101-000002") : nil,
+            policyAgent: regulator ? "GD-SZ-AGE02" : nil, claimHandler: regulator ? "GD-AGE01" : nil,
+            attachments: regulator ? [AttachmentReference(name: "函.pdf", uri: "https://docs.example/r/1.pdf", contentType: "application/pdf", size: 1024)] : [])
     }
 
     static func samples() throws -> [(EventType, Any)] {
@@ -46,6 +49,15 @@ import Testing
                 liability: .notLiable, responsibleLink: "claims", causeCode: "C01"))),
             (.slaWarning, try document(SLAWarning(clock: clock))),
             (.slaBreached, try document(SLABreached(clock: clock))),
+            (.complaintUnassignable, try document(ComplaintUnassignable(number: "GD-SZ-20261122-000001", handlingUnit: "GD-SZ", category: .claims,
+                                                                        priority: .urgent, reason: "every eligible agent of the unit is at capacity"))),
+            (.caseEscalated, try document(CaseEscalated(transition: CaseTransition(number: "GD-SZ-20261122-000001", fromStatus: .investigating,
+                toStatus: .escalated, handlingUnit: "GD-SZ", assignee: "GD-SZ-AGE01", reason: "deadline missed", caseVersion: 4)))),
+            (.caseTransferred, try document(CaseTransferred(transition: CaseTransition(number: "GD-SZ-20261122-000001", fromStatus: .assigned,
+                toStatus: .transferred, handlingUnit: "GD-SZ", assignee: nil, reason: "underwriting question", caseVersion: 2), targetUnit: "GD"))),
+            (.caseReopened, try document(CaseReopened(transition: CaseTransition(number: "GD-SZ-20261122-000009", fromStatus: .closed,
+                toStatus: .registered, handlingUnit: "GD", assignee: nil, reason: "survey dissatisfied", caseVersion: 1),
+                reopenedFrom: ComplaintReference(id: UUID(), number: "GD-SZ-20261122-000001"), firstHandlingUnit: "GD-SZ"))),
         ]
     }
 

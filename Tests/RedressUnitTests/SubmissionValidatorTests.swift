@@ -59,6 +59,16 @@ import Testing
         #expect(errors(s) == ["regulator"])
     }
 
+    @Test func attachmentsAreReferencesNeverInlineData() throws {
+        var s = Self.valid()
+        s.attachments = [.init(name: "理赔通知书.pdf", uri: "https://docs.example/claims/123.pdf", contentType: "application/pdf", size: 20_480)]
+        #expect(try SubmissionValidator.validate(s, now: Self.now).get().attachments.count == 1)
+        s.attachments = [.init(name: "photo.jpg", uri: "data:image/jpeg;base64,AAAA"), .init(name: nil, uri: "s3://bucket/key"), .init(name: "x", uri: "s3://b/k", size: -1)]
+        #expect(errors(s) == ["attachments[0].uri", "attachments[1].name", "attachments[2].size"])
+        s.attachments = Array(repeating: .init(name: "a", uri: "https://d/x"), count: SubmissionValidator.maxAttachments + 1)
+        #expect(errors(s) == ["attachments"])
+    }
+
     @Test func regulatorTransfersNeedCaseNumberAndDeadline() throws {
         var s = Self.valid(); s.channel = "regulator"
         #expect(Set(errors(s)) == ["regulator.caseNumber", "regulator.deadline"])
