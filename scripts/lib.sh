@@ -98,17 +98,21 @@ write_env() {
     } >"$rundir/env"
 }
 
-# start_services BINDIR RUNDIR: the six services, each on its port (+ REDRESS_PORT_OFFSET); waits until all are ready.
+# start_services BINDIR RUNDIR [NAME…]: the services named (all six by default), each on its port
+# (+ REDRESS_PORT_OFFSET); waits until they are ready.
 start_services() {
     local bindir="$1" rundir="$2" name port
+    shift 2
+    local names=("$@")
+    ((${#names[@]})) || names=("${SERVICES[@]}")
     # shellcheck disable=SC1091
     source "$rundir/env"
-    for name in "${SERVICES[@]}"; do
+    for name in "${names[@]}"; do
         port=$((SERVICE_PORT[$name] + REDRESS_PORT_OFFSET))
         REDRESS_HTTP_PORT=$port REDRESS_INSTANCE="$name-1" "$bindir/redress-$name" >"$rundir/logs/$name.log" 2>&1 &
         echo $! >>"$rundir/pids"
     done
-    for name in "${SERVICES[@]}"; do
+    for name in "${names[@]}"; do
         port=$((SERVICE_PORT[$name] + REDRESS_PORT_OFFSET))
         local ok=""
         for _ in $(seq 1 300); do

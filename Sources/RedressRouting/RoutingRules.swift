@@ -332,4 +332,3 @@ struct RulesReader {
     }
 }
 
-extension RedressDomain.Channel: Hashable {}

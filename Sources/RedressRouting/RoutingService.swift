@@ -217,7 +217,9 @@ struct RulesReloader: Service {
                 while !Task.isCancelled {
                     do {
                         try await postgres.withConnection { connection in
-                            for try await _ in try await connection.listen(RoutingService.reloadChannel) { reload("redressctl rules reload") }
+                            try await connection.listen(on: RoutingService.reloadChannel) { notifications in
+                                for try await _ in notifications { reload("redressctl rules reload") }
+                            }
                         }
                     } catch {
                         if Task.isCancelled { return }

@@ -118,10 +118,11 @@ public final class OutboxRelay: Service, Sendable {
         while !Task.isCancelled {
             do {
                 try await postgres.withConnection { connection in
-                    let notifications = try await connection.listen("redress_outbox")
-                    self.wakeup.signal()
-                    for try await _ in notifications {
+                    try await connection.listen(on: "redress_outbox") { notifications in
                         self.wakeup.signal()
+                        for try await _ in notifications {
+                            self.wakeup.signal()
+                        }
                     }
                 }
             } catch {

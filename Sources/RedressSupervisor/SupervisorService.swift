@@ -111,17 +111,18 @@ public final class DeadlineScanner: Service, Sendable {
         try await connection.withTransaction(logger: logger) { tx in
             var fired = 0
             for (column, dueColumn, type) in [("warned_at", "warn_at", EventType.slaWarning), ("breached_at", "due_at", EventType.slaBreached)] {
-                let rows = try await tx.query(PostgresQuery(unsafeSQL: """
+                // The column names are this code's own constants; the values are bound.
+                let rows = try await tx.query("""
                     WITH due AS (
                         SELECT complaint_id, kind FROM sla_clocks
-                        WHERE \(column) IS NULL AND stopped_at IS NULL AND paused_at IS NULL AND \(dueColumn) <= $1
-                        ORDER BY \(dueColumn) LIMIT $2
+                        WHERE \(unescaped: column) IS NULL AND stopped_at IS NULL AND paused_at IS NULL AND \(unescaped: dueColumn) <= \(now)
+                        ORDER BY \(unescaped: dueColumn) LIMIT \(limit)
                         FOR UPDATE SKIP LOCKED
                     )
-                    UPDATE sla_clocks s SET \(column) = $1 FROM due, complaints c
+                    UPDATE sla_clocks s SET \(unescaped: column) = \(now) FROM due, complaints c
                     WHERE s.complaint_id = due.complaint_id AND s.kind = due.kind AND c.id = s.complaint_id
                     RETURNING s.complaint_id, s.kind, s.started_at, s.due_at, c.number, COALESCE(c.handling_unit, c.branch), c.assignee
-                    """, binds: try { var b = PostgresBindings(); try b.append(now); try b.append(limit); return b }()), logger: logger)
+                    """, logger: logger)
                 var entries: [OutboxEntry] = []
                 let encoder = EventCoding.encoder()
                 for try await (id, kind, started, dueAt, number, unit, assignee) in rows.decode((UUID, String, Date, Date, String, String, String?).self) {

@@ -30,6 +30,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Complaints per second through the inbound topic; 0 sends them all at once (a surge).")
     var rate = 0
 
+    @Option(help: "Stage mode: once every complaint is registered, create this file and wait for routing to be started (scripts/bench --stages).")
+    var signalFile: String?
+
     @Option(help: "Give up when nothing new was assigned for this many seconds.")
     var stallSeconds = 60
 
@@ -91,7 +94,19 @@ struct Bench: AsyncParsableCommand {
                 try await group.next()
                 finished += 1
             }
+            if let signalFile {
+                // Stage mode: intake alone first, then routing alone, each measured on its own.
+                let registeredAll = try await waitRegistered(postgres: postgres, runID: runID, logger: logger)
+                print(String(format: "bench: stage intake: %d registered in %.1f s = %.0f/s (routing not running)",
+                             count, registeredAll.timeIntervalSince(started), Double(count) / max(registeredAll.timeIntervalSince(started), 0.001)))
+                _ = FileManager.default.createFile(atPath: signalFile, contents: Data("registered\n".utf8))
+            }
             let outcome = try await collect(postgres: postgres, runID: runID, submitted: submitted, logger: logger)
+            if signalFile != nil {
+                let span = outcome.lastAssigned.timeIntervalSince(outcome.firstAssigned)
+                print(String(format: "bench: stage routing: %d routed and applied in %.1f s = %.0f/s (from the first assignment, intake idle)",
+                             outcome.assigned, span, Double(outcome.assigned) / max(span, 0.001)))
+            }
             group.cancelAll()
             let elapsed = outcome.lastAssigned.timeIntervalSince(started)
             let throughput = Double(outcome.assigned) / max(elapsed, 0.001)
@@ -154,6 +169,19 @@ struct Bench: AsyncParsableCommand {
         var latencies: [Double] = []
         var lastAssigned = Date()
         var lastRegistered = Date()
+        var firstAssigned = Date()
+    }
+
+    /// Waits until every complaint of the run is registered; returns when the last one was.
+    func waitRegistered(postgres: PostgresClient, runID: String, logger: Logger) async throws -> Date {
+        let pattern = "BENCH-\(runID)-%"
+        while true {
+            for try await (n, last) in try await postgres.query(
+                "SELECT count(*)::bigint, max(registered_at) FROM complaints WHERE external_ref LIKE \(pattern)", logger: logger).decode((Int64, Date?).self) {
+                if n >= count, let last { return last }
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
     }
 
     /// Waits until every complaint is assigned (or progress stalls), then checks each arrived exactly once.
@@ -192,8 +220,10 @@ struct Bench: AsyncParsableCommand {
             LEFT JOIN acks ON acks.complaint_id = mine.id LEFT JOIN clocks ON clocks.complaint_id = mine.id
             """, logger: logger)
         var lastRegistered = Date.distantPast
+        var firstAssigned = Date.distantFuture
         for try await (ref, at, assignments, acks, clocks, registered) in rows.decode((String, Date, Int64, Int64, Int64, Date).self) {
             if registered > lastRegistered { lastRegistered = registered }
+            if at < firstAssigned { firstAssigned = at }
             guard let n = Int(ref.split(separator: "-").last ?? "") else { continue }
             seen.insert(n)
             outcome.assigned += 1
@@ -206,6 +236,7 @@ struct Bench: AsyncParsableCommand {
         outcome.lost = count - seen.count
         outcome.lastAssigned = lastAssigned
         outcome.lastRegistered = lastRegistered
+        outcome.firstAssigned = firstAssigned
         return outcome
     }
 }

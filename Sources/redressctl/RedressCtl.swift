@@ -19,6 +19,7 @@ struct RedressCtl: AsyncParsableCommand {
 }
 
 /// Runs `body` with a PostgreSQL client whose pool runs for the duration.
+@discardableResult
 func withPostgres<T: Sendable>(_ body: @escaping @Sendable (PostgresClient, Logger) async throws -> T) async throws -> T {
     var logger = Logger(label: "redressctl")
     logger.logLevel = .error

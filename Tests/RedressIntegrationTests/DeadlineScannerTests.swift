@@ -1,0 +1,56 @@
+import Foundation
+import PostgresNIO
+@testable import RedressContracts
+@testable import RedressServiceKit
+@testable import RedressSupervisor
+import Testing
+
+/// Due clocks fire once — whoever scans, however often — and stopped or paused clocks never fire.
+@Suite struct DeadlineScannerTests {
+    @Test func dueClocksFireExactlyOnceAcrossTwoScanners() async throws {
+        try await TestDatabase.withFresh { db, database in
+            for i in 0..<30 {
+                let id = UUID()
+                try await db.query("""
+                    INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name, customer_phone,
+                        customer_key, subject, content, handling_unit, assignee, status)
+                    VALUES (\(id), \("GD-SZ-20261122-" + String(format: "%06d", i)), 'online', \("S-\(i)"), now() - interval '2 days',
+                        now() + interval '13 days', 'GD-SZ', '张三', '13812345678', 'k', 's', 'c', 'GD-SZ', 'GD-SZ-AGE01', 'assigned')
+                    """, logger: TestDatabase.logger)
+                // Every clock is past its warning; the first ten are past their deadline too; every third is stopped or paused.
+                let stopped = i % 3 == 1 ? "now()" : "NULL"
+                let paused = i % 3 == 2 ? "now()" : "NULL"
+                try await db.query(PostgresQuery(unsafeSQL: """
+                    INSERT INTO sla_clocks (complaint_id, kind, started_at, warn_at, due_at, stopped_at, paused_at)
+                    VALUES ('\(id)', 'acknowledge', now() - interval '2 days', now() - interval '1 hour',
+                            now() + \(i < 10 ? "interval '-1 minute'" : "interval '1 day'"), \(stopped), \(paused))
+                    """), logger: TestDatabase.logger)
+            }
+            let gate = StartupGate()
+            gate.open()
+            try await TestDatabase.withClient(database: database) { other in
+                let scanners = [db, other].map { DeadlineScanner(postgres: $0, gate: gate, interval: .seconds(1), logger: TestDatabase.logger) }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for (scanner, client) in zip(scanners, [db, other]) {
+                        group.addTask {
+                            for _ in 0..<3 {
+                                try await client.withConnection { connection in
+                                    _ = try await scanner.scan(on: connection, limit: 4)
+                                    _ = try await scanner.scan(on: connection, limit: 4)
+                                }
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+                // A later scan finds nothing left to fire.
+                let again = try await other.withConnection { try await scanners[1].scan(on: $0) }
+                #expect(again == 0)
+            }
+            // 10 running clocks (i % 3 == 0): all warned; those of them past due (i = 0, 3, 6, 9) breached.
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM outbox WHERE event_type = 'sla.warning'") == 10)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM outbox WHERE event_type = 'sla.breached'") == 4)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE (stopped_at IS NOT NULL OR paused_at IS NOT NULL) AND (warned_at IS NOT NULL OR breached_at IS NOT NULL)") == 0)
+        }
+    }
+}
