@@ -33,9 +33,11 @@ public enum IntakeService {
     }
 
     /// Decodes a submission, naming the field when the JSON does not fit the contract.
+    static let decoder = EventCoding.decoder()
+
     static func decode(_ bytes: [UInt8]) -> Result<ComplaintSubmission, SubmissionRejected> {
         do {
-            return .success(try EventCoding.decoder().decode(ComplaintSubmission.self, from: Data(bytes)))
+            return .success(try decoder.decode(ComplaintSubmission.self, from: Data(bytes)))
         } catch {
             let description = EventCoding.describe(error)
             let field = description.split(separator: ":", maxSplits: 1).first.map(String.init) ?? "body"

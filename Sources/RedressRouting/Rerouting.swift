@@ -36,24 +36,29 @@ public struct Reroute: Sendable, Equatable {
 /// each asks the same question: which unit now, and who there.
 public struct RerouteHandler: BatchHandler {
     let engine: RoutingEngine
+    // Decoding only: the three event types share one handler body.
+    let escalations = EventHandler<CaseEscalated> { _, _, _ in }
+    let transfers = EventHandler<CaseTransferred> { _, _, _ in }
+    let reopenings = EventHandler<CaseReopened> { _, _, _ in }
+
+    public init(engine: RoutingEngine) {
+        self.engine = engine
+    }
 
     public static let topics = [EventType.caseEscalated.topic, EventType.caseTransferred.topic, EventType.caseReopened.topic]
 
     public func decode(_ message: KafkaMessage) -> Result<Reroute, Rejection> {
-        func envelope<P: EventPayload>(_ type: P.Type) -> Result<EventEnvelope<P>, Rejection> {
-            EventHandler<P> { _, _, _ in }.decode(message)
-        }
         switch message.topic {
         case EventType.caseEscalated.topic:
-            return envelope(CaseEscalated.self).map {
+            return escalations.decode(message).map {
                 Reroute(eventID: $0.id, complaintID: $0.complaintId, move: .escalate(from: $0.payload.transition.handlingUnit), previousAssignee: $0.payload.transition.assignee)
             }
         case EventType.caseTransferred.topic:
-            return envelope(CaseTransferred.self).map {
+            return transfers.decode(message).map {
                 Reroute(eventID: $0.id, complaintID: $0.complaintId, move: .transfer(to: $0.payload.targetUnit), previousAssignee: $0.payload.transition.assignee)
             }
         case EventType.caseReopened.topic:
-            return envelope(CaseReopened.self).map {
+            return reopenings.decode(message).map {
                 Reroute(eventID: $0.id, complaintID: $0.complaintId, move: .reopen(firstUnit: $0.payload.firstHandlingUnit), previousAssignee: nil)
             }
         default:

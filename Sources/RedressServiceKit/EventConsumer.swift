@@ -37,6 +37,8 @@ public protocol BatchHandler: Sendable {
 public struct EventHandler<Payload: EventPayload>: BatchHandler {
     public typealias Item = EventEnvelope<Payload>
     let body: @Sendable ([EventEnvelope<Payload>], PostgresConnection, Logger) async throws -> Void
+    /// One decoder for every message: it is Sendable, and making one per message showed in profiles.
+    let decoder = EventCoding.decoder()
 
     public init(_ body: @escaping @Sendable ([EventEnvelope<Payload>], PostgresConnection, Logger) async throws -> Void) {
         self.body = body
@@ -48,7 +50,7 @@ public struct EventHandler<Payload: EventPayload>: BatchHandler {
             return .failure(Rejection(index: 0, reason: "event type '\(type)' on a topic of \(Payload.eventType.rawValue)"))
         }
         do {
-            let envelope = try EventCoding.decoder().decode(EventEnvelope<Payload>.self, from: Data(message.value))
+            let envelope = try decoder.decode(EventEnvelope<Payload>.self, from: Data(message.value))
             guard envelope.type == Payload.eventType.rawValue else {
                 return .failure(Rejection(index: 0, reason: "event type '\(envelope.type)' on a topic of \(Payload.eventType.rawValue)"))
             }
