@@ -91,11 +91,20 @@ public final class DeadlineScanner: Service, Sendable {
                     guard isLeader else { return }
                     leader.record(1)
                     logger.info("supervisor is the active scanner")
-                    defer { leader.record(0) }
-                    while !Task.isShuttingDownGracefully, !Task.isCancelled {
-                        while try await scan(on: connection) > 0 {}
-                        try? await Task.sleep(for: interval)
+                    // Give the lock back on every way out: a pooled connection returned still holding it
+                    // would keep leadership away from every instance. (If the process dies, PostgreSQL
+                    // ends the session and frees the lock, and a standby takes over within one interval.)
+                    do {
+                        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+                            while try await scan(on: connection) > 0 {}
+                            try? await Task.sleep(for: interval)
+                        }
+                    } catch {
+                        leader.record(0)
+                        _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
+                        throw error
                     }
+                    leader.record(0)
                     _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
                 }
             } catch {

@@ -53,4 +53,48 @@ import Testing
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE (stopped_at IS NOT NULL OR paused_at IS NOT NULL) AND (warned_at IS NOT NULL OR breached_at IS NOT NULL)") == 0)
         }
     }
+
+    static func dueClock(_ db: PostgresClient, _ i: Int) async throws {
+        let id = UUID()
+        try await db.query("""
+            INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name, customer_phone,
+                customer_key, subject, content, handling_unit, status)
+            VALUES (\(id), \("GD-SZ-20261122-9" + String(format: "%05d", i)), 'online', \("T-\(i)"), now(), now() + interval '15 days',
+                'GD-SZ', '张三', '13812345678', 'k', 's', 'c', 'GD-SZ', 'assigned')
+            """, logger: TestDatabase.logger)
+        try await db.query("""
+            INSERT INTO sla_clocks (complaint_id, kind, started_at, warn_at, due_at)
+            VALUES (\(id), 'decision', now() - interval '1 day', now() - interval '1 second', now() + interval '1 day')
+            """, logger: TestDatabase.logger)
+    }
+
+    @Test func aStandbyTakesOverWhenTheLeaderStops() async throws {
+        try await TestDatabase.withFresh { db, database in
+            let gate = StartupGate()
+            gate.open()
+            try await TestDatabase.withClient(database: database) { first in
+                try await TestDatabase.withClient(database: database) { second in
+                    let leader = Task { try await DeadlineScanner(postgres: first, gate: gate, interval: .milliseconds(200), logger: TestDatabase.logger).run() }
+                    try await Self.dueClock(db, 1)
+                    try await eventually("the first scanner fires") {
+                        try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE warned_at IS NOT NULL") == 1
+                    }
+                    let standby = Task { try await DeadlineScanner(postgres: second, gate: gate, interval: .milliseconds(200), logger: TestDatabase.logger).run() }
+                    try await Task.sleep(for: .milliseconds(500))
+                    // The leader stops; the lock it held is free again, and the standby picks it up.
+                    leader.cancel()
+                    _ = await leader.result
+                    try await Self.dueClock(db, 2)
+                    let start = ContinuousClock.now
+                    try await eventually("the standby fires", timeout: .seconds(10)) {
+                        try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE warned_at IS NOT NULL") == 2
+                    }
+                    #expect(ContinuousClock.now - start < .seconds(3))
+                    standby.cancel()
+                    _ = await standby.result
+                    #expect(try await TestDatabase.count(db, "SELECT count(*) FROM outbox WHERE event_type = 'sla.warning'") == 2)
+                }
+            }
+        }
+    }
 }
