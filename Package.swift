@@ -149,7 +149,7 @@ let package = Package(
         .executableTarget(
             name: "redress-bench",
             dependencies: [
-                "RedressDomain", "RedressContracts", "RedressStore", "RedressKafka", "RedressServiceKit",
+                "RedressDomain", "RedressContracts", "RedressStore", "RedressKafka", "RedressServiceKit", "RedressSupervisor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

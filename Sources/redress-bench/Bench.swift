@@ -8,6 +8,7 @@ import RedressContracts
 import RedressDomain
 import RedressKafka
 import RedressServiceKit
+import RedressSupervisor
 
 /// Pushes complaints through a running stack — most through the inbound topic, some through HTTP —
 /// and measures registration-to-assignment latency and throughput, and that each arrived exactly once.
@@ -30,6 +31,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Complaints per second through the inbound topic; 0 sends them all at once (a surge).")
     var rate = 0
 
+    @Option(help: "Instead of complaints: fill the database with this many open SLA clocks and time the supervisor's scan for each next second's due clocks.")
+    var slaClocks: Int?
+
     @Option(help: "Stage mode: once every complaint is registered, create this file and wait for routing to be started (scripts/bench --stages).")
     var signalFile: String?
 
@@ -39,6 +43,10 @@ struct Bench: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "redress-bench")
         logger.logLevel = .warning
+        if let slaClocks {
+            try await SLAScanBench(clocks: slaClocks, logger: logger).run()
+            return
+        }
         let env = ProcessInfo.processInfo.environment
         guard let secret = env["REDRESS_JWT_SECRET"] else { throw ValidationError("REDRESS_JWT_SECRET must be set to the stack's (source run/<stack>/env)") }
         let bootstrap = try env["REDRESS_KAFKA_BOOTSTRAP"] ?? String(contentsOfFile: env["REDRESS_KAFKA_BOOTSTRAP_FILE"] ?? "run/up/kafka.bootstrap", encoding: .utf8)
@@ -263,5 +271,82 @@ final class Counter: @unchecked Sendable {
             defer { value += 1 }
             return value
         }
+    }
+}
+
+/// The supervisor's scale promise: finding the clocks due in the next second costs what is due,
+/// not what is open. Fills the database with open clocks whose deadlines are spread over ten days,
+/// then times `DeadlineScanner.scan` (which fires what it finds, in one transaction) second by second.
+struct SLAScanBench {
+    let clocks: Int
+    let logger: Logger
+
+    func run() async throws {
+        let postgres = PostgresClient(configuration: try ServiceConfiguration.PostgresSettings.fromEnvironment().clientConfiguration(), backgroundLogger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await postgres.run() }
+            let base = Date().addingTimeInterval(3600)
+            let spread = 10 * 86_400.0
+            let existing = try await count(postgres, "SELECT count(*)::bigint FROM sla_clocks WHERE stopped_at IS NULL")
+            if existing < clocks {
+                let started = ContinuousClock.now
+                let missing = clocks - existing
+                // In slices, so no single statement runs for minutes.
+                var done = 0
+                while done < missing {
+                    let slice = min(100_000, missing - done)
+                    try await postgres.query("""
+                        WITH made AS (
+                            INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name,
+                                customer_phone, customer_key, subject, content, handling_unit, status)
+                            SELECT gen_random_uuid(), 'GD-SZ-SLA-' || (\(existing + done) + i), 'online', 'SLA-' || (\(existing + done) + i),
+                                   now(), now() + interval '15 days', 'GD-SZ', '张三', '13812345678', 'k', 's', 'c', 'GD-SZ', 'assigned'
+                            FROM generate_series(1, \(slice)) AS i
+                            RETURNING id, external_ref
+                        )
+                        INSERT INTO sla_clocks (complaint_id, kind, started_at, warn_at, due_at)
+                        SELECT id, 'decision', now(),
+                               \(base)::timestamptz + make_interval(secs => (substr(external_ref, 5)::bigint % \(clocks)) * \(spread / Double(clocks))) - interval '3 days',
+                               \(base)::timestamptz + make_interval(secs => (substr(external_ref, 5)::bigint % \(clocks)) * \(spread / Double(clocks)))
+                        FROM made
+                        """, logger: logger)
+                    done += slice
+                }
+                try await postgres.query("ANALYZE sla_clocks", logger: logger)
+                try await postgres.query("ANALYZE complaints", logger: logger)
+                print(String(format: "bench: sla: %d open clocks made in %.1f s", missing, (ContinuousClock.now - started).seconds))
+            }
+            let open = try await count(postgres, "SELECT count(*)::bigint FROM sla_clocks WHERE stopped_at IS NULL AND breached_at IS NULL")
+            let gate = StartupGate()
+            gate.open()
+            let scanner = DeadlineScanner(postgres: postgres, gate: gate, interval: .seconds(1), logger: logger)
+            // The first due second is where the warnings begin; the scan then walks one second at a time.
+            var durations: [Double] = []
+            var fired = 0
+            var now = try await firstDue(postgres)
+            for _ in 0..<200 {
+                let started = ContinuousClock.now
+                fired += try await postgres.withConnection { try await scanner.scan(on: $0, now: now) }
+                durations.append((ContinuousClock.now - started).seconds * 1000)
+                now = now.addingTimeInterval(1)
+            }
+            durations.sort()
+            print(String(format: "bench: sla: %d open clocks; 200 one-second scans fired %d; scan p50=%.2fms p99=%.2fms max=%.2fms",
+                         open, fired, durations[100], durations[198], durations[199]))
+            group.cancelAll()
+        }
+    }
+
+    func count(_ postgres: PostgresClient, _ query: PostgresQuery) async throws -> Int {
+        for try await n in try await postgres.query(query, logger: logger).decode(Int64.self) { return Int(n) }
+        return 0
+    }
+
+    func firstDue(_ postgres: PostgresClient) async throws -> Date {
+        for try await date in try await postgres.query(
+            "SELECT min(warn_at) FROM sla_clocks WHERE warned_at IS NULL AND stopped_at IS NULL AND paused_at IS NULL", logger: logger).decode(Date?.self) {
+            if let date { return date }
+        }
+        return Date()
     }
 }
