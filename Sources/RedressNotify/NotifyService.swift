@@ -26,7 +26,9 @@ public enum NotifyService {
                                              handler: EventHandler<ComplaintRegistered>(acknowledge))
         let staff = host.consumer(group: consumerGroup + ".staff", topics: [EventType.caseAssigned.topic],
                                   handler: EventHandler<CaseAssigned>(tellOwner))
-        return (host.router(), [acknowledgements, staff])
+        let alerts = host.consumer(group: consumerGroup + ".unassignable", topics: [EventType.complaintUnassignable.topic],
+                                   handler: EventHandler<ComplaintUnassignable>(alertSupervisors))
+        return (host.router(), [acknowledgements, staff, alerts])
     }
 
     /// The channel a customer is answered on: the one they complained through where it can carry a message, else SMS.
@@ -55,6 +57,16 @@ public enum NotifyService {
             recipients: owned.map { "staff:" + $0.payload.transition.assignee! },
             channels: owned.map { _ in "staff_inbox" },
             template: "case.assigned.owner", on: connection, logger: logger)
+    }
+
+    /// Nobody could take a complaint: the unit's supervisors hear of it in their inbox (the supervisor queue).
+    @Sendable
+    static func alertSupervisors(_ events: [EventEnvelope<ComplaintUnassignable>], on connection: PostgresConnection, logger: Logger) async throws {
+        try await record(
+            complaintIDs: events.map(\.complaintId), eventIDs: events.map(\.id),
+            recipients: events.map { "supervisors:" + $0.payload.handlingUnit },
+            channels: events.map { _ in "staff_inbox" },
+            template: "complaint.unassignable.supervisors", on: connection, logger: logger)
     }
 
     static func record(complaintIDs: [UUID], eventIDs: [UUID], recipients: [String], channels: [String], template: String,
