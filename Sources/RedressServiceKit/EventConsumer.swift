@@ -194,30 +194,25 @@ public final class EventConsumer<Handler: BatchHandler>: Service, Sendable {
 
     private func transaction(_ items: [Handler.Item], handler: Handler, group: String, logger: Logger) async throws -> (Int, Int) {
         try await postgres.withTransaction(logger: logger) { connection in
-            var fresh = items
-            var duplicates = 0
+            // Positions in `items` of the items still to handle, so a refusal names the caller's index.
+            var positions = Array(items.indices)
             let ids = items.compactMap { handler.eventID(of: $0) }
             if !ids.isEmpty {
                 let new = try await Inbox.claim(group: group, eventIDs: ids, on: connection, logger: logger)
                 var seen = Set<UUID>()
-                fresh = items.filter { item in
-                    guard let id = handler.eventID(of: item) else { return true }
+                positions = items.indices.filter { index in
+                    guard let id = handler.eventID(of: items[index]) else { return true }
                     // Keep the first copy of each new id; drop repeats (also within this batch).
                     return new.contains(id) && seen.insert(id).inserted
                 }
-                duplicates = items.count - fresh.count
             }
+            let fresh = positions.map { items[$0] }
+            let duplicates = items.count - fresh.count
             if !fresh.isEmpty {
                 do {
                     try await handler.handle(fresh, on: connection, logger: logger)
-                } catch var rejection as Rejection {
-                    // Report the index in the caller's list, not in the de-duplicated one.
-                    if fresh.indices.contains(rejection.index), let id = handler.eventID(of: fresh[rejection.index]),
-                       let original = items.firstIndex(where: { handler.eventID(of: $0) == id }) {
-                        rejection.index = original
-                    } else if ids.isEmpty == false {
-                        rejection.index = -1
-                    }
+                } catch var rejection as Rejection where positions.indices.contains(rejection.index) {
+                    rejection.index = positions[rejection.index]
                     throw rejection
                 }
             }
