@@ -57,7 +57,16 @@ start_postgres() {
     fi
     runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -o "$opts" -w start >/dev/null \
         || die "PostgreSQL did not start: see $dir/postgres.log"
-    runuser -u postgres -- psql -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE ROLE redress LOGIN CREATEDB" >/dev/null
+    # redress owns the schema and migrates; the services log in as redress_service, which may read
+    # and append to the audit trails but never change them; the staff API acts as redress_staff
+    # under row-level security. Roles are cluster-wide, so this is set-up, not a migration.
+    runuser -u postgres -- psql -h 127.0.0.1 -p "$port" -U postgres -q >/dev/null <<'SQL'
+CREATE ROLE redress LOGIN CREATEDB;
+CREATE ROLE redress_staff NOLOGIN;
+CREATE ROLE redress_service LOGIN;
+GRANT redress_staff TO redress_service;
+GRANT redress_staff TO redress;
+SQL
     runuser -u postgres -- psql -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE redress OWNER redress" >/dev/null
 }
 
@@ -95,6 +104,7 @@ write_env() {
         echo "export REDRESS_PII_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
         echo "export REDRESS_PORT_OFFSET=$offset"
         echo "export REDRESS_ROUTING_RULES=$REPO/deploy/routing/rules.yaml"
+        echo "export REDRESS_CLOSURE_TAXONOMY=$REPO/deploy/cases/closure-taxonomy.json"
     } >"$rundir/env"
 }
 
@@ -109,7 +119,8 @@ start_services() {
     source "$rundir/env"
     for name in "${names[@]}"; do
         port=$((SERVICE_PORT[$name] + REDRESS_PORT_OFFSET))
-        REDRESS_HTTP_PORT=$port REDRESS_INSTANCE="$name-1" "$bindir/redress-$name" >"$rundir/logs/$name.log" 2>&1 &
+        REDRESS_PG_USER=redress_service REDRESS_MIGRATE_ON_START=false \
+            REDRESS_HTTP_PORT=$port REDRESS_INSTANCE="$name-1" "$bindir/redress-$name" >"$rundir/logs/$name.log" 2>&1 &
         echo $! >>"$rundir/pids"
     done
     for name in "${names[@]}"; do

@@ -9,8 +9,9 @@ import RedressServiceKit
 import RedressStore
 import ServiceLifecycle
 
-/// `redress-cases`: the case state machine and the staff API. In the foundation it applies
-/// routing's decisions to the case and answers `GET /v1/complaints/{id}`.
+/// `redress-cases`: the case state machine and the staff API. It applies routing's decisions,
+/// escalates breached cases, reopens cases whose customers were dissatisfied, and serves staff
+/// their queues, cases and actions (`schemas/openapi/cases.yaml`).
 public enum CasesService {
     public static let name = "redress-cases"
     public static let defaultPort = 8082
@@ -18,15 +19,101 @@ public enum CasesService {
     static let actor = Actor.service(name)
 
     public static func main() async throws {
-        try await ServiceHost.serve(service: name, defaultPort: defaultPort) { build(host: $0) }
+        let file = ProcessInfo.processInfo.environment["REDRESS_CLOSURE_TAXONOMY"] ?? "deploy/cases/closure-taxonomy.json"
+        try await ServiceHost.serve(service: name, defaultPort: defaultPort) { host in
+            do {
+                return build(host: host, taxonomy: try loadTaxonomy(file: file))
+            } catch {
+                host.logger.critical("\(error)")
+                exit(2)
+            }
+        }
     }
 
-    public static func build(host: ServiceHost) -> (Router<RedressRequestContext>, [any Service]) {
+    public struct TaxonomyError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// The closure taxonomy (责任环节 and cause codes) of this deployment; refused at start when unusable.
+    public static func loadTaxonomy(file: String) throws -> ClosureTaxonomy {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw TaxonomyError(description: "closure taxonomy \(file) cannot be read: set REDRESS_CLOSURE_TAXONOMY to the JSON file (deploy/cases/closure-taxonomy.json)")
+        }
+        let taxonomy: ClosureTaxonomy
+        do {
+            taxonomy = try JSONDecoder().decode(ClosureTaxonomy.self, from: data)
+        } catch {
+            throw TaxonomyError(description: "closure taxonomy \(file) is not valid: \(error); it needs responsibleLinks and causes, each a list of {code, name}")
+        }
+        var problems: [String] = []
+        if taxonomy.responsibleLinks.isEmpty { problems.append("responsibleLinks is empty") }
+        if taxonomy.causes.isEmpty { problems.append("causes is empty") }
+        for (list, entries) in [("responsibleLinks", taxonomy.responsibleLinks), ("causes", taxonomy.causes)] {
+            let codes = entries.map(\.code)
+            for code in Set(codes) where codes.filter({ $0 == code }).count > 1 { problems.append("\(list) lists '\(code)' twice") }
+            for entry in entries where entry.code.isEmpty || entry.code.count > 64 { problems.append("\(list) has a code of \(entry.code.count) characters (1 to 64)") }
+        }
+        guard problems.isEmpty else { throw TaxonomyError(description: "closure taxonomy \(file): " + problems.joined(separator: "; ")) }
+        return taxonomy
+    }
+
+    public static func build(host: ServiceHost, taxonomy: ClosureTaxonomy, gaugeInterval: Duration = .seconds(15)) -> (Router<RedressRequestContext>, [any Service]) {
         let router = host.router()
+        let workflow = CaseWorkflow(taxonomy: taxonomy)
         CaseController(postgres: host.postgres)
             .add(to: router.group("v1/complaints").add(middleware: RequireRoles([.agent, .supervisor, .committee, .auditor, .admin], authority: host.tokens)))
-        let consumer = host.consumer(group: consumerGroup, topics: [EventType.complaintAssigned.topic], handler: EventHandler<ComplaintAssigned>(applyAssignment))
-        return (router, [consumer])
+        CaseAPI(postgres: host.postgres, workflow: workflow).add(to: router, tokens: host.tokens)
+        let assignments = host.consumer(group: consumerGroup, topics: [EventType.complaintAssigned.topic], handler: EventHandler<ComplaintAssigned>(applyAssignment))
+        // Breaches and dissatisfied customers act on cases too, each in a group of its own so a
+        // backlog of one never holds up routing's decisions.
+        let breaches = host.consumer(group: consumerGroup + "-sla", topics: [EventType.slaBreached.topic],
+                                     handler: EventHandler<SLABreached> { try await escalateBreaches($0, workflow: workflow, on: $1, logger: $2) })
+        let reopenings = host.consumer(group: consumerGroup + "-surveys", topics: [EventType.surveyDissatisfied.topic],
+                                       handler: EventHandler<SurveyDissatisfied> { try await reopenDissatisfied($0, workflow: workflow, on: $1, logger: $2) })
+        let gauges = CaseGauges(postgres: host.postgres, gate: host.gate, interval: gaugeInterval, logger: host.logger)
+        return (router, [assignments, breaches, reopenings, gauges])
+    }
+
+    /// 超时升级: a missed deadline sends the case one level up (routing names the new unit and owner).
+    /// A case that cannot escalate from where it is (already escalated, resolved, closed) is left as it is.
+    static func escalateBreaches(_ events: [EventEnvelope<SLABreached>], workflow: CaseWorkflow, on connection: PostgresConnection, logger: Logger) async throws {
+        for event in events {
+            let clock = event.payload.clock
+            let request = ActionRequest(version: nil, reason: "SLA breached: \(clock.clock.rawValue) clock was due \(Timestamp.format(clock.dueAt))")
+            try await applyAsService(.escalate, to: event.complaintId, request: request, workflow: workflow, on: connection, logger: logger)
+        }
+    }
+
+    /// 回访不满意: the closed case comes back as a second complaint, handled one level up, once per case.
+    static func reopenDissatisfied(_ events: [EventEnvelope<SurveyDissatisfied>], workflow: CaseWorkflow, on connection: PostgresConnection, logger: Logger) async throws {
+        for event in events {
+            let open = try await connection.query("SELECT count(*) FROM complaints WHERE reopened_from = \(event.complaintId)", logger: logger)
+            var already = 0
+            for try await n in open.decode(Int.self) { already = n }
+            guard already == 0 else {
+                logger.info("dissatisfied answer for a case already reopened", metadata: ["complaint": "\(event.complaintId)", "wave": "\(event.payload.wave)"])
+                continue
+            }
+            let p = event.payload
+            let request = ActionRequest(version: nil, reason: "return visit \(p.wave): score \(p.score), \(p.resolved ? "resolved" : "not resolved")")
+            try await applyAsService(.reopen, to: event.complaintId, request: request, workflow: workflow, on: connection, logger: logger)
+        }
+    }
+
+    /// Applies an action for a service at the case's current version; a refusal is logged, not retried.
+    static func applyAsService(_ action: CaseAction, to id: UUID, request: ActionRequest, workflow: CaseWorkflow,
+                               on connection: PostgresConnection, logger: Logger) async throws {
+        var request = request
+        guard let row = try await workflow.lock(key: id.uuidString, on: connection, logger: logger) else {
+            logger.warning("event for a case that does not exist", metadata: ["complaint": "\(id)", "action": "\(action.rawValue)"])
+            return
+        }
+        request.version = row.version
+        do {
+            _ = try await workflow.apply(action, key: id.uuidString, request: request, by: .service, on: connection, logger: logger)
+        } catch let refusal as CaseRefusal {
+            logger.info("case left as it is", metadata: ["complaint": "\(id)", "action": "\(action.rawValue)", "reason": "\(refusal.reason)"])
+        }
     }
 
     /// Applies routing's decision: the `assign` transition, its audit row and `case.assigned`, per case.
@@ -161,6 +248,48 @@ struct CaseController {
             }
             // The same answer whether it does not exist or is outside the caller's part of the tree.
             throw Problem(status: .notFound, title: "No such complaint", detail: "no complaint '\(key)' is visible to you; check the id or number")
+        }
+    }
+}
+
+/// `redress_cases_open{unit,status,priority}`: open cases counted from the system of record on an
+/// interval, so the gauge is right after restarts and whoever changed the cases.
+final class CaseGauges: Service, Sendable {
+    let postgres: PostgresClient
+    let gate: StartupGate
+    let interval: Duration
+    let logger: Logger
+
+    init(postgres: PostgresClient, gate: StartupGate, interval: Duration, logger: Logger) {
+        self.postgres = postgres
+        self.gate = gate
+        self.interval = interval
+        self.logger = logger
+    }
+
+    func run() async throws {
+        await gate.wait()
+        var seen: Set<[String]> = []
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                var now: [[String]: Int] = [:]
+                let rows = try await postgres.query("""
+                    SELECT COALESCE(handling_unit, branch), status, COALESCE(priority, 'unset'), count(*)
+                    FROM complaints WHERE status <> 'closed' GROUP BY 1, 2, 3
+                    """, logger: logger)
+                for try await (unit, status, priority, count) in rows.decode((String, String, String, Int).self) {
+                    now[[unit, status, priority]] = count
+                }
+                // Series that emptied go to zero rather than keep their last value.
+                for key in seen.union(now.keys) {
+                    Gauge(label: "redress_cases_open", dimensions: [("unit", key[0]), ("status", key[1]), ("priority", key[2])])
+                        .record(now[key] ?? 0)
+                }
+                seen.formUnion(now.keys)
+            } catch {
+                logger.warning("open-case gauges not refreshed", metadata: ["error": "\(String(reflecting: error))"])
+            }
+            try? await Task.sleep(for: interval)
         }
     }
 }

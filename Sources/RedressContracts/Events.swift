@@ -149,8 +149,12 @@ public struct CaseTransition: Sendable, Codable, Equatable {
     public var assignee: String?
     public var reason: String?
     public var caseVersion: Int
+    /// The action taken; several actions keep the state (notes, extensions, reassignment).
+    public var action: CaseAction?
 
-    public init(number: String, fromStatus: CaseStatus, toStatus: CaseStatus, handlingUnit: String, assignee: String?, reason: String?, caseVersion: Int) {
+    public init(number: String, fromStatus: CaseStatus, toStatus: CaseStatus, handlingUnit: String, assignee: String?, reason: String?,
+                caseVersion: Int, action: CaseAction? = nil) {
+        self.action = action
         self.number = number
         self.fromStatus = fromStatus
         self.toStatus = toStatus
@@ -205,11 +209,45 @@ public struct CaseClosed: EventPayload, Equatable {
     public var liability: Liability
     public var responsibleLink: String
     public var causeCode: String
-    public init(transition: CaseTransition, liability: Liability, responsibleLink: String, causeCode: String) {
+    /// 抽查: a "not liable" ruling below province level, marked for the province to spot-check.
+    public var spotCheck: Bool
+    public init(transition: CaseTransition, liability: Liability, responsibleLink: String, causeCode: String, spotCheck: Bool = false) {
         self.transition = transition
         self.liability = liability
         self.responsibleLink = responsibleLink
         self.causeCode = causeCode
+        self.spotCheck = spotCheck
+    }
+}
+
+/// 延期: the decision deadline moved to 30 or 60 days. The customer must be told (notify), and the
+/// decision clock moves with it (supervisor).
+public struct CaseExtended: EventPayload, Equatable {
+    public static let eventType = EventType.caseExtended
+    public var transition: CaseTransition
+    public var decisionDays: Int
+    public var promisedReplyBy: Date
+    /// Staff id of who approved: the requester for 30 days, a supervisor of the level above for 60.
+    public var approvedBy: String
+    public init(transition: CaseTransition, decisionDays: Int, promisedReplyBy: Date, approvedBy: String) {
+        self.transition = transition
+        self.decisionDays = decisionDays
+        self.promisedReplyBy = promisedReplyBy
+        self.approvedBy = approvedBy
+    }
+}
+
+/// Every other change of a case: investigation started, waiting for the customer and back, a
+/// resolution proposed, accepted or refused, reassignment, committee referral and ruling, notes,
+/// contacts and evidence. `transition.action` says which; notes' text stays in the database.
+public struct CaseUpdated: EventPayload, Equatable {
+    public static let eventType = EventType.caseUpdated
+    public var transition: CaseTransition
+    /// For `record_contact`: when the handler promised to contact the customer next.
+    public var nextContactAt: Date?
+    public init(transition: CaseTransition, nextContactAt: Date? = nil) {
+        self.transition = transition
+        self.nextContactAt = nextContactAt
     }
 }
 
@@ -242,4 +280,28 @@ public struct SLABreached: EventPayload, Equatable {
     public static let eventType = EventType.slaBreached
     public var clock: SLAClockEvent
     public init(clock: SLAClockEvent) { self.clock = clock }
+}
+
+/// A return visit (回访) found the customer dissatisfied: score 1–2 or "not resolved". The case
+/// service reopens the case as a second complaint, handled one level up.
+public struct SurveyDissatisfied: EventPayload, Equatable {
+    public static let eventType = EventType.surveyDissatisfied
+    public var surveyId: UUID
+    public var number: String
+    public var wave: String
+    public var score: Int
+    public var resolved: Bool
+    /// The customer's words, personal data masked.
+    public var comment: String?
+    public var answeredAt: Date
+
+    public init(surveyId: UUID, number: String, wave: String, score: Int, resolved: Bool, comment: String?, answeredAt: Date) {
+        self.surveyId = surveyId
+        self.number = number
+        self.wave = wave
+        self.score = score
+        self.resolved = resolved
+        self.comment = comment
+        self.answeredAt = answeredAt
+    }
 }

@@ -9,6 +9,8 @@ public enum EventType: String, Sendable, Codable, CaseIterable {
     case caseTransferred = "case.transferred"
     case caseReopened = "case.reopened"
     case caseClosed = "case.closed"
+    case caseExtended = "case.extended"
+    case caseUpdated = "case.updated"
     case slaWarning = "sla.warning"
     case slaBreached = "sla.breached"
     case notificationDelivered = "notification.delivered"

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The states of a case. The raw values are the names in SQL, events and the API.
 public enum CaseStatus: String, Sendable, Codable, CaseIterable {
     case registered
@@ -9,14 +11,20 @@ public enum CaseStatus: String, Sendable, Codable, CaseIterable {
     case closed
     case escalated
     case transferred
+    /// 二次投诉 / 复核: the linked second case, created when a closed one comes back, until routing
+    /// names its owner one level above the first.
+    case reopened
 
     /// Closed cases take no further action; everything else is open work.
     public var isOpen: Bool { self != .closed }
 }
 
-/// The actions that move a case. Each is one `case.*` event.
+/// The actions that move or annotate a case. Each is one row of `case_events` and one `case.*` event.
 public enum CaseAction: String, Sendable, Codable, CaseIterable {
+    /// Routing named the owner (first time, or after escalation, transfer or reopening).
     case assign
+    /// A supervisor gave the case to another agent of their subtree; the state stays.
+    case reassign
     case startInvestigation = "start_investigation"
     case awaitCustomer = "await_customer"
     case customerResponded = "customer_responded"
@@ -26,6 +34,17 @@ public enum CaseAction: String, Sendable, Codable, CaseIterable {
     case close
     case escalate
     case transfer
+    /// The decision deadline moves from 15 to 30 or 60 days; the state stays.
+    case extend
+    /// 投诉处理协调委员会: major and difficult cases go to the unit's committee; the state stays.
+    case referToCommittee = "refer_to_committee"
+    case recordCommitteeRuling = "record_committee_ruling"
+    /// Investigation notes, customer contacts and evidence references: on record, the state stays.
+    case addNote = "add_note"
+    case recordContact = "record_contact"
+    case addEvidence = "add_evidence"
+    /// 二次投诉 / 复核申请: the closed case stays closed and a new linked case opens one level up.
+    case reopen
 }
 
 public struct IllegalTransition: Error, Sendable, Equatable, CustomStringConvertible {
@@ -40,8 +59,8 @@ public struct IllegalTransition: Error, Sendable, Equatable, CustomStringConvert
 }
 
 /// The case state machine, pure. `registered → assigned → investigating → resolution_proposed →
-/// resolved → closed`, with `awaiting_customer`, `escalated` and `transferred` on the side.
-/// Escalated and transferred cases return to `assigned` when routing names the new owner.
+/// resolved → closed`, with `awaiting_customer`, `escalated`, `transferred` and `reopened` on the side.
+/// Escalated, transferred and reopened cases return to `assigned` when routing names the new owner.
 public enum CaseStateMachine {
     public static func next(from status: CaseStatus, on action: CaseAction) throws(IllegalTransition) -> CaseStatus {
         if let target = table[status]?[action] { return target }
@@ -53,18 +72,122 @@ public enum CaseStateMachine {
         return CaseAction.allCases.filter { moves[$0] != nil }
     }
 
+    /// Actions that change nothing but the record (and, for extend/reassign, a field): they keep the state.
+    static func staying(_ status: CaseStatus, _ actions: [CaseAction]) -> [CaseAction: CaseStatus] {
+        Dictionary(uniqueKeysWithValues: actions.map { ($0, status) })
+    }
+
+    private static let record: [CaseAction] = [.addNote, .recordContact, .addEvidence]
+
     private static let table: [CaseStatus: [CaseAction: CaseStatus]] = [
         .registered: [.assign: .assigned],
-        .assigned: [.assign: .assigned, .startInvestigation: .investigating, .escalate: .escalated, .transfer: .transferred],
-        .investigating: [
+        .reopened: [.assign: .assigned],
+        .assigned: staying(.assigned, [.assign, .reassign, .extend] + record).merging([
+            .startInvestigation: .investigating, .escalate: .escalated, .transfer: .transferred,
+        ]) { $1 },
+        .investigating: staying(.investigating, [.reassign, .extend, .referToCommittee, .recordCommitteeRuling] + record).merging([
             .awaitCustomer: .awaitingCustomer, .proposeResolution: .resolutionProposed,
             .escalate: .escalated, .transfer: .transferred,
-        ],
-        .awaitingCustomer: [.customerResponded: .investigating, .escalate: .escalated],
-        .resolutionProposed: [.customerAccepts: .resolved, .customerRefuses: .investigating, .escalate: .escalated],
-        .resolved: [.close: .closed],
-        .closed: [:],
-        .escalated: [.assign: .assigned],
-        .transferred: [.assign: .assigned],
+        ]) { $1 },
+        .awaitingCustomer: staying(.awaitingCustomer, [.reassign, .extend] + record).merging([
+            .customerResponded: .investigating, .escalate: .escalated,
+        ]) { $1 },
+        .resolutionProposed: staying(.resolutionProposed, [.reassign, .extend, .recordCommitteeRuling] + record).merging([
+            .customerAccepts: .resolved, .customerRefuses: .investigating, .escalate: .escalated,
+        ]) { $1 },
+        .resolved: staying(.resolved, record).merging([.close: .closed]) { $1 },
+        .closed: [.reopen: .closed],
+        .escalated: [.assign: .assigned, .addNote: .escalated],
+        .transferred: [.assign: .assigned, .addNote: .transferred],
     ]
+}
+
+/// 答复期限: 15 days from receipt to decide and reply, extendable to 30 with a reason, and to 60 only
+/// with the approval of a supervisor of the level above (the 2020 complaint-handling regulation).
+public enum DecisionDeadline {
+    public static let standardDays = 15
+    public static let extendedDays = 30
+    public static let maximumDays = 60
+
+    public struct Approver: Sendable, Equatable {
+        public var staffID: String
+        public var role: String
+        public var unit: String
+        public init(staffID: String, role: String, unit: String) {
+            self.staffID = staffID
+            self.role = role
+            self.unit = unit
+        }
+    }
+
+    public struct Refused: Error, Sendable, Equatable, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Checks an extension from `current` to `requested` days of a case handled at `handlingUnit`,
+    /// whose parent is `parentUnit` (nil at HQ). Returns who approved it: the approver for 60 days,
+    /// the requester for 30.
+    public static func check(current: Int, requested: Int, reason: String, requester: String,
+                             approver: Approver?, parentUnit: String?, handlingUnit: String) throws(Refused) -> String {
+        guard requested == extendedDays || requested == maximumDays else {
+            throw Refused(description: "a decision deadline extends to \(extendedDays) or \(maximumDays) days, not \(requested)")
+        }
+        guard requested > current else {
+            throw Refused(description: "the decision deadline is already \(current) days; it can only be extended beyond that")
+        }
+        guard !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw Refused(description: "an extension needs a reason the customer will be told")
+        }
+        guard requested == maximumDays else { return requester }
+        guard let approver else {
+            throw Refused(description: "extending to \(maximumDays) days needs the approval of a supervisor of the level above: name them in approvedBy")
+        }
+        // At HQ there is no level above: HQ's own supervisors approve.
+        let requiredUnit = parentUnit ?? handlingUnit
+        guard approver.role == "supervisor", approver.unit == requiredUnit else {
+            throw Refused(description: "\(approver.staffID) cannot approve: extending to \(maximumDays) days needs a supervisor of \(requiredUnit), the level above \(handlingUnit)")
+        }
+        return approver.staffID
+    }
+}
+
+/// 结案: a closure needs liability, the responsible link (责任环节) and a cause code, both from the
+/// deployment's taxonomy. A "not liable" ruling below province level goes to the province for spot-check.
+public struct ClosureTaxonomy: Sendable, Codable, Equatable {
+    public struct Entry: Sendable, Codable, Equatable {
+        public var code: String
+        public var name: String
+        public init(code: String, name: String) {
+            self.code = code
+            self.name = name
+        }
+    }
+
+    public var responsibleLinks: [Entry]
+    public var causes: [Entry]
+
+    public init(responsibleLinks: [Entry], causes: [Entry]) {
+        self.responsibleLinks = responsibleLinks
+        self.causes = causes
+    }
+
+    /// Every problem with a closure, at once; empty when it may close.
+    public func problems(liability: String?, responsibleLink: String?, causeCode: String?) -> [String] {
+        var problems: [String] = []
+        if liability.flatMap(Liability.init(rawValue:)) == nil {
+            problems.append("liability must be one of \(Liability.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if let link = responsibleLink, responsibleLinks.contains(where: { $0.code == link }) {} else {
+            problems.append("responsibleLink must be one of \(responsibleLinks.map(\.code).joined(separator: ", "))")
+        }
+        if let cause = causeCode, causes.contains(where: { $0.code == cause }) {} else {
+            problems.append("causeCode must be one of \(causes.map(\.code).joined(separator: ", "))")
+        }
+        return problems
+    }
+
+    /// 抽查: "not liable" decided at city level or below is spot-checked by the province.
+    public static func needsSpotCheck(liability: Liability, unitLevel: OrgLevel) -> Bool {
+        liability == .notLiable && (unitLevel == .city || unitLevel == .county)
+    }
 }

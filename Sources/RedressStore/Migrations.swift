@@ -9,7 +9,13 @@ public struct Migration: Sendable {
 public enum Migrations {
     public static let all: [Migration] = [
         Migration(version: 1, name: "foundation", sql: foundation),
+        Migration(version: 2, name: "case handling", sql: caseHandling),
     ]
+
+    /// The database roles the services use; a cluster-level set-up (scripts/lib.sh creates them; a
+    /// production DBA does the same) that migrations only grant to.
+    public static let serviceRole = "redress_service"
+    public static let staffRole = "redress_staff"
 
     static let foundation = #"""
     -- The organisation tree. `path` is the materialised chain of codes from HQ ('HQ/GD/GD-SZ'):
@@ -197,5 +203,102 @@ public enum Migrations {
         status        text NOT NULL DEFAULT 'scheduled',
         UNIQUE (complaint_id, visit)
     );
+    """#
+
+    static let caseHandling = #"""
+    DO $$
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'redress_service')
+           OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'redress_staff') THEN
+            RAISE EXCEPTION 'roles redress_service and redress_staff are missing: create them first (see README, "Database roles")';
+        END IF;
+    END $$;
+
+    -- The handling unit's org path, kept on the row so visibility ("this unit and below") is one
+    -- indexed prefix test, in queries and in the row-level security policy alike.
+    ALTER TABLE complaints
+        ADD COLUMN unit_path        text,
+        ADD COLUMN reopened_from    uuid REFERENCES complaints(id),
+        ADD COLUMN decision_days    integer NOT NULL DEFAULT 15 CHECK (decision_days IN (15, 30, 60)),
+        ADD COLUMN spot_check       boolean NOT NULL DEFAULT false,
+        ADD COLUMN committee_status text CHECK (committee_status IN ('referred', 'ruled')),
+        ADD COLUMN next_contact_at  timestamptz,
+        ADD COLUMN first_contact_at timestamptz,
+        ADD COLUMN closed_at        timestamptz;
+    UPDATE complaints c SET unit_path = u.path FROM org_units u WHERE u.code = COALESCE(c.handling_unit, c.branch);
+    ALTER TABLE complaints ALTER COLUMN unit_path SET NOT NULL;
+
+    CREATE FUNCTION complaints_unit_path() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        SELECT path INTO NEW.unit_path FROM org_units WHERE code = COALESCE(NEW.handling_unit, NEW.branch);
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER complaints_unit_path BEFORE INSERT OR UPDATE OF handling_unit, branch ON complaints
+        FOR EACH ROW EXECUTE FUNCTION complaints_unit_path();
+
+    -- "My queue": an agent's open cases, soonest due first, read straight off the index.
+    DROP INDEX complaints_assignee_open;
+    CREATE INDEX complaints_assignee_queue ON complaints (assignee, promised_reply_by, id) WHERE status <> 'closed';
+    -- A unit's queue: open cases in due order, filtered by the unit path prefix.
+    CREATE INDEX complaints_open_due ON complaints (promised_reply_by, id) WHERE status <> 'closed';
+    CREATE INDEX complaints_unit_path ON complaints (unit_path text_pattern_ops);
+    CREATE INDEX complaints_policy_number ON complaints (policy_number) WHERE policy_number IS NOT NULL;
+    CREATE INDEX complaints_claim_number ON complaints (claim_number) WHERE claim_number IS NOT NULL;
+
+    -- Who read a case's full personal data, when, and why. Append-only like the case history.
+    CREATE TABLE personal_data_reads (
+        id            bigserial PRIMARY KEY,
+        complaint_id  uuid NOT NULL REFERENCES complaints(id),
+        reader        text NOT NULL,
+        reader_role   text NOT NULL,
+        reader_unit   text NOT NULL,
+        purpose       text NOT NULL,
+        at            timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX personal_data_reads_complaint ON personal_data_reads (complaint_id, at);
+
+    CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION '% is an append-only audit trail: % is not allowed', TG_TABLE_NAME, TG_OP
+            USING ERRCODE = 'insufficient_privilege';
+    END $$;
+    CREATE TRIGGER personal_data_reads_no_update BEFORE UPDATE OR DELETE OR TRUNCATE ON personal_data_reads
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+
+    -- Privileges. Services log in as redress_service: every table, but the audit trails only
+    -- to read and append. The staff API switches to redress_staff for each request, under the
+    -- row-level security policy below, with the caller's unit path in `redress.unit_path`.
+    GRANT USAGE ON SCHEMA public TO redress_service, redress_staff;
+    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO redress_service;
+    GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO redress_service, redress_staff;
+    REVOKE UPDATE, DELETE, TRUNCATE ON case_events, personal_data_reads FROM redress_service;
+    GRANT SELECT ON org_units, staff, notifications TO redress_staff;
+    GRANT SELECT, UPDATE ON complaints TO redress_staff;
+    GRANT UPDATE (open_cases) ON staff TO redress_staff;
+    GRANT SELECT, INSERT ON case_events, personal_data_reads, outbox TO redress_staff;
+    -- A reopened case is a new complaint row, inserted by the staff API.
+    GRANT INSERT ON complaints TO redress_staff;
+    -- Tables of later migrations are the services' too, unless a migration says otherwise.
+    ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO redress_service;
+    ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO redress_service;
+
+    ALTER TABLE complaints ENABLE ROW LEVEL SECURITY;
+    -- Services act for the whole organisation (intake, routing, the supervisor).
+    CREATE POLICY complaints_services ON complaints TO redress_service USING (true) WITH CHECK (true);
+    -- Staff see their unit and below, never a sibling or a parent; an unset scope sees nothing.
+    CREATE POLICY complaints_staff_subtree ON complaints TO redress_staff
+        USING (unit_path = current_setting('redress.unit_path', true) OR unit_path LIKE current_setting('redress.unit_path', true) || '/%')
+        WITH CHECK (unit_path = current_setting('redress.unit_path', true) OR unit_path LIKE current_setting('redress.unit_path', true) || '/%');
+    -- A case's history and its personal-data reads are visible exactly when the case is.
+    ALTER TABLE case_events ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY case_events_services ON case_events TO redress_service USING (true) WITH CHECK (true);
+    CREATE POLICY case_events_staff ON case_events TO redress_staff
+        USING (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id))
+        WITH CHECK (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id));
+    ALTER TABLE personal_data_reads ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY personal_data_reads_services ON personal_data_reads TO redress_service USING (true) WITH CHECK (true);
+    CREATE POLICY personal_data_reads_staff ON personal_data_reads TO redress_staff
+        USING (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id))
+        WITH CHECK (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id));
     """#
 }

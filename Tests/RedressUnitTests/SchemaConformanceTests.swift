@@ -20,7 +20,7 @@ import Testing
 
     static let customer = MaskedCustomer(name: "张*", phone: "138****5678", idNumber: "110105********002X", key: String(repeating: "a", count: 64), flags: [.elderly])
     static let transition = CaseTransition(number: "GD-SZ-20261122-000001", fromStatus: .registered, toStatus: .assigned, handlingUnit: "GD-SZ",
-                                           assignee: "GD-SZ-AGE01", reason: "initial", caseVersion: 2)
+                                           assignee: "GD-SZ-AGE01", reason: "initial", caseVersion: 2, action: .assign)
     static let clock = SLAClockEvent(number: "GD-SZ-20261122-000001", clock: .decision, startedAt: Date(), dueAt: Date(), handlingUnit: "GD-SZ", assignee: nil)
 
     static func registered(regulator: Bool) -> ComplaintRegistered {
@@ -45,8 +45,8 @@ import Testing
             (.caseAssigned, try document(CaseAssigned(transition: transition))),
             (.caseClosed, try document(CaseClosed(
                 transition: CaseTransition(number: "GD-SZ-20261122-000001", fromStatus: .resolved, toStatus: .closed, handlingUnit: "GD-SZ",
-                                           assignee: "GD-SZ-AGE01", reason: nil, caseVersion: 7),
-                liability: .notLiable, responsibleLink: "claims", causeCode: "C01"))),
+                                           assignee: "GD-SZ-AGE01", reason: nil, caseVersion: 7, action: .close),
+                liability: .notLiable, responsibleLink: "claims", causeCode: "C01", spotCheck: true))),
             (.slaWarning, try document(SLAWarning(clock: clock))),
             (.slaBreached, try document(SLABreached(clock: clock))),
             (.complaintUnassignable, try document(ComplaintUnassignable(number: "GD-SZ-20261122-000001", handlingUnit: "GD-SZ", category: .claims,
@@ -56,8 +56,21 @@ import Testing
             (.caseTransferred, try document(CaseTransferred(transition: CaseTransition(number: "GD-SZ-20261122-000001", fromStatus: .assigned,
                 toStatus: .transferred, handlingUnit: "GD-SZ", assignee: nil, reason: "underwriting question", caseVersion: 2), targetUnit: "GD"))),
             (.caseReopened, try document(CaseReopened(transition: CaseTransition(number: "GD-SZ-20261122-000009", fromStatus: .closed,
-                toStatus: .registered, handlingUnit: "GD", assignee: nil, reason: "survey dissatisfied", caseVersion: 1),
+                toStatus: .reopened, handlingUnit: "GD", assignee: nil, reason: "survey dissatisfied", caseVersion: 1, action: .reopen),
                 reopenedFrom: ComplaintReference(id: UUID(), number: "GD-SZ-20261122-000001"), firstHandlingUnit: "GD-SZ"))),
+            (.caseExtended, try document(CaseExtended(transition: CaseTransition(number: "GD-SZ-20261122-000001", fromStatus: .investigating,
+                toStatus: .investigating, handlingUnit: "GD-SZ", assignee: "GD-SZ-AGE01", reason: "awaiting the hospital's records", caseVersion: 5,
+                action: .extend), decisionDays: 60, promisedReplyBy: Date(), approvedBy: "GD-SUP01"))),
+            (.caseUpdated, try document(CaseUpdated(transition: CaseTransition(number: "GD-SZ-20261122-000001", fromStatus: .investigating,
+                toStatus: .investigating, handlingUnit: "GD-SZ", assignee: "GD-SZ-AGE01", reason: "called the customer", caseVersion: 6,
+                action: .recordContact), nextContactAt: Date()))),
+            (.caseUpdated, try document(CaseUpdated(transition: CaseTransition(number: "GD-SZ-20261122-000001", fromStatus: .assigned,
+                toStatus: .investigating, handlingUnit: "GD-SZ", assignee: "GD-SZ-AGE01", reason: nil, caseVersion: 3,
+                action: .startInvestigation)))),
+            (.surveyDissatisfied, try document(SurveyDissatisfied(surveyId: UUID(), number: "GD-SZ-20261122-000001", wave: "day7", score: 2,
+                                                                  resolved: false, comment: "电话138****5678没人回", answeredAt: Date()))),
+            (.surveyDissatisfied, try document(SurveyDissatisfied(surveyId: UUID(), number: "GD-SZ-20261122-000001", wave: "day0", score: 4,
+                                                                  resolved: false, comment: nil, answeredAt: Date()))),
         ]
     }
 

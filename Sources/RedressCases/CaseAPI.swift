@@ -1,0 +1,424 @@
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+import PostgresNIO
+import RedressContracts
+import RedressDomain
+import RedressServiceKit
+
+/// A row of a queue: what staff scan, personal data masked.
+struct CaseSummary: Codable, Sendable {
+    struct Customer: Codable, Sendable {
+        var name: String
+        var phone: String
+    }
+
+    var id: UUID
+    var number: String
+    var status: String
+    var channel: String
+    var category: String?
+    var priority: String?
+    var handlingUnit: String?
+    var assignee: String?
+    var receivedAt: String
+    var promisedReplyBy: String
+    var subject: String
+    var policyNumber: String?
+    var claimNumber: String?
+    var customer: Customer
+    var version: Int
+}
+
+struct CasePage: ResponseEncodable, Sendable {
+    var items: [CaseSummary]
+    var nextCursor: String?
+}
+
+struct CaseHistoryEntry: Codable, Sendable {
+    var at: String
+    var actor: String
+    var actorRole: String?
+    var actorUnit: String?
+    var action: String
+    var fromStatus: String?
+    var toStatus: String
+    var reason: String?
+    var payload: [String: AnyDecodedJSON]
+}
+
+/// Audit payloads hold strings and arrays of strings.
+enum AnyDecodedJSON: Codable, Sendable {
+    case string(String)
+    case array([String])
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let array = try? container.decode([String].self) { self = .array(array) } else { self = .string(try container.decode(String.self)) }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .string(let value): try container.encode(value)
+        case .array(let values): try container.encode(values)
+        }
+    }
+}
+
+struct CaseDetail: ResponseEncodable, Sendable {
+    var summary: CaseSummary
+    var branch: String
+    var registeredAt: String
+    var decisionDays: Int
+    var liability: String?
+    var responsibleLink: String?
+    var causeCode: String?
+    var spotCheck: Bool
+    var committeeStatus: String?
+    var nextContactAt: String?
+    var reopenedFrom: ComplaintReference?
+    var repeatOf: ComplaintReference?
+    var allowedActions: [String]
+    var history: [CaseHistoryEntry]
+
+    func encode(to encoder: any Encoder) throws {
+        try summary.encode(to: encoder)
+        var container = encoder.container(keyedBy: Keys.self)
+        try container.encode(branch, forKey: .branch)
+        try container.encode(registeredAt, forKey: .registeredAt)
+        try container.encode(decisionDays, forKey: .decisionDays)
+        try container.encode(liability, forKey: .liability)
+        try container.encode(responsibleLink, forKey: .responsibleLink)
+        try container.encode(causeCode, forKey: .causeCode)
+        try container.encode(spotCheck, forKey: .spotCheck)
+        try container.encode(committeeStatus, forKey: .committeeStatus)
+        try container.encode(nextContactAt, forKey: .nextContactAt)
+        try container.encode(reopenedFrom, forKey: .reopenedFrom)
+        try container.encode(repeatOf, forKey: .repeatOf)
+        try container.encode(allowedActions, forKey: .allowedActions)
+        try container.encode(history, forKey: .history)
+    }
+
+    enum Keys: String, CodingKey {
+        case branch, registeredAt, decisionDays, liability, responsibleLink, causeCode, spotCheck, committeeStatus, nextContactAt,
+             reopenedFrom, repeatOf, allowedActions, history
+    }
+}
+
+struct ReopenedCase: ResponseEncodable, Sendable {
+    var id: UUID
+    var number: String
+    var reopenedFrom: ComplaintReference
+}
+
+struct PersonalDataView: ResponseEncodable, Sendable {
+    var name: String
+    var phone: String
+    var idNumber: String?
+}
+
+struct InboxItem: Codable, Sendable {
+    var id: UUID
+    var complaintId: UUID
+    var number: String
+    var template: String
+    var createdAt: String
+    var status: String
+}
+
+struct Inbox: ResponseEncodable, Sendable {
+    var items: [InboxItem]
+}
+
+struct TaxonomyView: ResponseEncodable, Sendable {
+    var taxonomy: ClosureTaxonomy
+    func encode(to encoder: any Encoder) throws { try taxonomy.encode(to: encoder) }
+}
+
+/// The staff API. Every request runs in a transaction as `redress_staff` with the caller's unit path
+/// set, so row-level security limits it to the caller's subtree whatever the query says; the
+/// queries filter by the path as well, which is what lets them use the indexes.
+struct CaseAPI: Sendable {
+    let postgres: PostgresClient
+    let workflow: CaseWorkflow
+
+    static let summaryColumns = """
+        c.id, c.number, c.status, c.channel, c.category, c.priority, c.handling_unit, c.assignee, c.received_at, c.promised_reply_by,
+        c.subject, c.policy_number, c.claim_number, c.customer_name, c.customer_phone, c.version
+        """
+    typealias SummaryRow = (UUID, String, String, String, String?, String?, String?, String?, Date, Date, String, String?, String?, String, String, Int)
+
+    static func summary(_ r: SummaryRow) -> CaseSummary {
+        CaseSummary(id: r.0, number: r.1, status: r.2, channel: r.3, category: r.4, priority: r.5, handlingUnit: r.6, assignee: r.7,
+                    receivedAt: Timestamp.format(r.8), promisedReplyBy: Timestamp.format(r.9), subject: r.10, policyNumber: r.11,
+                    claimNumber: r.12, customer: .init(name: PersonalData.maskName(r.13), phone: PersonalData.maskPhone(r.14)), version: r.15)
+    }
+
+    func add(to router: Router<RedressRequestContext>, tokens: TokenAuthority) {
+        let staff = RequireRoles([.agent, .supervisor, .committee, .auditor, .admin], authority: tokens)
+        let cases = router.group("v1/cases").add(middleware: staff)
+        cases.get("mine") { request, context in try await queue(request, context, mine: true) }
+        cases.get("") { request, context in try await queue(request, context, mine: false) }
+        cases.get(":key") { _, context in try await detail(key: context.parameters.require("key"), context) }
+        cases.get(":key/personal-data") { request, context in try await personalData(request, context) }
+        cases.post(":key/actions/:action") { request, context in try await act(request, context) }
+        router.group("v1/closure-taxonomy").add(middleware: staff).get("") { _, _ in TaxonomyView(taxonomy: workflow.taxonomy) }
+        router.group("v1/inbox").add(middleware: staff).get("") { request, context in try await inbox(request, context) }
+    }
+
+    /// Runs `body` as `redress_staff`, scoped to the caller's subtree, in one transaction.
+    func scoped<T: Sendable>(_ context: RedressRequestContext, _ body: @Sendable (PostgresConnection, _ unitPath: String) async throws -> T) async throws -> T {
+        let caller = try context.caller()
+        do {
+            return try await postgres.withTransaction(logger: context.logger) { connection in
+                var path: String?
+                for try await value in try await connection.query("SELECT path FROM org_units WHERE code = \(caller.unit)", logger: context.logger).decode(String.self) {
+                    path = value
+                }
+                guard let path else {
+                    throw CaseRefusal.forbidden("your token's unit '\(caller.unit)' is not a unit of the organisation; mint a token for an existing unit")
+                }
+                try await connection.query("SELECT set_config('role', 'redress_staff', true), set_config('redress.unit_path', \(path), true)",
+                                           logger: context.logger)
+                return try await body(connection, path)
+            }
+        } catch let refusal as CaseRefusal {
+            throw refusal.problem
+        } catch let error as PostgresTransactionError {
+            if let refusal = error.closureError as? CaseRefusal { throw refusal.problem }
+            if let problem = error.closureError as? Problem { throw problem }
+            throw error
+        }
+    }
+
+    // MARK: Queues
+
+    func queue(_ request: Request, _ context: RedressRequestContext, mine: Bool) async throws -> CasePage {
+        let caller = try context.caller()
+        let query = request.uri.queryParameters
+        var errors: [FieldError] = []
+        func values(_ name: String) -> [String] {
+            query.getAll(name).flatMap { $0.split(separator: ",").map(String.init) }
+        }
+        func check<T: RawRepresentable & CaseIterable>(_ name: String, _ type: T.Type) -> [String] where T.RawValue == String {
+            let given = values(name)
+            for value in given where T(rawValue: value) == nil {
+                errors.append(FieldError(name, "'\(value)' is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))"))
+            }
+            return given
+        }
+        let statuses = check("status", CaseStatus.self)
+        let categories = check("category", RedressDomain.Category.self)
+        let priorities = check("priority", Priority.self)
+        let channels = check("channel", Channel.self)
+        var limit = 50
+        if let text = query.get("limit") {
+            if let n = Int(text), (1...200).contains(n) { limit = n } else { errors.append(FieldError("limit", "must be 1 to 200")) }
+        }
+        var dueBefore: Date?
+        if let text = query.get("dueBefore") {
+            dueBefore = Timestamp.parse(text)
+            if dueBefore == nil { errors.append(FieldError("dueBefore", "is not an RFC 3339 date-time")) }
+        }
+        var cursor: (Date, UUID)?
+        if let text = query.get("cursor") {
+            cursor = Self.decodeCursor(text)
+            if cursor == nil { errors.append(FieldError("cursor", "is not a cursor this API returned; start again without it")) }
+        }
+        let search = query.get("q").map { $0.trimmingCharacters(in: .whitespaces) }.flatMap { $0.isEmpty ? nil : $0 }
+        if let search, search.count > 64 { errors.append(FieldError("q", "is longer than 64 characters")) }
+        let includeClosed = query.get("includeClosed") == "true" || statuses.contains(CaseStatus.closed.rawValue)
+        let unit = mine ? nil : (query.get("unit") ?? caller.unit)
+        if !errors.isEmpty { throw CaseRefusal.invalid(errors).problem }
+        let (pageSize, due, after) = (limit, dueBefore, cursor)
+
+        return try await scoped(context) { connection, callerPath in
+            var sql = "SELECT \(Self.summaryColumns) FROM complaints c WHERE "
+            var binds = PostgresBindings()
+            func bind(_ value: some PostgresThrowingDynamicTypeEncodable) throws -> String {
+                try binds.append(value)
+                return "$\(binds.count)"
+            }
+            var conditions: [String] = []
+            if mine {
+                conditions.append("c.assignee = \(try bind(caller.subject))")
+            } else {
+                var unitPath: String?
+                for try await value in try await connection.query("SELECT path FROM org_units WHERE code = \(unit!)", logger: context.logger).decode(String.self) {
+                    unitPath = value
+                }
+                guard let unitPath, unitPath == callerPath || unitPath.hasPrefix(callerPath + "/") else {
+                    throw CaseRefusal.forbidden("unit '\(unit!)' is outside your part of the organisation (\(caller.unit) and below)")
+                }
+                let p = try bind(unitPath)
+                conditions.append("(c.unit_path = \(p) OR c.unit_path LIKE \(p) || '/%')")
+            }
+            // The literal predicate matches the partial indexes' WHERE clause.
+            if !includeClosed { conditions.append("c.status <> 'closed'") }
+            if !statuses.isEmpty { conditions.append("c.status = ANY(\(try bind(statuses))::text[])") }
+            if !categories.isEmpty { conditions.append("c.category = ANY(\(try bind(categories))::text[])") }
+            if !priorities.isEmpty { conditions.append("c.priority = ANY(\(try bind(priorities))::text[])") }
+            if !channels.isEmpty { conditions.append("c.channel = ANY(\(try bind(channels))::text[])") }
+            if let due { conditions.append("c.promised_reply_by < \(try bind(due))") }
+            if let search {
+                let q = try bind(search)
+                conditions.append("(c.number LIKE \(q) || '%' OR c.policy_number = \(q) OR c.claim_number = \(q))")
+            }
+            if let after { conditions.append("(c.promised_reply_by, c.id) > (\(try bind(after.0)), \(try bind(after.1)))") }
+            sql += conditions.joined(separator: " AND ") + " ORDER BY c.promised_reply_by, c.id LIMIT \(pageSize + 1)"
+            var items: [CaseSummary] = []
+            var last: (Date, UUID)?
+            var more = false
+            let rows = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: context.logger)
+            for try await row in rows.decode(SummaryRow.self) {
+                if items.count == pageSize { more = true; break }
+                items.append(Self.summary(row))
+                last = (row.9, row.0)
+            }
+            Counter(label: "redress_case_queue_reads_total", dimensions: [("queue", mine ? "mine" : "unit")]).increment()
+            return CasePage(items: items, nextCursor: more ? last.map(Self.encodeCursor) : nil)
+        }
+    }
+
+    static func encodeCursor(_ position: (Date, UUID)) -> String {
+        let text = "\(Int64((position.0.timeIntervalSince1970 * 1_000_000).rounded()))|\(position.1.uuidString.lowercased())"
+        return Data(text.utf8).base64EncodedString()
+    }
+
+    static func decodeCursor(_ text: String) -> (Date, UUID)? {
+        guard let data = Data(base64Encoded: text), let plain = String(data: data, encoding: .utf8) else { return nil }
+        let parts = plain.split(separator: "|")
+        guard parts.count == 2, let micros = Int64(parts[0]), let id = UUID(uuidString: String(parts[1])) else { return nil }
+        return (Date(timeIntervalSince1970: Double(micros) / 1_000_000), id)
+    }
+
+    // MARK: One case
+
+    func detail(key: String, _ context: RedressRequestContext) async throws -> CaseDetail {
+        try try await scoped(context) { connection, _ in
+            let byID = UUID(uuidString: key)
+            var query = PostgresQuery(unsafeSQL: """
+                SELECT \(Self.summaryColumns), c.branch, c.registered_at, c.decision_days, c.liability, c.responsible_link, c.cause_code,
+                       c.spot_check, c.committee_status, c.next_contact_at, c.reopened_from, f.number, c.repeat_of, r.number
+                FROM complaints c LEFT JOIN complaints f ON f.id = c.reopened_from LEFT JOIN complaints r ON r.id = c.repeat_of
+                WHERE \(byID != nil ? "c.id = $1" : "c.number = $1")
+                """)
+            if let byID { try query.binds.append(byID) } else { try query.binds.append(key) }
+            var detail: CaseDetail?
+            for try await row in try await connection.query(query, logger: context.logger).decode(
+                (UUID, String, String, String, String?, String?, String?, String?, Date, Date, String, String?, String?, String, String, Int,
+                 String, Date, Int, String?, String?, String?, Bool, String?, Date?, UUID?, String?, UUID?, String?).self) {
+                let summary = Self.summary((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12, row.13, row.14, row.15))
+                let status = CaseStatus(rawValue: row.2) ?? .registered
+                detail = CaseDetail(
+                    summary: summary, branch: row.16, registeredAt: Timestamp.format(row.17), decisionDays: row.18, liability: row.19,
+                    responsibleLink: row.20, causeCode: row.21, spotCheck: row.22, committeeStatus: row.23, nextContactAt: row.24.map(Timestamp.format),
+                    reopenedFrom: row.25.flatMap { id in row.26.map { ComplaintReference(id: id, number: $0) } },
+                    repeatOf: row.27.flatMap { id in row.28.map { ComplaintReference(id: id, number: $0) } },
+                    allowedActions: CaseStateMachine.allowedActions(from: status).filter(CaseAccess.staffActions.contains).map(\.rawValue),
+                    history: [])
+            }
+            guard var detail else { throw CaseRefusal.notFound(key) }
+            let events = try await connection.query("""
+                SELECT at, actor, actor_role, actor_unit, action, from_status, to_status, reason, payload::text
+                FROM case_events WHERE complaint_id = \(detail.summary.id) ORDER BY id
+                """, logger: context.logger)
+            let decoder = JSONDecoder()
+            for try await e in events.decode((Date, String, String?, String?, String, String?, String, String?, String).self) {
+                let payload = (try? decoder.decode([String: AnyDecodedJSON].self, from: Data(e.8.utf8))) ?? [:]
+                detail.history.append(CaseHistoryEntry(at: Timestamp.format(e.0), actor: e.1, actorRole: e.2, actorUnit: e.3, action: e.4,
+                                                       fromStatus: e.5, toStatus: e.6, reason: e.7, payload: payload))
+            }
+            return detail
+        }
+    }
+
+    /// Full personal data, to those who handle the case; every read is on record with its purpose.
+    func personalData(_ request: Request, _ context: RedressRequestContext) async throws -> PersonalDataView {
+        let caller = try context.caller()
+        let key = try context.parameters.require("key")
+        guard let purpose = request.uri.queryParameters.get("purpose"), !purpose.trimmingCharacters(in: .whitespaces).isEmpty, purpose.count <= 200 else {
+            throw CaseRefusal.invalid([FieldError("purpose", "say why you need the customer's full details (1 to 200 characters)")]).problem
+        }
+        return try await scoped(context) { connection, _ in
+            let byID = UUID(uuidString: key)
+            var query = PostgresQuery(unsafeSQL: "SELECT c.id, c.assignee, c.customer_name, c.customer_phone, c.customer_id_number FROM complaints c WHERE "
+                                      + (byID != nil ? "c.id = $1" : "c.number = $1"))
+            if let byID { try query.binds.append(byID) } else { try query.binds.append(key) }
+            for try await row in try await connection.query(query, logger: context.logger).decode((UUID, String?, String, String, String?).self) {
+                guard CaseAccess.mayReadPersonalData(.staff(caller), assignee: row.1) else {
+                    throw CaseRefusal.forbidden("full personal data is for the case's handler (its agent, or a supervisor above it); the masked case is at GET /v1/cases/\(key)")
+                }
+                try await connection.query("""
+                    INSERT INTO personal_data_reads (complaint_id, reader, reader_role, reader_unit, purpose)
+                    VALUES (\(row.0), \(caller.subject), \(caller.role.rawValue), \(caller.unit), \(PersonalData.scrub(purpose)))
+                    """, logger: context.logger)
+                Counter(label: "redress_personal_data_reads_total", dimensions: [("role", caller.role.rawValue)]).increment()
+                return PersonalDataView(name: row.2, phone: row.3, idNumber: row.4)
+            }
+            throw CaseRefusal.notFound(key)
+        }
+    }
+
+    // MARK: Actions
+
+    func act(_ request: Request, _ context: RedressRequestContext) async throws -> Response {
+        let caller = try context.caller()
+        let key = try context.parameters.require("key")
+        let name = try context.parameters.require("action")
+        guard let action = CaseAction(rawValue: name), CaseAccess.staffActions.contains(action) else {
+            throw Problem(status: .notFound, title: "No such action",
+                          detail: "'\(name)' is not an action; use one of \(CaseAccess.staffActions.map(\.rawValue).sorted().joined(separator: ", "))")
+        }
+        let bytes = try await request.utf8Body(context: context)
+        let body: ActionRequest
+        do {
+            body = try JSONDecoder().decode(ActionRequest.self, from: Data(bytes))
+        } catch {
+            throw Problem(status: .badRequest, title: "Body is not valid JSON",
+                          detail: "send a JSON object with at least the case's \"version\"; fields must have the documented types")
+        }
+        let outcome = try await scoped(context) { connection, _ in
+            try await workflow.apply(action, key: key, request: body, by: .staff(caller), on: connection, logger: context.logger)
+        }
+        if let reopened = outcome.reopened {
+            return try ReopenedCase(id: reopened.id, number: reopened.number, reopenedFrom: ComplaintReference(id: outcome.id, number: outcome.number))
+                .response(from: request, context: context).withStatus(.created)
+        }
+        var detail = try await detail(key: outcome.id.uuidString, context)
+        detail.history = []
+        return try detail.response(from: request, context: context)
+    }
+
+    // MARK: Inbox
+
+    func inbox(_ request: Request, _ context: RedressRequestContext) async throws -> Inbox {
+        let caller = try context.caller()
+        let limit = request.uri.queryParameters.get("limit").flatMap(Int.init).map { min(max($0, 1), 200) } ?? 50
+        let recipients = caller.role == .supervisor ? [caller.subject, "supervisors:\(caller.unit)"] : [caller.subject]
+        return try await scoped(context) { connection, _ in
+            let rows = try await connection.query("""
+                SELECT n.id, n.complaint_id, c.number, n.template, n.created_at, n.status
+                FROM notifications n JOIN complaints c ON c.id = n.complaint_id
+                WHERE n.channel = 'staff_inbox' AND n.recipient = ANY(\(recipients)::text[])
+                ORDER BY n.created_at DESC LIMIT \(limit)
+                """, logger: context.logger)
+            var items: [InboxItem] = []
+            for try await row in rows.decode((UUID, UUID, String, String, Date, String).self) {
+                items.append(InboxItem(id: row.0, complaintId: row.1, number: row.2, template: row.3, createdAt: Timestamp.format(row.4), status: row.5))
+            }
+            return Inbox(items: items)
+        }
+    }
+}
+
+extension Response {
+    func withStatus(_ status: HTTPResponse.Status) -> Response {
+        var response = self
+        response.status = status
+        return response
+    }
+}

@@ -1,0 +1,481 @@
+import Foundation
+import Logging
+import Metrics
+import PostgresNIO
+import RedressContracts
+import RedressDomain
+import RedressServiceKit
+import RedressStore
+
+/// Who acts on a case: a staff member through the API (under row-level security, scoped to their
+/// unit's subtree), or a service reacting to an event (a breach escalates, a dissatisfied customer reopens).
+struct CaseActor: Sendable {
+    var subject: String
+    /// `agent`, `supervisor`, `committee`, `auditor`, `admin`, or `service`.
+    var role: String
+    var unit: String?
+    var actor: Actor
+
+    static func staff(_ identity: Identity) -> CaseActor {
+        CaseActor(subject: identity.subject, role: identity.role.rawValue, unit: identity.unit, actor: Actor(kind: .staff, id: identity.subject))
+    }
+
+    static let service = CaseActor(subject: CasesService.name, role: "service", unit: nil, actor: CasesService.actor)
+}
+
+/// The fields an action may carry; which ones it needs depends on the action.
+struct ActionRequest: Sendable, Decodable {
+    var version: Int?
+    var reason: String?
+    var text: String?
+    var assignee: String?
+    var contactChannel: String?
+    var nextContactAt: String?
+    var name: String?
+    var uri: String?
+    var contentType: String?
+    var days: Int?
+    var approvedBy: String?
+    var targetUnit: String?
+    var members: [String]?
+    var liability: String?
+    var responsibleLink: String?
+    var causeCode: String?
+}
+
+/// A case as the workflow needs it, read under a row lock.
+struct CaseRow: Sendable {
+    var id: UUID
+    var number: String
+    var status: CaseStatus
+    var version: Int
+    var assignee: String?
+    var handlingUnit: String
+    var unitLevel: OrgLevel
+    var parentUnit: String?
+    var decisionDays: Int
+    var receivedAt: Date
+    var committeeStatus: String?
+    var unitPath: String
+}
+
+/// What an action refused for: each maps to one HTTP status and to a DLQ reason for event-driven actions.
+enum CaseRefusal: Error, Sendable {
+    case notFound(String)
+    case forbidden(String)
+    case invalid([FieldError])
+    case conflict(String)
+    case unprocessable(String)
+
+    var problem: Problem {
+        switch self {
+        case .notFound(let key):
+            Problem(status: .notFound, title: "No such case", detail: "no case '\(key)' is visible to you; check the id or number")
+        case .forbidden(let why):
+            Problem(status: .forbidden, title: "Not allowed", detail: why)
+        case .invalid(let errors):
+            Problem(status: .badRequest, title: "Invalid request", detail: errors.map(\.description).joined(separator: "; "), errors: errors)
+        case .conflict(let why):
+            Problem(status: .conflict, title: "Conflict", detail: why)
+        case .unprocessable(let why):
+            Problem(status: .unprocessableContent, title: "Refused by the rules", detail: why)
+        }
+    }
+
+    var reason: String { problem.detail }
+}
+
+/// Who may take which action, pure: the role and org-unit rules of the staff API.
+enum CaseAccess {
+    /// Actions staff take through the API; `assign` is routing's alone.
+    static let staffActions: Set<CaseAction> = Set(CaseAction.allCases).subtracting([.assign])
+
+    /// Refuses with the reason, or returns nil when `actor` may take `action` on a case it can see.
+    static func refusal(of action: CaseAction, by actor: CaseActor, assignee: String?) -> String? {
+        switch actor.role {
+        case "service", "admin", "supervisor":
+            return nil
+        case "auditor":
+            return "auditors read cases; they do not change them"
+        case "committee":
+            let allowed: Set<CaseAction> = [.recordCommitteeRuling, .addNote]
+            return allowed.contains(action) ? nil : "committee members record rulings and notes; '\(action.rawValue)' is for the case's handler or a supervisor"
+        case "agent":
+            if action == .reassign { return "only a supervisor reassigns cases" }
+            if action == .recordCommitteeRuling { return "a committee ruling is recorded by the committee or a supervisor" }
+            guard assignee == actor.subject else {
+                return "the case is assigned to \(assignee ?? "nobody"), not to you: an agent changes only their own cases (ask a supervisor to reassign it)"
+            }
+            return nil
+        default:
+            return "role '\(actor.role)' does not handle cases"
+        }
+    }
+
+    /// Full personal data goes to those who handle the case: its agent, or a supervisor or admin above it.
+    static func mayReadPersonalData(_ actor: CaseActor, assignee: String?) -> Bool {
+        switch actor.role {
+        case "supervisor", "admin": true
+        case "agent": assignee == actor.subject
+        default: false
+        }
+    }
+
+    /// The per-action field requirements, all reported at once.
+    static func fieldErrors(_ action: CaseAction, _ request: ActionRequest) -> [FieldError] {
+        var errors: [FieldError] = []
+        func need(_ value: String?, _ field: String, max: Int = 2000) {
+            guard let value, !value.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                errors.append(FieldError(field, "is required for \(action.rawValue)"))
+                return
+            }
+            if value.count > max { errors.append(FieldError(field, "is longer than \(max) characters")) }
+        }
+        if request.version == nil {
+            errors.append(FieldError("version", "is required: send the case version you saw, so a concurrent change is not overwritten"))
+        }
+        if let reason = request.reason, reason.count > 2000 { errors.append(FieldError("reason", "is longer than 2000 characters")) }
+        switch action {
+        case .reassign: need(request.assignee, "assignee", max: 64)
+        case .addNote: need(request.text, "text", max: 4000)
+        case .proposeResolution: need(request.text, "text", max: 4000)
+        case .recordContact:
+            need(request.text, "text", max: 4000)
+            let channels = ["phone", "sms", "email", "wechat", "visit"]
+            if let channel = request.contactChannel, !channels.contains(channel) {
+                errors.append(FieldError("contactChannel", "must be one of \(channels.joined(separator: ", "))"))
+            }
+            if let next = request.nextContactAt, Timestamp.parse(next) == nil {
+                errors.append(FieldError("nextContactAt", "is not an RFC 3339 date-time"))
+            }
+        case .addEvidence:
+            need(request.name, "name", max: 200)
+            need(request.uri, "uri", max: 1000)
+        case .extend:
+            if request.days == nil { errors.append(FieldError("days", "is required for extend: 30 or 60")) }
+            need(request.reason, "reason")
+        case .escalate: need(request.reason, "reason")
+        case .transfer:
+            need(request.targetUnit, "targetUnit", max: 32)
+            need(request.reason, "reason")
+        case .referToCommittee: need(request.reason, "reason")
+        case .recordCommitteeRuling:
+            need(request.text, "text", max: 4000)
+            if (request.members ?? []).isEmpty { errors.append(FieldError("members", "name at least one committee member")) }
+        case .close:
+            need(request.liability, "liability", max: 32)
+            need(request.responsibleLink, "responsibleLink", max: 64)
+            need(request.causeCode, "causeCode", max: 64)
+        case .reopen: need(request.reason, "reason")
+        case .assign, .startInvestigation, .awaitCustomer, .customerResponded, .customerAccepts, .customerRefuses:
+            break
+        }
+        return errors
+    }
+}
+
+/// The outcome of an action: the case after it, and the new case when it was a reopening.
+struct ActionOutcome: Sendable {
+    var id: UUID
+    var number: String
+    var version: Int
+    var reopened: ComplaintReference?
+}
+
+/// Applies actions to cases: the state machine, the rules of each action, the row, the audit trail
+/// and the event, in the caller's transaction.
+struct CaseWorkflow: Sendable {
+    let taxonomy: ClosureTaxonomy
+
+    static let selectCase = """
+        SELECT c.id, c.number, c.status, c.version, c.assignee, u.code, u.level, u.parent_code, c.decision_days, c.received_at,
+               c.committee_status, c.unit_path
+        FROM complaints c JOIN org_units u ON u.code = COALESCE(c.handling_unit, c.branch)
+        """
+
+    /// Reads the case under a row lock. Under the staff role, row-level security hides cases outside the caller's subtree.
+    func lock(key: String, on connection: PostgresConnection, logger: Logger) async throws -> CaseRow? {
+        let byID = UUID(uuidString: key)
+        var query = PostgresQuery(unsafeSQL: Self.selectCase + (byID != nil ? " WHERE c.id = $1" : " WHERE c.number = $1") + " FOR UPDATE OF c")
+        if let byID { try query.binds.append(byID) } else { try query.binds.append(key) }
+        let rows = try await connection.query(query, logger: logger)
+        for try await row in rows.decode((UUID, String, String, Int, String?, String, String, String?, Int, Date, String?, String).self) {
+            return CaseRow(id: row.0, number: row.1, status: CaseStatus(rawValue: row.2) ?? .registered, version: row.3, assignee: row.4,
+                           handlingUnit: row.5, unitLevel: OrgLevel(rawValue: row.6) ?? .city, parentUnit: row.7, decisionDays: row.8,
+                           receivedAt: row.9, committeeStatus: row.10, unitPath: row.11)
+        }
+        return nil
+    }
+
+    /// Takes `action` on the case `key`, or refuses with a `CaseRefusal`. Runs inside the caller's transaction.
+    func apply(_ action: CaseAction, key: String, request: ActionRequest, by actor: CaseActor,
+               on connection: PostgresConnection, logger: Logger, now: Date = Date()) async throws -> ActionOutcome {
+        let errors = CaseAccess.fieldErrors(action, request)
+        if !errors.isEmpty { throw CaseRefusal.invalid(errors) }
+        guard let row = try await lock(key: key, on: connection, logger: logger) else { throw CaseRefusal.notFound(key) }
+        if let why = CaseAccess.refusal(of: action, by: actor, assignee: row.assignee) { throw CaseRefusal.forbidden(why) }
+        if let version = request.version, version != row.version {
+            throw CaseRefusal.conflict("the case is at version \(row.version), you sent \(version): reload it and apply your change again")
+        }
+        let next: CaseStatus
+        do {
+            next = try CaseStateMachine.next(from: row.status, on: action)
+        } catch {
+            throw CaseRefusal.conflict(error.description)
+        }
+        var change = Change(row: row, action: action, next: next, actor: actor, reason: request.reason.map(PersonalData.scrub))
+        try await prepare(&change, request: request, on: connection, logger: logger, now: now)
+        return try await commit(change, on: connection, logger: logger, now: now)
+    }
+
+    /// One action's effect, gathered before anything is written.
+    struct Change {
+        var row: CaseRow
+        var action: CaseAction
+        var next: CaseStatus
+        var actor: CaseActor
+        var reason: String?
+        var assignments: [String] = []
+        var payload: [String: String] = [:]
+        var members: [String] = []
+        var event: EventKind = .updated
+        var newAssignee: String??
+        var nextContactAt: Date?
+
+        enum EventKind {
+            case updated
+            case escalated
+            case transferred(String)
+            case extended(days: Int, approvedBy: String)
+            case closed(Liability, link: String, cause: String, spotCheck: Bool)
+            case reopened
+        }
+    }
+
+    private func prepare(_ change: inout Change, request: ActionRequest, on connection: PostgresConnection, logger: Logger, now: Date) async throws {
+        let row = change.row
+        switch change.action {
+        case .reassign:
+            let target = request.assignee!
+            var found: (unit: String, path: String)?
+            let rows = try await connection.query("""
+                SELECT s.org_unit, u.path FROM staff s JOIN org_units u ON u.code = s.org_unit
+                WHERE s.id = \(target) AND s.active AND s.role = 'agent'
+                """, logger: logger)
+            for try await (unit, path) in rows.decode((String, String).self) { found = (unit, path) }
+            guard let found, found.path == row.unitPath || found.path.hasPrefix(row.unitPath + "/") else {
+                throw CaseRefusal.unprocessable("\(target) is not an active agent of \(row.handlingUnit) or below: reassign to an agent of the handling unit's subtree")
+            }
+            if target == row.assignee { throw CaseRefusal.unprocessable("the case is already assigned to \(target)") }
+            change.newAssignee = .some(target)
+            change.payload["assignee"] = target
+            change.payload["previousAssignee"] = row.assignee ?? ""
+        case .addNote, .proposeResolution:
+            change.payload["text"] = request.text!
+        case .recordContact:
+            change.payload["text"] = request.text!
+            change.payload["contactChannel"] = request.contactChannel ?? "phone"
+            change.nextContactAt = request.nextContactAt.flatMap(Timestamp.parse)
+            if let next = request.nextContactAt { change.payload["nextContactAt"] = next }
+        case .addEvidence:
+            change.payload["name"] = request.name!
+            change.payload["uri"] = request.uri!
+            if let type = request.contentType { change.payload["contentType"] = type }
+        case .extend:
+            var approver: DecisionDeadline.Approver?
+            if let approvedBy = request.approvedBy {
+                let rows = try await connection.query("SELECT role, org_unit FROM staff WHERE id = \(approvedBy) AND active", logger: logger)
+                for try await (role, unit) in rows.decode((String, String).self) {
+                    approver = .init(staffID: approvedBy, role: role, unit: unit)
+                }
+                if approver == nil { throw CaseRefusal.unprocessable("approvedBy '\(approvedBy)' is not an active staff member") }
+            }
+            let approvedBy: String
+            do {
+                approvedBy = try DecisionDeadline.check(current: row.decisionDays, requested: request.days!, reason: request.reason ?? "",
+                                                        requester: change.actor.subject, approver: approver,
+                                                        parentUnit: row.parentUnit, handlingUnit: row.handlingUnit)
+            } catch {
+                throw CaseRefusal.unprocessable(error.description)
+            }
+            change.event = .extended(days: request.days!, approvedBy: approvedBy)
+            change.payload["decisionDays"] = String(request.days!)
+            change.payload["approvedBy"] = approvedBy
+        case .escalate:
+            change.event = .escalated
+        case .transfer:
+            let target = request.targetUnit!
+            let known = try await connection.query("SELECT 1 FROM org_units WHERE code = \(target)", logger: logger)
+            var exists = false
+            for try await _ in known.decode(Int.self) { exists = true }
+            guard exists else { throw CaseRefusal.unprocessable("targetUnit '\(target)' is not a unit of the organisation") }
+            guard target != row.handlingUnit else { throw CaseRefusal.unprocessable("the case is already handled by \(target)") }
+            change.event = .transferred(target)
+            change.payload["targetUnit"] = target
+        case .referToCommittee:
+            guard row.committeeStatus == nil else {
+                throw CaseRefusal.conflict("the case was already referred to the committee (\(row.committeeStatus!))")
+            }
+        case .recordCommitteeRuling:
+            guard row.committeeStatus == "referred" else {
+                throw CaseRefusal.conflict("no committee referral is pending for this case: refer_to_committee first")
+            }
+            change.payload["text"] = request.text!
+            change.members = request.members!
+        case .close:
+            let problems = taxonomy.problems(liability: request.liability, responsibleLink: request.responsibleLink, causeCode: request.causeCode)
+            guard problems.isEmpty, let liability = request.liability.flatMap(Liability.init(rawValue:)) else {
+                throw CaseRefusal.unprocessable(problems.joined(separator: "; ") + " (GET /v1/closure-taxonomy lists them)")
+            }
+            let spotCheck = ClosureTaxonomy.needsSpotCheck(liability: liability, unitLevel: row.unitLevel)
+            change.event = .closed(liability, link: request.responsibleLink!, cause: request.causeCode!, spotCheck: spotCheck)
+            change.payload["liability"] = liability.rawValue
+            change.payload["responsibleLink"] = request.responsibleLink!
+            change.payload["causeCode"] = request.causeCode!
+        case .reopen:
+            change.event = .reopened
+        case .assign, .startInvestigation, .awaitCustomer, .customerResponded, .customerAccepts, .customerRefuses:
+            break
+        }
+    }
+
+    private func commit(_ change: Change, on connection: PostgresConnection, logger: Logger, now: Date) async throws -> ActionOutcome {
+        let row = change.row
+        let version = row.version + 1
+        var assignee = row.assignee
+        if case .some(let newAssignee) = change.newAssignee { assignee = newAssignee }
+        let encoder = EventCoding.encoder()
+        var outbox: [OutboxEntry] = []
+        var reopened: ComplaintReference?
+        var promised: Date?
+        var decisionDays: Int?
+        var closure: (liability: String, link: String, cause: String, spotCheck: Bool)?
+        var committee: String?
+        switch change.action {
+        case .referToCommittee: committee = "referred"
+        case .recordCommitteeRuling: committee = "ruled"
+        default: break
+        }
+        if case .extended(let days, _) = change.event {
+            decisionDays = days
+            promised = row.receivedAt.addingTimeInterval(Double(days) * 86_400)
+        }
+        if case .closed(let liability, let link, let cause, let spotCheck) = change.event {
+            closure = (liability.rawValue, link, cause, spotCheck)
+        }
+        try await connection.query("""
+            UPDATE complaints SET status = \(change.next.rawValue), version = \(version), assignee = \(assignee),
+                decision_days = COALESCE(\(decisionDays), decision_days), promised_reply_by = COALESCE(\(promised), promised_reply_by),
+                liability = COALESCE(\(closure?.liability), liability), responsible_link = COALESCE(\(closure?.link), responsible_link),
+                cause_code = COALESCE(\(closure?.cause), cause_code), spot_check = spot_check OR \(closure?.spotCheck ?? false),
+                closed_at = CASE WHEN \(change.next == .closed) AND closed_at IS NULL THEN now() ELSE closed_at END,
+                committee_status = COALESCE(\(committee), committee_status),
+                first_contact_at = CASE WHEN \(change.action == .recordContact) THEN COALESCE(first_contact_at, now()) ELSE first_contact_at END,
+                next_contact_at = CASE WHEN \(change.action == .recordContact) THEN \(change.nextContactAt) ELSE next_contact_at END,
+                updated_at = now()
+            WHERE id = \(row.id) AND version = \(row.version)
+            """, logger: logger)
+        // Workload follows ownership: a closed case leaves its owner's count; a reassigned one moves.
+        var load: [String: Int] = [:]
+        if change.next == .closed, row.status != .closed, let owner = row.assignee { load[owner, default: 0] -= 1 }
+        if change.action == .reassign {
+            if let previous = row.assignee { load[previous, default: 0] -= 1 }
+            if let assignee { load[assignee, default: 0] += 1 }
+        }
+        if !load.isEmpty {
+            try await connection.query("""
+                UPDATE staff s SET open_cases = greatest(0, s.open_cases + t.n)
+                FROM unnest(\(Array(load.keys))::text[], \(Array(load.values))::int[]) AS t(id, n) WHERE s.id = t.id
+                """, logger: logger)
+        }
+        let transition = CaseTransition(number: row.number, fromStatus: row.status, toStatus: change.next, handlingUnit: row.handlingUnit,
+                                        assignee: assignee, reason: change.reason, caseVersion: version, action: change.action)
+        let eventID = UUID()
+        func envelope<P: EventPayload>(_ payload: P, complaint: UUID = row.id) -> EventEnvelope<P> {
+            EventEnvelope(id: eventID, complaintId: complaint, orgUnit: row.handlingUnit, actor: change.actor.actor, payload: payload)
+        }
+        switch change.event {
+        case .updated:
+            outbox.append(try OutboxEntry(envelope(CaseUpdated(transition: transition, nextContactAt: change.nextContactAt)), encoder: encoder))
+        case .escalated:
+            outbox.append(try OutboxEntry(envelope(CaseEscalated(transition: transition)), encoder: encoder))
+        case .transferred(let target):
+            outbox.append(try OutboxEntry(envelope(CaseTransferred(transition: transition, targetUnit: target)), encoder: encoder))
+        case .extended(let days, let approvedBy):
+            outbox.append(try OutboxEntry(envelope(CaseExtended(transition: transition, decisionDays: days, promisedReplyBy: promised!,
+                                                                approvedBy: approvedBy)), encoder: encoder))
+        case .closed(let liability, let link, let cause, let spotCheck):
+            outbox.append(try OutboxEntry(envelope(CaseClosed(transition: transition, liability: liability, responsibleLink: link,
+                                                              causeCode: cause, spotCheck: spotCheck)), encoder: encoder))
+            let tally = Counter(label: "redress_case_closures_total", dimensions: [
+                ("unit", row.handlingUnit), ("liability", liability.rawValue), ("cause", cause),
+            ])
+            tally.increment()
+        case .reopened:
+            reopened = try await openLinkedCase(row, change: change, on: connection, logger: logger, now: now, outbox: &outbox, encoder: encoder)
+        }
+        var payload = change.payload
+        if let reopened { payload["reopenedAs"] = reopened.number }
+        try await record(complaint: row.id, eventID: eventID, actor: change.actor, action: change.action, from: row.status, to: change.next,
+                         reason: change.reason, payload: payload, members: change.members, on: connection, logger: logger)
+        try await Outbox.append(outbox, on: connection, logger: logger)
+        Counter(label: "redress_case_transitions_total", dimensions: [("action", change.action.rawValue)]).increment()
+        return ActionOutcome(id: row.id, number: row.number, version: version, reopened: reopened)
+    }
+
+    /// 二次投诉: a new case linked to the closed one, starting in `reopened`; routing sends it one level
+    /// above the first handling unit. The number is the first one's with `-R` and the reopening count.
+    private func openLinkedCase(_ row: CaseRow, change: Change, on connection: PostgresConnection, logger: Logger, now: Date,
+                                outbox: inout [OutboxEntry], encoder: JSONEncoder) async throws -> ComplaintReference {
+        let id = UUID()
+        let rows = try await connection.query("""
+            WITH n AS (SELECT count(*) + 1 AS k FROM complaints WHERE reopened_from = \(row.id))
+            INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name, customer_phone,
+                customer_id_number, customer_key, customer_flags, policy_number, claim_number, claim_stage, subject, content,
+                policy_agent, claim_handler, attachments, category, priority, handling_unit, status, reopened_from)
+            SELECT \(id), c.number || '-R' || n.k, c.channel, c.external_ref || '#R' || n.k, \(now), \(now.addingTimeInterval(15 * 86_400)),
+                c.branch, c.customer_name, c.customer_phone, c.customer_id_number, c.customer_key, c.customer_flags, c.policy_number,
+                c.claim_number, c.claim_stage, c.subject, c.content, c.policy_agent, c.claim_handler, c.attachments, c.category, c.priority,
+                c.handling_unit, 'reopened', c.id
+            FROM complaints c, n WHERE c.id = \(row.id)
+            RETURNING number
+            """, logger: logger)
+        var number = ""
+        for try await value in rows.decode(String.self) { number = value }
+        let transition = CaseTransition(number: number, fromStatus: .closed, toStatus: .reopened, handlingUnit: row.handlingUnit,
+                                        assignee: nil, reason: change.reason, caseVersion: 1, action: .reopen)
+        let eventID = UUID()
+        outbox.append(try OutboxEntry(EventEnvelope(id: eventID, complaintId: id, orgUnit: row.handlingUnit, actor: change.actor.actor,
+                                                    payload: CaseReopened(transition: transition, reopenedFrom: ComplaintReference(id: row.id, number: row.number),
+                                                                          firstHandlingUnit: row.handlingUnit)), encoder: encoder))
+        try await record(complaint: id, eventID: eventID, actor: change.actor, action: .reopen, from: .closed, to: .reopened,
+                         reason: change.reason, payload: ["reopenedFrom": row.number], members: [], on: connection, logger: logger)
+        return ComplaintReference(id: id, number: number)
+    }
+
+    private func record(complaint: UUID, eventID: UUID, actor: CaseActor, action: CaseAction, from: CaseStatus, to: CaseStatus,
+                        reason: String?, payload: [String: String], members: [String], on connection: PostgresConnection, logger: Logger) async throws {
+        var object = payload.mapValues { AnyJSON.string($0) }
+        if !members.isEmpty { object["members"] = .array(members.map { .string($0) }) }
+        let json = String(decoding: try JSONEncoder().encode(object), as: UTF8.self)
+        try await connection.query("""
+            INSERT INTO case_events (complaint_id, event_id, actor, actor_role, actor_unit, action, from_status, to_status, reason, payload)
+            VALUES (\(complaint), \(eventID), \(actor.subject), \(actor.role), \(actor.unit), \(action.rawValue), \(from.rawValue), \(to.rawValue),
+                    \(reason), \(json)::jsonb)
+            """, logger: logger)
+    }
+}
+
+/// Strings and arrays of strings: all an audit payload holds.
+enum AnyJSON: Encodable {
+    case string(String)
+    case array([AnyJSON])
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .string(let value): try container.encode(value)
+        case .array(let values): try container.encode(values)
+        }
+    }
+}
