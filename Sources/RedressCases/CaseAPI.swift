@@ -223,7 +223,7 @@ struct CaseAPI: Sendable {
             dueBefore = Timestamp.parse(text)
             if dueBefore == nil { errors.append(FieldError("dueBefore", "is not an RFC 3339 date-time")) }
         }
-        var cursor: (Date, UUID)?
+        var cursor: (Int64, UUID)?
         if let text = query.get("cursor") {
             cursor = Self.decodeCursor(text)
             if cursor == nil { errors.append(FieldError("cursor", "is not a cursor this API returned; start again without it")) }
@@ -236,7 +236,9 @@ struct CaseAPI: Sendable {
         let (pageSize, due, after) = (limit, dueBefore, cursor)
 
         return try await scoped(context) { connection, callerPath in
-            var sql = "SELECT \(Self.summaryColumns) FROM complaints c WHERE "
+            // The cursor holds the due time in whole microseconds, as PostgreSQL stores it: a Date
+            // round trip can land a microsecond off and repeat or skip a row at the page boundary.
+            var sql = "SELECT \(Self.summaryColumns), (extract(epoch FROM c.promised_reply_by) * 1000000)::int8 FROM complaints c WHERE "
             var binds = PostgresBindings()
             func bind(_ value: some PostgresThrowingDynamicTypeEncodable) throws -> String {
                 try binds.append(value)
@@ -267,32 +269,34 @@ struct CaseAPI: Sendable {
                 let q = try bind(search)
                 conditions.append("(c.number LIKE \(q) || '%' OR c.policy_number = \(q) OR c.claim_number = \(q))")
             }
-            if let after { conditions.append("(c.promised_reply_by, c.id) > (\(try bind(after.0)), \(try bind(after.1)))") }
+            if let after {
+                conditions.append("(c.promised_reply_by, c.id) > ('epoch'::timestamptz + \(try bind(after.0)) * interval '1 microsecond', \(try bind(after.1)))")
+            }
             sql += conditions.joined(separator: " AND ") + " ORDER BY c.promised_reply_by, c.id LIMIT \(pageSize + 1)"
             var items: [CaseSummary] = []
-            var last: (Date, UUID)?
+            var last: (Int64, UUID)?
             var more = false
             let rows = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: context.logger)
-            for try await row in rows.decode(SummaryRow.self) {
+            for try await row in rows.decode((UUID, String, String, String, String?, String?, String?, String?, Date, Date, String, String?, String?, String, String, Int, Int64).self) {
                 if items.count == pageSize { more = true; break }
-                items.append(Self.summary(row))
-                last = (row.9, row.0)
+                items.append(Self.summary((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12, row.13, row.14, row.15)))
+                last = (row.16, row.0)
             }
             Counter(label: "redress_case_queue_reads_total", dimensions: [("queue", mine ? "mine" : "unit")]).increment()
             return CasePage(items: items, nextCursor: more ? last.map(Self.encodeCursor) : nil)
         }
     }
 
-    static func encodeCursor(_ position: (Date, UUID)) -> String {
-        let text = "\(Int64((position.0.timeIntervalSince1970 * 1_000_000).rounded()))|\(position.1.uuidString.lowercased())"
+    static func encodeCursor(_ position: (Int64, UUID)) -> String {
+        let text = "\(position.0)|\(position.1.uuidString.lowercased())"
         return Data(text.utf8).base64EncodedString()
     }
 
-    static func decodeCursor(_ text: String) -> (Date, UUID)? {
+    static func decodeCursor(_ text: String) -> (Int64, UUID)? {
         guard let data = Data(base64Encoded: text), let plain = String(data: data, encoding: .utf8) else { return nil }
         let parts = plain.split(separator: "|")
         guard parts.count == 2, let micros = Int64(parts[0]), let id = UUID(uuidString: String(parts[1])) else { return nil }
-        return (Date(timeIntervalSince1970: Double(micros) / 1_000_000), id)
+        return (micros, id)
     }
 
     // MARK: One case

@@ -13,26 +13,10 @@ import Testing
 /// Intake in-process against a real PostgreSQL: the router through Hummingbird's test client,
 /// the inbound path through the same handler the consumer runs.
 @Suite struct IntakeTests {
-    static let secret = String(repeating: "intake-test-", count: 3)
+    static let secret = TestHost.secret
 
-    static func host(database: String) throws -> ServiceHost {
-        var env = ProcessInfo.processInfo.environment
-        env["REDRESS_PG_DATABASE"] = database
-        env["REDRESS_KAFKA_BOOTSTRAP"] = "127.0.0.1:1" // not used: these tests never send
-        env["REDRESS_JWT_SECRET"] = secret
-        env["REDRESS_PII_KEY"] = secret + "pii"
-        let configuration = try ServiceConfiguration.fromEnvironment(service: IntakeService.name, defaultPort: 0, environment: env)
-        return try ServiceHost(configuration: configuration, logger: TestDatabase.logger)
-    }
-
-    /// Runs `body` with a host whose database pool is running.
     static func withHost<T: Sendable>(database: String, _ body: @Sendable (ServiceHost) async throws -> T) async throws -> T {
-        let host = try host(database: database)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await host.postgres.run() }
-            defer { group.cancelAll() }
-            return try await body(host)
-        }
+        try await TestHost.withHost(service: IntakeService.name, database: database, body)
     }
 
     static func body(ref: String?, phone: String = "13812345678", policy: String = "P-1", branch: String = "GD-SZ", idNumber: String = "11010519491231002X") -> ByteBuffer {

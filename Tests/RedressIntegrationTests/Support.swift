@@ -106,6 +106,33 @@ enum TestKafka {
     }
 }
 
+/// A service host on a test database, for a service's router through Hummingbird's test client and
+/// its handlers called directly. The broker address is a dead end: these hosts never send.
+enum TestHost {
+    static let secret = String(repeating: "redress-test-", count: 3)
+    static let tokens = TokenAuthority(secret: secret)
+
+    static func make(service: String, database: String) throws -> ServiceHost {
+        var env = ProcessInfo.processInfo.environment
+        env["REDRESS_PG_DATABASE"] = database
+        env["REDRESS_KAFKA_BOOTSTRAP"] = "127.0.0.1:1"
+        env["REDRESS_JWT_SECRET"] = secret
+        env["REDRESS_PII_KEY"] = secret + "pii"
+        let configuration = try ServiceConfiguration.fromEnvironment(service: service, defaultPort: 0, environment: env)
+        return try ServiceHost(configuration: configuration, logger: TestDatabase.logger)
+    }
+
+    /// Runs `body` with a host whose database pool is running.
+    static func withHost<T: Sendable>(service: String, database: String, _ body: @Sendable (ServiceHost) async throws -> T) async throws -> T {
+        let host = try make(service: service, database: database)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await host.postgres.run() }
+            defer { group.cancelAll() }
+            return try await body(host)
+        }
+    }
+}
+
 /// Waits until `condition` holds, polling; fails the test with `what` after the timeout.
 func eventually(_ what: String, timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout

@@ -1,0 +1,332 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import PostgresNIO
+@testable import RedressCases
+@testable import RedressContracts
+import RedressDomain
+@testable import RedressServiceKit
+import Testing
+
+/// Test fixtures for the case service: cases inserted straight into a real PostgreSQL, the router
+/// through Hummingbird's test client.
+enum CaseFixture {
+    static let taxonomy: ClosureTaxonomy = {
+        try! CasesService.loadTaxonomy(file: TestDatabase.repo.appendingPathComponent("deploy/cases/closure-taxonomy.json").path)
+    }()
+
+    static func app(_ host: ServiceHost) -> some ApplicationProtocol {
+        let (router, _) = CasesService.build(host: host, taxonomy: taxonomy)
+        return Application(router: router)
+    }
+
+    static func withApp(_ body: @Sendable @escaping (PostgresClient, ServiceHost, any TestClientProtocol) async throws -> Void) async throws {
+        try await TestDatabase.withFresh { db, database in
+            try await TestHost.withHost(service: CasesService.name, database: database) { host in
+                try await app(host).test(.router) { client in try await body(db, host, client) }
+            }
+        }
+    }
+
+    /// A case handled at `unit`, owned by `assignee`, in `status`.
+    @discardableResult
+    static func insert(_ db: PostgresClient, unit: String, assignee: String?, status: String = "assigned", number: String,
+                       policy: String? = nil, claim: String? = nil, dueInHours: Double = 360, category: String = "claims",
+                       priority: String = "normal", channel: String = "online") async throws -> UUID {
+        let id = UUID()
+        let due = Date().addingTimeInterval(dueInHours * 3600)
+        try await db.query("""
+            INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name, customer_phone,
+                customer_id_number, customer_key, subject, content, policy_number, claim_number, category, priority, handling_unit, assignee, status)
+            VALUES (\(id), \(number), \(channel), \(number), now(), \(due), \(unit), '张三', '13812345678', '11010519491231002X', 'k-' || \(number),
+                    '理赔太慢', '理赔拖了两个月', \(policy), \(claim), \(category), \(priority), \(unit), \(assignee), \(status))
+            """, logger: TestDatabase.logger)
+        if let assignee {
+            try await db.query("UPDATE staff SET open_cases = open_cases + 1 WHERE id = \(assignee)", logger: TestDatabase.logger)
+        }
+        return id
+    }
+
+    static func token(_ subject: String, _ role: Role, _ unit: String) -> String {
+        "Bearer " + TestHost.tokens.mint(subject: subject, role: role, unit: unit)
+    }
+
+    static func get(_ client: some TestClientProtocol, _ uri: String, as token: String) async throws -> (HTTPResponse.Status, [String: Any]) {
+        let response = try await client.execute(uri: uri, method: .get, headers: [.authorization: token], body: nil)
+        return (response.status, (try? JSONSerialization.jsonObject(with: Data(buffer: response.body))) as? [String: Any] ?? [:])
+    }
+
+    static func act(_ client: some TestClientProtocol, _ key: Any, _ action: String, _ body: [String: Any], as token: String) async throws -> (HTTPResponse.Status, [String: Any]) {
+        let data = try JSONSerialization.data(withJSONObject: body)
+        let response = try await client.execute(uri: "/v1/cases/\(key)/actions/\(action)", method: .post,
+                                                 headers: [.authorization: token, .contentType: "application/json"], body: ByteBuffer(bytes: data))
+        return (response.status, (try? JSONSerialization.jsonObject(with: Data(buffer: response.body))) as? [String: Any] ?? [:])
+    }
+
+    static func outboxTypes(_ db: PostgresClient, _ id: UUID) async throws -> [String] {
+        var types: [String] = []
+        for try await type in try await db.query("SELECT event_type FROM outbox WHERE key = \(id.uuidString.lowercased()) ORDER BY id", logger: TestDatabase.logger).decode(String.self) {
+            types.append(type)
+        }
+        return types
+    }
+}
+
+@Suite struct CaseAPITests {
+    typealias F = CaseFixture
+
+    @Test func aCaseGoesTheWholeWayWithEveryChangeOnRecordAndAnnounced() async throws {
+        try await F.withApp { db, _, client in
+            let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", number: "GD-SZ-20261122-000001")
+            let agent = F.token("GD-SZ-AGE01", .agent, "GD-SZ")
+            var version = 1
+            func step(_ action: String, _ body: [String: Any] = [:], as token: String? = nil, expect: HTTPResponse.Status = .ok) async throws -> [String: Any] {
+                var body = body
+                body["version"] = version
+                let (status, json) = try await F.act(client, id, action, body, as: token ?? agent)
+                #expect(status == expect, "\(action): \(json)")
+                if status == .ok { version = json["version"] as? Int ?? -1 }
+                return json
+            }
+            _ = try await step("start_investigation")
+            _ = try await step("record_contact", ["text": "电话联系客户，说明理赔进度", "contactChannel": "phone", "nextContactAt": "2026-11-25T10:00:00+08:00"])
+            _ = try await step("add_evidence", ["name": "理赔单据", "uri": "docs://claims/123.pdf", "contentType": "application/pdf"])
+            _ = try await step("await_customer", ["reason": "等待客户补充材料"])
+            _ = try await step("customer_responded")
+            _ = try await step("extend", ["days": 30, "reason": "需要医院出具鉴定报告"])
+            // Sixty days needs a supervisor of the level above (GD for GD-SZ).
+            _ = try await step("extend", ["days": 60, "reason": "鉴定未完成", "approvedBy": "GD-SZ-SUP01"], expect: .unprocessableContent)
+            let extended = try await step("extend", ["days": 60, "reason": "鉴定未完成", "approvedBy": "GD-SUP01"])
+            #expect(extended["decisionDays"] as? Int == 60)
+            _ = try await step("refer_to_committee", ["reason": "重大疑难"])
+            _ = try await step("record_committee_ruling", ["text": "维持原理赔结论", "members": ["GD-COM01", "GD-SUP01"]], as: F.token("GD-COM01", .committee, "GD"))
+            _ = try await step("propose_resolution", ["text": "补偿利息损失"])
+            _ = try await step("customer_accepts")
+            _ = try await step("close", ["liability": "not_liable", "responsibleLink": "claims", "causeCode": "customer_misunderstanding"])
+            let (_, detail) = try await F.get(client, "/v1/cases/\(id)", as: agent)
+            #expect(detail["status"] as? String == "closed")
+            #expect(detail["spotCheck"] as? Bool == true, "not liable at city level goes to the province for spot-check")
+            #expect(detail["committeeStatus"] as? String == "ruled")
+            #expect(detail["allowedActions"] as? [String] == ["reopen"])
+            let history = detail["history"] as? [[String: Any]] ?? []
+            #expect(history.map { $0["action"] as? String ?? "" } == [
+                "start_investigation", "record_contact", "add_evidence", "await_customer", "customer_responded", "extend", "extend",
+                "refer_to_committee", "record_committee_ruling", "propose_resolution", "customer_accepts", "close",
+            ])
+            #expect((history[8]["payload"] as? [String: Any])?["members"] as? [String] == ["GD-COM01", "GD-SUP01"])
+            #expect(history[8]["actor"] as? String == "GD-COM01" && history[8]["actorRole"] as? String == "committee")
+            #expect(try await F.outboxTypes(db, id) == [
+                "case.updated", "case.updated", "case.updated", "case.updated", "case.updated", "case.extended", "case.extended",
+                "case.updated", "case.updated", "case.updated", "case.updated", "case.closed",
+            ])
+            // Closing takes the case off its owner's workload.
+            #expect(try await TestDatabase.count(db, "SELECT open_cases::bigint FROM staff WHERE id = 'GD-SZ-AGE01'") == 0)
+
+            // 复核: the customer asks for a review; a linked case opens, to be routed one level up.
+            let (status, reopened) = try await F.act(client, id, "reopen", ["version": version, "reason": "客户不接受结论，申请复核"],
+                                                     as: F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
+            #expect(status == .created)
+            #expect(reopened["number"] as? String == "GD-SZ-20261122-000001-R1")
+            let newID = try #require(UUID(uuidString: reopened["id"] as? String ?? ""))
+            #expect(try await F.outboxTypes(db, newID) == ["case.reopened"])
+            let (_, linked) = try await F.get(client, "/v1/cases/GD-SZ-20261122-000001-R1", as: agent)
+            #expect(linked["status"] as? String == "reopened")
+            #expect((linked["reopenedFrom"] as? [String: Any])?["number"] as? String == "GD-SZ-20261122-000001")
+        }
+    }
+
+    @Test func refusalsSayWhatWasWrongAndChangeNothing() async throws {
+        try await F.withApp { db, _, client in
+            let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000002")
+            let agent = F.token("GD-SZ-AGE01", .agent, "GD-SZ")
+            // Illegal transition: 409 naming the state and the moves allowed.
+            var (status, json) = try await F.act(client, id, "close", ["version": 1, "liability": "liable", "responsibleLink": "claims", "causeCode": "claim_delay"], as: agent)
+            #expect(status == .conflict)
+            #expect((json["detail"] as? String ?? "").hasPrefix("cannot close a case that is investigating; allowed from investigating: reassign,"))
+            // Stale version.
+            (status, json) = try await F.act(client, id, "add_note", ["version": 7, "text": "x"], as: agent)
+            #expect(status == .conflict)
+            #expect(json["detail"] as? String == "the case is at version 1, you sent 7: reload it and apply your change again")
+            // Missing fields, all at once.
+            (status, json) = try await F.act(client, id, "transfer", [:], as: agent)
+            #expect(status == .badRequest)
+            #expect(Set(((json["errors"] as? [[String: Any]]) ?? []).compactMap { $0["field"] as? String }) == ["version", "targetUnit", "reason"])
+            // Not JSON.
+            let response = try await client.execute(uri: "/v1/cases/\(id)/actions/add_note", method: .post,
+                                                    headers: [.authorization: agent, .contentType: "application/json"], body: ByteBuffer(string: "{nope"))
+            #expect(response.status == .badRequest)
+            // Unknown action, and routing's own.
+            (status, _) = try await F.act(client, id, "teleport", ["version": 1], as: agent)
+            #expect(status == .notFound)
+            (status, _) = try await F.act(client, id, "assign", ["version": 1], as: agent)
+            #expect(status == .notFound)
+            // Roles: auditors never write; an agent only on their own cases; only supervisors reassign.
+            (status, _) = try await F.act(client, id, "add_note", ["version": 1, "text": "x"], as: F.token("HQ-AUD01", .auditor, "HQ"))
+            #expect(status == .forbidden)
+            (status, json) = try await F.act(client, id, "add_note", ["version": 1, "text": "x"], as: F.token("GD-SZ-AGE02", .agent, "GD-SZ"))
+            #expect(status == .forbidden)
+            #expect((json["detail"] as? String ?? "").contains("assigned to GD-SZ-AGE01"))
+            (status, _) = try await F.act(client, id, "reassign", ["version": 1, "assignee": "GD-SZ-AGE02"], as: agent)
+            #expect(status == .forbidden)
+            // Business rules: 422.
+            (status, json) = try await F.act(client, id, "transfer", ["version": 1, "targetUnit": "XX-NOPE", "reason": "r"], as: agent)
+            #expect(status == .unprocessableContent)
+            (status, _) = try await F.act(client, id, "extend", ["version": 1, "days": 60, "reason": "r"], as: agent)
+            #expect(status == .unprocessableContent)
+            (status, _) = try await F.act(client, id, "reassign", ["version": 1, "assignee": "ZJ-HZ-AGE01"], as: F.token("GD-SUP01", .supervisor, "GD"))
+            #expect(status == .unprocessableContent, "a supervisor reassigns only within the case's subtree")
+            (status, _) = try await F.act(client, id, "record_committee_ruling", ["version": 1, "text": "t", "members": ["GD-COM01"]], as: F.token("GD-COM01", .committee, "GD"))
+            #expect(status == .conflict, "a ruling needs a referral first")
+            // Nothing changed.
+            #expect(try await TestDatabase.count(db, "SELECT version::bigint FROM complaints WHERE id = \(id)") == 1)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM case_events") == 0)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM outbox") == 0)
+            // No token, bad token.
+            let anonymous = try await client.execute(uri: "/v1/cases/mine", method: .get, headers: [:], body: nil)
+            #expect(anonymous.status == .unauthorized)
+        }
+    }
+
+    @Test func aSupervisorReassignsWithinTheSubtreeAndTheWorkloadFollows() async throws {
+        try await F.withApp { db, _, client in
+            let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000003")
+            let (status, json) = try await F.act(client, id, "reassign", ["version": 1, "assignee": "GD-SZ-AGE02", "reason": "休假"], as: F.token("GD-SUP01", .supervisor, "GD"))
+            #expect(status == .ok)
+            #expect(json["assignee"] as? String == "GD-SZ-AGE02")
+            #expect(json["status"] as? String == "investigating")
+            #expect(try await TestDatabase.count(db, "SELECT open_cases::bigint FROM staff WHERE id = 'GD-SZ-AGE01'") == 0)
+            #expect(try await TestDatabase.count(db, "SELECT open_cases::bigint FROM staff WHERE id = 'GD-SZ-AGE02'") == 1)
+        }
+    }
+
+    @Test func concurrentUpdatesOfOneVersionLoseNoWrite() async throws {
+        try await F.withApp { db, _, client in
+            let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000004")
+            let agent = F.token("GD-SZ-AGE01", .agent, "GD-SZ")
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for n in 0..<20 {
+                    group.addTask { try await F.act(client, id, "add_note", ["version": 1, "text": "note \(n)"], as: agent).0 }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == .ok }.count == 1)
+            #expect(statuses.filter { $0 == .conflict }.count == 19)
+            #expect(try await TestDatabase.count(db, "SELECT version::bigint FROM complaints WHERE id = \(id)") == 2)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM case_events WHERE complaint_id = \(id)") == 1)
+            // Twenty writers who each reload before writing all get through.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for n in 0..<20 {
+                    group.addTask {
+                        while true {
+                            let (_, current) = try await F.get(client, "/v1/cases/\(id)", as: agent)
+                            let (status, _) = try await F.act(client, id, "add_note", ["version": current["version"] as? Int ?? 0, "text": "retry \(n)"], as: agent)
+                            if status == .ok { return }
+                            #expect(status == .conflict)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM case_events WHERE complaint_id = \(id)") == 21)
+            #expect(try await TestDatabase.count(db, "SELECT version::bigint FROM complaints WHERE id = \(id)") == 22)
+        }
+    }
+
+    @Test func queuesFilterSearchAndPageWithoutGapsOrRepeats() async throws {
+        try await F.withApp { db, _, client in
+            for n in 0..<120 {
+                try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: n % 3 == 0 ? "investigating" : "assigned",
+                                   number: String(format: "GD-SZ-20261122-%06d", 100 + n), policy: "P-\(n)", dueInHours: Double(n % 40),
+                                   priority: n % 10 == 0 ? "urgent" : "normal")
+            }
+            try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "closed", number: "GD-SZ-20261122-000999")
+            try await F.insert(db, unit: "GD-SZ-NS", assignee: "GD-SZ-NS-AGE01", number: "GD-SZ-NS-20261122-000001", claim: "CLM-7")
+            let agent = F.token("GD-SZ-AGE01", .agent, "GD-SZ")
+            var seen: [String] = []
+            var cursor: String?
+            var pages = 0
+            repeat {
+                let uri = "/v1/cases/mine?limit=50" + (cursor.map { "&cursor=\($0.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)" } ?? "")
+                let (status, page) = try await F.get(client, uri, as: agent)
+                #expect(status == .ok)
+                let items = page["items"] as? [[String: Any]] ?? []
+                seen += items.compactMap { $0["number"] as? String }
+                let dues = items.compactMap { $0["promisedReplyBy"] as? String }
+                #expect(dues == dues.sorted(), "soonest due first")
+                cursor = page["nextCursor"] as? String
+                pages += 1
+            } while cursor != nil && pages < 10
+            #expect(pages == 3)
+            #expect(seen.count == 120 && Set(seen).count == 120, "closed cases stay out of the queue; no page repeats or skips")
+            let supervisor = F.token("GD-SZ-SUP01", .supervisor, "GD-SZ")
+            var (status, page) = try await F.get(client, "/v1/cases?status=investigating&priority=urgent&limit=200", as: supervisor)
+            #expect(status == .ok)
+            #expect((page["items"] as? [[String: Any]])?.count == 4) // n = 0, 30, 60, 90
+            (_, page) = try await F.get(client, "/v1/cases?q=P-17", as: supervisor)
+            #expect((page["items"] as? [[String: Any]])?.compactMap { $0["number"] as? String } == ["GD-SZ-20261122-000117"])
+            (_, page) = try await F.get(client, "/v1/cases?q=CLM-7", as: supervisor)
+            #expect((page["items"] as? [[String: Any]])?.count == 1, "the county below is in the city's queue")
+            (_, page) = try await F.get(client, "/v1/cases?q=GD-SZ-20261122-00099&includeClosed=true", as: supervisor)
+            #expect((page["items"] as? [[String: Any]])?.count == 1)
+            (status, page) = try await F.get(client, "/v1/cases?status=lost&limit=0&dueBefore=soon", as: supervisor)
+            #expect(status == .badRequest)
+            #expect(Set(((page["errors"] as? [[String: Any]]) ?? []).compactMap { $0["field"] as? String }) == ["status", "limit", "dueBefore"])
+            (status, _) = try await F.get(client, "/v1/cases?unit=GD", as: supervisor)
+            #expect(status == .forbidden, "a parent's queue is outside the caller's subtree")
+        }
+    }
+
+    @Test func fullPersonalDataGoesOnlyToHandlersAndEveryReadIsRecorded() async throws {
+        try await F.withApp { db, _, client in
+            let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", number: "GD-SZ-20261122-000005")
+            var (status, json) = try await F.get(client, "/v1/cases/\(id)", as: F.token("HQ-AUD01", .auditor, "HQ"))
+            #expect(status == .ok)
+            #expect((json["customer"] as? [String: Any])?["phone"] as? String == "138****5678")
+            (status, json) = try await F.get(client, "/v1/cases/\(id)/personal-data?purpose=%E5%9B%9E%E8%AE%BF", as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            #expect(status == .ok)
+            #expect(json["phone"] as? String == "13812345678")
+            #expect(json["idNumber"] as? String == "11010519491231002X")
+            (status, _) = try await F.get(client, "/v1/cases/\(id)/personal-data?purpose=x", as: F.token("GD-SUP01", .supervisor, "GD"))
+            #expect(status == .ok)
+            for (subject, role, unit) in [("HQ-AUD01", Role.auditor, "HQ"), ("GD-SZ-AGE02", .agent, "GD-SZ"), ("GD-COM01", .committee, "GD")] {
+                (status, _) = try await F.get(client, "/v1/cases/\(id)/personal-data?purpose=x", as: F.token(subject, role, unit))
+                #expect(status == .forbidden, "\(subject)")
+            }
+            (status, _) = try await F.get(client, "/v1/cases/\(id)/personal-data?purpose=x", as: F.token("ZJ-SUP01", .supervisor, "ZJ"))
+            #expect(status == .notFound)
+            (status, _) = try await F.get(client, "/v1/cases/\(id)/personal-data", as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            #expect(status == .badRequest)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM personal_data_reads WHERE complaint_id = \(id)") == 2)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM personal_data_reads WHERE reader = 'GD-SZ-AGE01' AND purpose = '回访'") == 1)
+        }
+    }
+
+    @Test func aBreachEscalatesAndADissatisfiedCustomerReopens() async throws {
+        try await F.withApp { db, _, _ in
+            let late = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000006")
+            let done = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "resolved", number: "GD-SZ-20261122-000007")
+            let closed = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "closed", number: "GD-SZ-20261122-000008")
+            let workflow = CaseWorkflow(taxonomy: F.taxonomy)
+            func breach(_ id: UUID) -> EventEnvelope<SLABreached> {
+                EventEnvelope(complaintId: id, orgUnit: "GD-SZ", actor: .service("redress-supervisor"), payload: SLABreached(clock: SLAClockEvent(
+                    number: "n", clock: .decision, startedAt: Date(), dueAt: Date(), handlingUnit: "GD-SZ", assignee: "GD-SZ-AGE01")))
+            }
+            try await db.withTransaction(logger: TestDatabase.logger) { connection in
+                try await CasesService.escalateBreaches([breach(late), breach(done)], workflow: workflow, on: connection, logger: TestDatabase.logger)
+            }
+            #expect(try await F.outboxTypes(db, late) == ["case.escalated"])
+            #expect(try await F.outboxTypes(db, done) == [], "a resolved case cannot escalate: it is left as it is")
+            let answer = SurveyDissatisfied(surveyId: UUID(), number: "GD-SZ-20261122-000008", wave: "day0", score: 2, resolved: false, comment: nil, answeredAt: Date())
+            for _ in 0..<2 {
+                try await db.withTransaction(logger: TestDatabase.logger) { connection in
+                    try await CasesService.reopenDissatisfied([EventEnvelope(complaintId: closed, orgUnit: "GD-SZ", actor: .service("redress-surveys"), payload: answer)],
+                                                              workflow: workflow, on: connection, logger: TestDatabase.logger)
+                }
+            }
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM complaints WHERE reopened_from = \(closed) AND status = 'reopened'") == 1,
+                    "a second dissatisfied answer does not open a third complaint")
+        }
+    }
+}
