@@ -105,6 +105,8 @@ write_env() {
         echo "export REDRESS_PORT_OFFSET=$offset"
         echo "export REDRESS_ROUTING_RULES=$REPO/deploy/routing/rules.yaml"
         echo "export REDRESS_CLOSURE_TAXONOMY=$REPO/deploy/cases/closure-taxonomy.json"
+        echo "export REDRESS_SLA_POLICY=$REPO/deploy/sla/policy.json"
+        echo "export REDRESS_CALENDARS=$REPO/deploy/calendars"
     } >"$rundir/env"
 }
 

@@ -19,6 +19,8 @@ public enum ClockKind: String, Sendable, Codable, CaseIterable {
     case firstContact = "first_contact"
     /// 答复决定 — decision and reply: 15 calendar days from receipt (2020 regulation), extendable.
     case decision
+    /// 理赔后续问题 — a solution for a post-claim question: 48 h.
+    case postClaim = "post_claim"
 }
 
 public struct ClockPolicy: Sendable {
@@ -35,6 +37,7 @@ public struct ClockPolicy: Sendable {
         case .acknowledge: acknowledge
         case .firstContact: firstContact
         case .decision: decision
+        case .postClaim: .seconds(48 * 3600)
         }
     }
 

@@ -5,6 +5,7 @@ import Metrics
 import PostgresNIO
 import RedressContracts
 import RedressDomain
+import RedressKafka
 import RedressServiceKit
 import RedressStore
 import ServiceLifecycle
@@ -28,7 +29,9 @@ public enum NotifyService {
                                   handler: EventHandler<CaseAssigned>(tellOwner))
         let alerts = host.consumer(group: consumerGroup + ".unassignable", topics: [EventType.complaintUnassignable.topic],
                                    handler: EventHandler<ComplaintUnassignable>(alertSupervisors))
-        return (host.router(), [acknowledgements, staff, alerts])
+        let deadlines = host.consumer(group: consumerGroup + ".sla", topics: [EventType.slaWarning.topic, EventType.slaBreached.topic],
+                                      handler: SLAAlertHandler())
+        return (host.router(), [acknowledgements, staff, alerts, deadlines])
     }
 
     /// The channel a customer is answered on: the one they complained through where it can carry a message, else SMS.
@@ -69,6 +72,23 @@ public enum NotifyService {
             template: "complaint.unassignable.supervisors", on: connection, logger: logger)
     }
 
+    /// A deadline near or missed: the owner and the unit's supervisors hear of it in their inbox.
+    static func alertDeadline(_ events: [(id: UUID, complaintID: UUID, template: String, clock: SLAClockEvent)], on connection: PostgresConnection, logger: Logger) async throws {
+        for template in Set(events.map(\.template)) {
+            let chosen = events.filter { $0.template == template }
+            var complaintIDs: [UUID] = [], eventIDs: [UUID] = [], recipients: [String] = []
+            for event in chosen {
+                for recipient in [event.clock.assignee.map { "staff:" + $0 }, "supervisors:" + event.clock.handlingUnit].compactMap({ $0 }) {
+                    complaintIDs.append(event.complaintID)
+                    eventIDs.append(event.id)
+                    recipients.append(recipient)
+                }
+            }
+            try await record(complaintIDs: complaintIDs, eventIDs: eventIDs, recipients: recipients, channels: recipients.map { _ in "staff_inbox" },
+                             template: template, on: connection, logger: logger)
+        }
+    }
+
     static func record(complaintIDs: [UUID], eventIDs: [UUID], recipients: [String], channels: [String], template: String,
                        on connection: PostgresConnection, logger: Logger) async throws {
         guard !eventIDs.isEmpty else { return }
@@ -86,5 +106,24 @@ public enum NotifyService {
         for (channel, count) in perChannel {
             Counter(label: "redress_notifications_recorded_total", dimensions: [("template", template), ("channel", channel)]).increment(by: count)
         }
+    }
+}
+
+/// `sla.warning` and `sla.breached` in one consumer: both alert the same people.
+struct SLAAlertHandler: BatchHandler {
+    let warnings = EventHandler<SLAWarning> { _, _, _ in }
+    let breaches = EventHandler<SLABreached> { _, _, _ in }
+
+    func decode(_ message: KafkaMessage) -> Result<(id: UUID, complaintID: UUID, template: String, clock: SLAClockEvent), Rejection> {
+        if message.topic == EventType.slaWarning.topic {
+            return warnings.decode(message).map { ($0.id, $0.complaintId, "sla.warning.staff", $0.payload.clock) }
+        }
+        return breaches.decode(message).map { ($0.id, $0.complaintId, "sla.breached.staff", $0.payload.clock) }
+    }
+
+    func eventID(of item: (id: UUID, complaintID: UUID, template: String, clock: SLAClockEvent)) -> UUID? { item.id }
+
+    func handle(_ items: [(id: UUID, complaintID: UUID, template: String, clock: SLAClockEvent)], on connection: PostgresConnection, logger: Logger) async throws {
+        try await NotifyService.alertDeadline(items, on: connection, logger: logger)
     }
 }

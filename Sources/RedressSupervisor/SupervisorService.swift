@@ -5,57 +5,258 @@ import Metrics
 import PostgresNIO
 import RedressContracts
 import RedressDomain
+import RedressKafka
 import RedressServiceKit
 import RedressStore
 import ServiceLifecycle
 
-/// `redress-supervisor`: starts every complaint's SLA clocks and fires `sla.warning` / `sla.breached`
-/// when they come due. One instance scans at a time (a PostgreSQL advisory lock); firing is marked
-/// on the clock row in the same transaction as the event, so each fires once whoever scans.
+/// `redress-supervisor`: keeps every complaint's SLA clocks and fires `sla.warning` / `sla.breached`
+/// when they come due. Clocks are rebuilt from the complaint and its case history whenever either
+/// changes, so pauses, extensions and stops replay to the same deadlines. One instance scans at a
+/// time (a PostgreSQL advisory lock); firing is marked on the clock row in the same transaction as
+/// the event, so each fires once whoever scans.
 public enum SupervisorService {
     public static let name = "redress-supervisor"
     public static let defaultPort = 8086
     public static let consumerGroup = "redress-supervisor"
     static let actor = Actor.service(name)
-    static let policy = ClockPolicy()
+
+    /// Every event after which a complaint's clocks may read differently.
+    public static let topics = [
+        EventType.complaintRegistered, .complaintAssigned, .caseAssigned, .caseUpdated, .caseExtended, .caseEscalated,
+        .caseTransferred, .caseReopened, .caseClosed,
+    ].map(\.topic)
 
     public static func main() async throws {
-        try await ServiceHost.serve(service: name, defaultPort: defaultPort) { build(host: $0) }
-    }
-
-    public static func build(host: ServiceHost, scanInterval: Duration = .seconds(1)) -> (Router<RedressRequestContext>, [any Service]) {
-        let consumer = host.consumer(group: consumerGroup, topics: [EventType.complaintRegistered.topic], handler: EventHandler<ComplaintRegistered>(startClocks))
-        let scanner = DeadlineScanner(postgres: host.postgres, gate: host.gate, interval: scanInterval, logger: host.logger)
-        return (host.router(), [consumer, scanner])
-    }
-
-    /// Starts the acknowledgement clock (24 h) and the decision clock (15 days from receipt, or the
-    /// regulator's deadline when that is earlier).
-    @Sendable
-    static func startClocks(_ events: [EventEnvelope<ComplaintRegistered>], on connection: PostgresConnection, logger: Logger) async throws {
-        var complaints: [UUID] = [], kinds: [String] = [], started: [Date] = [], warn: [Date] = [], due: [Date] = []
-        for event in events {
-            let received = event.payload.receivedAt
-            for kind in [ClockKind.acknowledge, .decision] {
-                var (warnAt, dueAt) = policy.schedule(kind, from: received)
-                if kind == .decision, let deadline = event.payload.regulatorDeadline, deadline < dueAt {
-                    dueAt = deadline
-                    warnAt = received.addingTimeInterval(deadline.timeIntervalSince(received) * policy.warnShare)
-                }
-                complaints.append(event.complaintId)
-                kinds.append(kind.rawValue)
-                started.append(received)
-                warn.append(warnAt)
-                due.append(dueAt)
+        let env = ProcessInfo.processInfo.environment
+        let policy = env["REDRESS_SLA_POLICY"] ?? "deploy/sla/policy.json"
+        let calendars = env["REDRESS_CALENDARS"] ?? "deploy/calendars"
+        try await ServiceHost.serve(service: name, defaultPort: defaultPort) { host in
+            do {
+                return build(host: host, book: try ClockBook.load(policyFile: policy, calendarDirectory: calendars))
+            } catch {
+                // Refuse to start on a policy or calendar that does not validate: every problem is in the message.
+                host.logger.critical("\(error)")
+                exit(2)
             }
         }
-        try await connection.query("""
-            INSERT INTO sla_clocks (complaint_id, kind, started_at, warn_at, due_at)
-            SELECT * FROM unnest(\(complaints)::uuid[], \(kinds)::text[], \(started)::timestamptz[], \(warn)::timestamptz[], \(due)::timestamptz[])
-            ON CONFLICT (complaint_id, kind) DO NOTHING
+    }
+
+    public static func build(host: ServiceHost, book: ClockBook, scanInterval: Duration = .seconds(1), gaugeInterval: Duration = .seconds(15))
+        -> (Router<RedressRequestContext>, [any Service]) {
+        let consumer = host.consumer(group: consumerGroup, topics: topics, handler: ClockHandler(book: book))
+        let scanner = DeadlineScanner(postgres: host.postgres, gate: host.gate, interval: scanInterval, logger: host.logger)
+        let gauges = ClockGauges(postgres: host.postgres, gate: host.gate, interval: gaugeInterval, logger: host.logger)
+        return (host.router(), [consumer, scanner, gauges])
+    }
+}
+
+/// The deployment's SLA policy and its regions' working calendars.
+public struct ClockBook: Sendable {
+    public var policy: SLAPolicy
+    public var calendars: [String: WorkingCalendar]
+
+    public init(policy: SLAPolicy, calendars: [String: WorkingCalendar]) {
+        self.policy = policy
+        self.calendars = calendars
+    }
+
+    public struct Invalid: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Reads the policy file and every calendar file (`<REGION>-<YEAR>.json`) of the directory;
+    /// a region's years are joined into one calendar.
+    public static func load(policyFile: String, calendarDirectory: String) throws -> ClockBook {
+        guard let data = FileManager.default.contents(atPath: policyFile) else {
+            throw Invalid(description: "SLA policy \(policyFile) cannot be read: set REDRESS_SLA_POLICY to the JSON file (deploy/sla/policy.json)")
+        }
+        let policy: SLAPolicy
+        do {
+            policy = try JSONDecoder().decode(SLAPolicy.self, from: data)
+        } catch {
+            throw Invalid(description: "SLA policy \(policyFile) is not valid: \(EventCoding.describe(error))")
+        }
+        let problems = policy.problems()
+        guard problems.isEmpty else { throw Invalid(description: "SLA policy \(policyFile): " + problems.joined(separator: "; ")) }
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: calendarDirectory)) ?? []).filter { $0.hasSuffix(".json") }.sorted()
+        guard !files.isEmpty else {
+            throw Invalid(description: "no calendars in \(calendarDirectory): set REDRESS_CALENDARS to the directory of <REGION>-<YEAR>.json files")
+        }
+        var byRegion: [String: [WorkingCalendar]] = [:]
+        for file in files {
+            let path = calendarDirectory + "/" + file
+            do {
+                let calendar = try JSONDecoder().decode(CalendarFile.self, from: Data(contentsOf: URL(fileURLWithPath: path))).calendar()
+                byRegion[calendar.region, default: []].append(calendar)
+            } catch {
+                throw Invalid(description: "calendar \(path) is not valid: \(error)")
+            }
+        }
+        var calendars: [String: WorkingCalendar] = [:]
+        for (region, years) in byRegion {
+            // The latest year's hours and weekend; every year's holidays and make-up days.
+            let last = years.last!
+            calendars[region] = WorkingCalendar(region: region, timeZone: last.timeZone, workingHours: last.workingHours, weekend: last.weekend,
+                                                holidays: years.reduce(into: Set()) { $0.formUnion($1.holidays) },
+                                                makeUpWorkingDays: years.reduce(into: Set()) { $0.formUnion($1.makeUpWorkingDays) })
+        }
+        return ClockBook(policy: policy, calendars: calendars)
+    }
+
+    /// The region's calendar; a region without one falls back to CN's, which every deployment ships.
+    public func calendar(for region: String) -> WorkingCalendar {
+        calendars[region] ?? calendars["CN"] ?? calendars.values.first!
+    }
+}
+
+/// Reads any event that may change a complaint's clocks and rebuilds them. Only the envelope is
+/// decoded: the clocks come from the system of record, not from the event.
+public struct ClockHandler: BatchHandler {
+    public let book: ClockBook
+
+    public init(book: ClockBook) { self.book = book }
+
+    public func decode(_ message: KafkaMessage) -> Result<EventHeader, Rejection> {
+        do {
+            return .success(try EventCoding.decoder().decode(EventHeader.self, from: Data(message.value)))
+        } catch {
+            return .failure(Rejection(index: 0, reason: "not a Redress event envelope: \(EventCoding.describe(error))"))
+        }
+    }
+
+    public func eventID(of item: EventHeader) -> UUID? { item.id }
+
+    public func handle(_ items: [EventHeader], on connection: PostgresConnection, logger: Logger) async throws {
+        try await ClockKeeper(book: book).rebuild(Array(Set(items.map(\.complaintId))), on: connection, logger: logger)
+    }
+}
+
+/// Rebuilds complaints' clocks from their rows and case histories, and stores them.
+public struct ClockKeeper: Sendable {
+    public let book: ClockBook
+
+    public init(book: ClockBook) { self.book = book }
+
+    /// Arrays cannot carry NULL through the bindings: the epoch stands for "not set".
+    static let none = Date(timeIntervalSince1970: 0)
+
+    public func rebuild(_ ids: [UUID], on connection: PostgresConnection, logger: Logger) async throws {
+        guard !ids.isEmpty else { return }
+        var subjects: [UUID: (ClockSubject, String)] = [:]
+        let rows = try await connection.query("""
+            SELECT c.id, c.received_at, COALESCE(c.priority, 'normal'), c.claim_stage, c.regulator_deadline, u.region
+            FROM complaints c JOIN org_units u ON u.code = COALESCE(c.handling_unit, c.branch)
+            WHERE c.id = ANY(\(ids)::uuid[])
             """, logger: logger)
-        for kind in [ClockKind.acknowledge, .decision] {
-            Counter(label: "redress_sla_clocks_started_total", dimensions: [("kind", kind.rawValue)]).increment(by: events.count)
+        for try await (id, received, priority, stage, deadline, region) in rows.decode((UUID, Date, String, String?, Date?, String).self) {
+            subjects[id] = (ClockSubject(receivedAt: received, priority: Priority(rawValue: priority) ?? .normal,
+                                         postClaim: stage == "post_claim", regulatorDeadline: deadline), region)
+        }
+        var histories: [UUID: [ClockHistoryEntry]] = [:]
+        let events = try await connection.query("""
+            SELECT complaint_id, at, action, from_status, to_status, (payload->>'decisionDays')::int
+            FROM case_events WHERE complaint_id = ANY(\(ids)::uuid[]) ORDER BY id
+            """, logger: logger)
+        for try await (id, at, action, from, to, days) in events.decode((UUID, Date, String, String?, String, Int?).self) {
+            guard let action = CaseAction(rawValue: action), let to = CaseStatus(rawValue: to) else { continue }
+            histories[id, default: []].append(ClockHistoryEntry(at: at, action: action, fromStatus: from.flatMap(CaseStatus.init(rawValue:)),
+                                                                toStatus: to, decisionDays: days))
+        }
+        var complaintIDs: [UUID] = [], kinds: [String] = [], started: [Date] = [], warn: [Date] = [], due: [Date] = []
+        var paused: [Date?] = [], stopped: [Date?] = []
+        for (id, (subject, region)) in subjects {
+            for clock in ClockReplay.clocks(policy: book.policy, subject: subject, history: histories[id] ?? [], calendar: book.calendar(for: region)) {
+                complaintIDs.append(id)
+                kinds.append(clock.kind.rawValue)
+                started.append(clock.startedAt)
+                warn.append(clock.warnAt)
+                due.append(clock.dueAt)
+                paused.append(clock.pausedAt)
+                stopped.append(clock.stoppedAt)
+            }
+        }
+        // Warnings and breaches already fired stay fired: each fires once per clock. A stopped clock stays stopped.
+        try await connection.query("""
+            INSERT INTO sla_clocks (complaint_id, kind, started_at, warn_at, due_at, paused_at, stopped_at)
+            SELECT id, kind, started, warn, due, NULLIF(paused, 'epoch'), NULLIF(stopped, 'epoch')
+            FROM unnest(\(complaintIDs)::uuid[], \(kinds)::text[], \(started)::timestamptz[], \(warn)::timestamptz[], \(due)::timestamptz[],
+                        \(paused.map { $0 ?? Self.none })::timestamptz[], \(stopped.map { $0 ?? Self.none })::timestamptz[])
+                AS t(id, kind, started, warn, due, paused, stopped)
+            ON CONFLICT (complaint_id, kind) DO UPDATE SET
+                started_at = EXCLUDED.started_at, warn_at = EXCLUDED.warn_at, due_at = EXCLUDED.due_at, paused_at = EXCLUDED.paused_at,
+                stopped_at = COALESCE(sla_clocks.stopped_at, EXCLUDED.stopped_at)
+            WHERE (sla_clocks.warn_at, sla_clocks.due_at, sla_clocks.paused_at, sla_clocks.stopped_at)
+                IS DISTINCT FROM (EXCLUDED.warn_at, EXCLUDED.due_at, EXCLUDED.paused_at, COALESCE(sla_clocks.stopped_at, EXCLUDED.stopped_at))
+            """, logger: logger)
+    }
+
+    /// 日历变更: recomputes every open clock (after a calendar or policy change), in slices.
+    /// Returns how many complaints were rebuilt.
+    public func rebuildOpen(on postgres: PostgresClient, logger: Logger, slice: Int = 2000) async throws -> Int {
+        var after = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+        var total = 0
+        while true {
+            var ids: [UUID] = []
+            for try await id in try await postgres.query("""
+                SELECT DISTINCT complaint_id FROM sla_clocks WHERE stopped_at IS NULL AND breached_at IS NULL AND complaint_id > \(after)
+                ORDER BY complaint_id LIMIT \(slice)
+                """, logger: logger).decode(UUID.self) { ids.append(id) }
+            guard let last = ids.last else { return total }
+            try await postgres.withTransaction(logger: logger) { try await rebuild(ids, on: $0, logger: logger) }
+            total += ids.count
+            after = last
+        }
+    }
+}
+
+/// Open clocks by kind and unit (running, paused, at risk), breached clocks and the breach rate,
+/// counted from the clocks table on an interval.
+final class ClockGauges: Service, Sendable {
+    let postgres: PostgresClient
+    let gate: StartupGate
+    let interval: Duration
+    let logger: Logger
+
+    init(postgres: PostgresClient, gate: StartupGate, interval: Duration, logger: Logger) {
+        self.postgres = postgres
+        self.gate = gate
+        self.interval = interval
+        self.logger = logger
+    }
+
+    func run() async throws {
+        await gate.wait()
+        var seen: Set<[String]> = []
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                var now: [[String]: (open: Int, paused: Int, atRisk: Int, breached: Int, total: Int)] = [:]
+                let rows = try await postgres.query("""
+                    SELECT s.kind, COALESCE(c.handling_unit, c.branch),
+                        count(*) FILTER (WHERE s.stopped_at IS NULL AND s.breached_at IS NULL),
+                        count(*) FILTER (WHERE s.stopped_at IS NULL AND s.breached_at IS NULL AND s.paused_at IS NOT NULL),
+                        count(*) FILTER (WHERE s.stopped_at IS NULL AND s.breached_at IS NULL AND s.warned_at IS NOT NULL),
+                        count(*) FILTER (WHERE s.breached_at IS NOT NULL),
+                        count(*)
+                    FROM sla_clocks s JOIN complaints c ON c.id = s.complaint_id GROUP BY 1, 2
+                    """, logger: logger)
+                for try await (kind, unit, open, paused, atRisk, breached, total) in rows.decode((String, String, Int, Int, Int, Int, Int).self) {
+                    now[[kind, unit]] = (open, paused, atRisk, breached, total)
+                }
+                for key in seen.union(now.keys) {
+                    let value = now[key] ?? (0, 0, 0, 0, 0)
+                    let dimensions = [("kind", key[0]), ("unit", key[1])]
+                    Gauge(label: "redress_sla_clocks_open", dimensions: dimensions).record(value.open)
+                    Gauge(label: "redress_sla_clocks_paused", dimensions: dimensions).record(value.paused)
+                    Gauge(label: "redress_sla_clocks_at_risk", dimensions: dimensions).record(value.atRisk)
+                    Gauge(label: "redress_sla_clocks_breached", dimensions: dimensions).record(value.breached)
+                    Gauge(label: "redress_sla_breach_ratio", dimensions: dimensions).record(value.total == 0 ? 0 : Double(value.breached) / Double(value.total))
+                }
+                seen.formUnion(now.keys)
+            } catch {
+                logger.warning("SLA gauges not refreshed", metadata: ["error": "\(String(reflecting: error))"])
+            }
+            try? await Task.sleep(for: interval)
         }
     }
 }
@@ -141,7 +342,9 @@ public final class DeadlineScanner: Service, Sendable {
                         Counter(label: "redress_sla_warnings_total", dimensions: [("kind", kind)]).increment()
                     } else {
                         entries.append(try OutboxEntry(EventEnvelope(occurredAt: now, complaintId: id, orgUnit: unit, actor: SupervisorService.actor, payload: SLABreached(clock: clock)), encoder: encoder))
-                        Counter(label: "redress_sla_breaches_total", dimensions: [("kind", kind)]).increment()
+                        Counter(label: "redress_sla_breaches_total", dimensions: [("kind", kind), ("unit", unit)]).increment()
+                        // How long the clock ran before it was missed.
+                        Recorder(label: "redress_sla_time_to_breach_seconds", dimensions: [("kind", kind)]).record(dueAt.timeIntervalSince(started))
                     }
                 }
                 try await Outbox.append(entries, on: tx, logger: logger)

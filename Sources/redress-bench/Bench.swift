@@ -34,6 +34,12 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Instead of complaints: fill the database with this many open SLA clocks and time the supervisor's scan for each next second's due clocks.")
     var slaClocks: Int?
 
+    @Option(help: "Instead of complaints: fill the database with this many complaints (one in 499 open) and time the staff queues of the case service at --cases.")
+    var queueComplaints: Int?
+
+    @Option(help: "The case service's base URL (queue benchmark).")
+    var cases = "http://127.0.0.1:8082"
+
     @Option(help: "Stage mode: once every complaint is registered, create this file and wait for routing to be started (scripts/bench --stages).")
     var signalFile: String?
 
@@ -45,6 +51,14 @@ struct Bench: AsyncParsableCommand {
         logger.logLevel = .warning
         if let slaClocks {
             try await SLAScanBench(clocks: slaClocks, logger: logger).run()
+            return
+        }
+        if let queueComplaints {
+            guard let secret = ProcessInfo.processInfo.environment["REDRESS_JWT_SECRET"] else {
+                throw ValidationError("REDRESS_JWT_SECRET must be set to the stack's (source run/<stack>/env)")
+            }
+            try await QueueBench(complaints: queueComplaints, cases: cases, concurrency: min(concurrency, 8),
+                                 tokens: TokenAuthority(secret: secret), logger: logger).run()
             return
         }
         let env = ProcessInfo.processInfo.environment
@@ -348,5 +362,109 @@ struct SLAScanBench {
             if let date { return date }
         }
         return Date()
+    }
+}
+
+/// The staff queue's promise: an agent's queue of 50 answers in under 50 ms p99 with a million
+/// complaints in the database. Fills it (most of them closed, one in 499 open, spread over every
+/// agent), then asks the case service for agents' queues and supervisors' unit queues over HTTP.
+struct QueueBench {
+    let complaints: Int
+    let cases: String
+    let concurrency: Int
+    let tokens: TokenAuthority
+    let logger: Logger
+
+    func run() async throws {
+        let postgres = PostgresClient(configuration: try ServiceConfiguration.PostgresSettings.fromEnvironment().clientConfiguration(), backgroundLogger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await postgres.run() }
+            defer { group.cancelAll() }
+            var existing = 0
+            for try await n in try await postgres.query("SELECT count(*)::bigint FROM complaints", logger: logger).decode(Int64.self) { existing = Int(n) }
+            if existing < complaints {
+                let started = ContinuousClock.now
+                var done = existing
+                while done < complaints {
+                    let slice = min(100_000, complaints - done)
+                    try await postgres.query("""
+                        WITH a AS (SELECT array_agg(id ORDER BY id) AS ids, array_agg(org_unit ORDER BY id) AS units, count(*) AS n FROM staff WHERE role = 'agent')
+                        INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name, customer_phone,
+                            customer_key, subject, content, policy_number, category, priority, handling_unit, assignee, status)
+                        SELECT gen_random_uuid(), 'BENCH-' || i, 'online', 'BENCH-' || i, now() - interval '20 days',
+                               now() + make_interval(mins => (i % 1440)::int), a.units[1 + i % a.n], '张三', '13812345678', 'k', '理赔太慢', '理赔拖了两个月',
+                               'POL-' || i, 'claims', CASE WHEN i % 7 = 0 THEN 'high' ELSE 'normal' END, a.units[1 + i % a.n], a.ids[1 + i % a.n],
+                               CASE WHEN i % 499 = 0 THEN 'investigating' ELSE 'closed' END
+                        FROM generate_series(\(done + 1), \(done + slice)) AS i, a
+                        """, logger: logger)
+                    done += slice
+                }
+                try await postgres.query("ANALYZE complaints", logger: logger)
+                print(String(format: "bench: queue: %d complaints made in %.1f s", complaints - existing, (ContinuousClock.now - started).seconds))
+            }
+            var agents: [(String, String)] = [], supervisors: [(String, String)] = []
+            for try await (id, unit, role) in try await postgres.query("SELECT id, org_unit, role FROM staff WHERE role IN ('agent', 'supervisor')", logger: logger)
+                .decode((String, String, String).self) {
+                if role == "agent" { agents.append((id, unit)) } else { supervisors.append((id, unit)) }
+            }
+            var total = 0, open = 0
+            for try await (t, o) in try await postgres.query("SELECT count(*)::bigint, count(*) FILTER (WHERE status <> 'closed')::bigint FROM complaints", logger: logger)
+                .decode((Int64, Int64).self) { (total, open) = (Int(t), Int(o)) }
+            print("bench: queue: \(total) complaints in the database, \(open) open, \(agents.count) agents")
+            let agentTokens = agents.map { tokens.mint(subject: $0.0, role: .agent, unit: $0.1) }
+            let supervisorTokens = supervisors.map { tokens.mint(subject: $0.0, role: .supervisor, unit: $0.1) }
+            // One staff member at a time (the latency a person sees), then the service under load.
+            for connections in [1, concurrency] {
+                try await measure("GET /v1/cases/mine?limit=50 (agents)", path: "/v1/cases/mine?limit=50", tokens: agentTokens,
+                                  requests: 2000, connections: connections, expectFull: true)
+                try await measure("GET /v1/cases?limit=50 (supervisors' unit queues)", path: "/v1/cases?limit=50", tokens: supervisorTokens,
+                                  requests: 1000, connections: connections, expectFull: false)
+            }
+        }
+    }
+
+    /// Warms up, then times `requests` requests over `concurrency` connections, each with a token picked in turn.
+    func measure(_ name: String, path: String, tokens: [String], requests: Int, connections: Int, expectFull: Bool) async throws {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        let url = cases + path
+        @Sendable func get(_ token: String) async throws -> (Double, Int) {
+            var request = HTTPClientRequest(url: url)
+            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+            let started = ContinuousClock.now
+            let response = try await client.execute(request, timeout: .seconds(30))
+            let body = try await response.body.collect(upTo: 4 << 20)
+            let elapsed = (ContinuousClock.now - started).seconds * 1000
+            guard response.status == .ok else { throw ValidationError("\(path) answered \(response.status.code)") }
+            let items = ((try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any])?["items"] as? [Any]
+            return (elapsed, items?.count ?? -1)
+        }
+        do {
+            for token in tokens { _ = try await get(token) }
+            let next = Counter()
+            let started = ContinuousClock.now
+            let results = try await withThrowingTaskGroup(of: [(Double, Int)].self) { group in
+                for _ in 0..<connections {
+                    group.addTask {
+                        var mine: [(Double, Int)] = []
+                        while let i = next.take(below: requests) { mine.append(try await get(tokens[i % tokens.count])) }
+                        return mine
+                    }
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            let seconds = (ContinuousClock.now - started).seconds
+            let latencies = results.map(\.0).sorted()
+            let short = results.filter { $0.1 != 50 }.count
+            func at(_ q: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * q))] }
+            print(String(format: "bench: queue: %@: %d requests, %d connections, %.0f/s; latency p50=%.1fms p99=%.1fms max=%.1fms; pages short of 50: %d",
+                         name, requests, connections, Double(requests) / seconds, at(0.5), at(0.99), latencies.last ?? 0, short))
+            if expectFull && short > 0 { throw ValidationError("\(short) queue pages had fewer than 50 cases: the fill did not give every agent 50 open cases") }
+        } catch {
+            try await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
     }
 }

@@ -50,21 +50,38 @@ import Testing
             return process
         }
 
-        func start(database: String) async throws {
+        /// The deployment files every service reads, from this checkout.
+        static let files = [
+            "REDRESS_ROUTING_RULES": TestDatabase.repo.appendingPathComponent("deploy/routing/rules.yaml").path,
+            "REDRESS_CLOSURE_TAXONOMY": TestDatabase.repo.appendingPathComponent("deploy/cases/closure-taxonomy.json").path,
+            "REDRESS_SLA_POLICY": TestDatabase.repo.appendingPathComponent("deploy/sla/policy.json").path,
+            "REDRESS_CALENDARS": TestDatabase.repo.appendingPathComponent("deploy/calendars").path,
+        ]
+
+        /// The environment of a service process of this stack.
+        func environment(service: String, database: String, port: Int) -> [String: String] {
+            let env = ProcessInfo.processInfo.environment
+            return [
+                "REDRESS_PG_HOST": env["REDRESS_PG_HOST"] ?? "127.0.0.1", "REDRESS_PG_PORT": env["REDRESS_PG_PORT"] ?? "5432",
+                "REDRESS_PG_USER": env["REDRESS_PG_USER"] ?? "redress", "REDRESS_PG_DATABASE": database, "REDRESS_PG_POOL_SIZE": "4",
+                "REDRESS_KAFKA_BOOTSTRAP_FILE": directory.appendingPathComponent("kafka.bootstrap").path, "REDRESS_KAFKA_SESSION_TIMEOUT_MS": "6000",
+                "REDRESS_JWT_SECRET": secret, "REDRESS_PII_KEY": secret + "-pii", "REDRESS_HTTP_PORT": "\(port)",
+                "REDRESS_LOG_LEVEL": "info", "REDRESS_INSTANCE": "\(service)-\(port)",
+            ].merging(Self.files) { $1 }
+        }
+
+        func startBroker() async throws {
             let bootstrapFile = directory.appendingPathComponent("kafka.bootstrap").path
             _ = try launch("redress-devbroker", arguments: ["--bootstrap-file", bootstrapFile], log: "devbroker.log")
             try await eventually("the development broker writes its address") { FileManager.default.fileExists(atPath: bootstrapFile) }
             bootstrap = try String(contentsOfFile: bootstrapFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-            let env = ProcessInfo.processInfo.environment
+        }
+
+        func start(database: String) async throws {
+            try await startBroker()
             for service in EndToEndTests.services {
-                _ = try launch("redress-\(service.name)", environment: [
-                    "REDRESS_PG_HOST": env["REDRESS_PG_HOST"] ?? "127.0.0.1", "REDRESS_PG_PORT": env["REDRESS_PG_PORT"] ?? "5432",
-                    "REDRESS_PG_USER": env["REDRESS_PG_USER"] ?? "redress", "REDRESS_PG_DATABASE": database, "REDRESS_PG_POOL_SIZE": "4",
-                    "REDRESS_KAFKA_BOOTSTRAP_FILE": bootstrapFile, "REDRESS_KAFKA_SESSION_TIMEOUT_MS": "6000",
-                    "REDRESS_JWT_SECRET": secret, "REDRESS_PII_KEY": secret + "-pii", "REDRESS_HTTP_PORT": "\(port(service.name))",
-                    "REDRESS_LOG_LEVEL": "info", "REDRESS_INSTANCE": "\(service.name)-e2e",
-                    "REDRESS_ROUTING_RULES": TestDatabase.repo.appendingPathComponent("deploy/routing/rules.yaml").path,
-                ], log: "\(service.name).log")
+                _ = try launch("redress-\(service.name)", environment: environment(service: service.name, database: database, port: port(service.name)),
+                               log: "\(service.name).log")
             }
         }
 
@@ -199,9 +216,22 @@ import Testing
                 let clocks = try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks")
                 let acknowledgements = try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE template = 'complaint.registered.acknowledgement'")
                 let owners = try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE template = 'case.assigned.owner'")
-                return clocks == 2 && acknowledgements == 1 && owners == 1
+                return clocks == 3 && acknowledgements == 1 && owners == 1
             }
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM case_events WHERE action = 'assign'") == 1)
+
+            // The owner starts the investigation: cases → case.updated → the supervisor stops the first-contact clock.
+            let detail = try await EndToEndTests.call(http, .GET, "\(cases.replacingOccurrences(of: "/v1/complaints", with: "/v1/cases"))/\(id)",
+                                                      token: tokens.mint(subject: "x", role: .supervisor, unit: "HQ")).json
+            let owner = try #require(detail["assignee"] as? String)
+            let unit = try #require(detail["handlingUnit"] as? String)
+            let started = try await EndToEndTests.call(
+                http, .POST, "\(cases.replacingOccurrences(of: "/v1/complaints", with: "/v1/cases"))/\(id)/actions/start_investigation",
+                token: tokens.mint(subject: owner, role: .agent, unit: unit), body: Array(#"{"version":\#(detail["version"] as? Int ?? 0)}"#.utf8))
+            #expect(started.status == 200, "\(started.text)")
+            try await eventually("the first-contact clock stops") {
+                try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE kind = 'first_contact' AND stopped_at IS NOT NULL") == 1
+            }
 
             // Upstream channels publish to the inbound topic: same contract, same result; bad ones are dead-lettered.
             let producer = try KafkaProducer(configuration: .init(client: .init(bootstrapServers: stack.bootstrap, clientID: "e2e")), logger: TestDatabase.logger)

@@ -1,0 +1,176 @@
+import Foundation
+
+/// Whether a clock counts every second or only the region's working time.
+public enum ClockTime: String, Sendable, Codable {
+    case calendar
+    case working
+}
+
+/// One clock of the deployment's policy (`deploy/sla/policy.json`).
+public struct ClockRule: Sendable, Codable, Equatable {
+    public var kind: ClockKind
+    /// Length in hours of `time` (calendar hours, or working hours of the region's calendar).
+    public var hours: Double
+    public var time: ClockTime
+    /// Urgent complaints get `urgentFactor` of the length.
+    public var urgentShortens: Bool
+    /// Time in `awaiting_customer` (and excluded by the regulation, such as an external appraisal) does not count.
+    public var pauses: Bool
+    /// Actions that meet the clock: the first of them stops it. Closing stops every clock.
+    public var stopsOn: [CaseAction]
+    /// Which complaints get the clock: all, or only those with a claim stage of post-claim.
+    public var appliesTo: Scope
+
+    public enum Scope: String, Sendable, Codable {
+        case all
+        case postClaim = "post_claim"
+    }
+
+    public init(kind: ClockKind, hours: Double, time: ClockTime, urgentShortens: Bool, pauses: Bool, stopsOn: [CaseAction], appliesTo: Scope = .all) {
+        self.kind = kind
+        self.hours = hours
+        self.time = time
+        self.urgentShortens = urgentShortens
+        self.pauses = pauses
+        self.stopsOn = stopsOn
+        self.appliesTo = appliesTo
+    }
+}
+
+/// The per-deployment SLA policy: which clocks run, how long, in which time, and when to warn.
+public struct SLAPolicy: Sendable, Codable, Equatable {
+    /// Warn at this share of a clock's length (default 0.8).
+    public var warnShare: Double
+    /// Urgent complaints' clocks that shorten run for this share of their length.
+    public var urgentFactor: Double
+    public var clocks: [ClockRule]
+
+    public init(warnShare: Double, urgentFactor: Double, clocks: [ClockRule]) {
+        self.warnShare = warnShare
+        self.urgentFactor = urgentFactor
+        self.clocks = clocks
+    }
+
+    /// Every problem with the policy at once; empty when usable.
+    public func problems() -> [String] {
+        var problems: [String] = []
+        if !(warnShare > 0 && warnShare < 1) { problems.append("warnShare must be between 0 and 1 (exclusive), not \(warnShare)") }
+        if !(urgentFactor > 0 && urgentFactor <= 1) { problems.append("urgentFactor must be above 0 and at most 1, not \(urgentFactor)") }
+        let kinds = clocks.map(\.kind)
+        for kind in Set(kinds) where kinds.filter({ $0 == kind }).count > 1 { problems.append("clock \(kind.rawValue) is listed twice") }
+        for rule in clocks where !(rule.hours > 0) { problems.append("clock \(rule.kind.rawValue) needs hours above 0") }
+        if !kinds.contains(.decision) { problems.append("the decision clock (15 days, regulation) must be in the policy") }
+        return problems
+    }
+
+    public static let standard = SLAPolicy(warnShare: 0.8, urgentFactor: 0.5, clocks: [
+        ClockRule(kind: .acknowledge, hours: 24, time: .calendar, urgentShortens: false, pauses: false, stopsOn: []),
+        ClockRule(kind: .firstContact, hours: 24, time: .calendar, urgentShortens: true, pauses: false, stopsOn: [.startInvestigation, .recordContact]),
+        ClockRule(kind: .postClaim, hours: 48, time: .calendar, urgentShortens: true, pauses: true, stopsOn: [.proposeResolution], appliesTo: .postClaim),
+        ClockRule(kind: .decision, hours: 360, time: .calendar, urgentShortens: false, pauses: true, stopsOn: [.close]),
+    ])
+}
+
+/// What a clock needs to know about its complaint.
+public struct ClockSubject: Sendable, Equatable {
+    public var receivedAt: Date
+    public var priority: Priority
+    public var postClaim: Bool
+    public var regulatorDeadline: Date?
+    public init(receivedAt: Date, priority: Priority, postClaim: Bool, regulatorDeadline: Date?) {
+        self.receivedAt = receivedAt
+        self.priority = priority
+        self.postClaim = postClaim
+        self.regulatorDeadline = regulatorDeadline
+    }
+}
+
+/// One entry of a case's history, as the clocks read it.
+public struct ClockHistoryEntry: Sendable, Equatable {
+    public var at: Date
+    public var action: CaseAction
+    public var fromStatus: CaseStatus?
+    public var toStatus: CaseStatus
+    /// For `extend`: the new decision deadline in days.
+    public var decisionDays: Int?
+    public init(at: Date, action: CaseAction, fromStatus: CaseStatus?, toStatus: CaseStatus, decisionDays: Int? = nil) {
+        self.at = at
+        self.action = action
+        self.fromStatus = fromStatus
+        self.toStatus = toStatus
+        self.decisionDays = decisionDays
+    }
+}
+
+/// A clock as the history makes it.
+public struct ClockState: Sendable, Equatable {
+    public var kind: ClockKind
+    public var startedAt: Date
+    public var warnAt: Date
+    public var dueAt: Date
+    public var pausedAt: Date?
+    public var stoppedAt: Date?
+}
+
+/// Rebuilds a complaint's clocks from its history alone, so replaying the history gives the same
+/// deadlines: pauses in `awaiting_customer` push a pausing clock's deadline out by the paused time
+/// (working time for working-time clocks), extensions lengthen the decision clock, and the first
+/// stopping action (or closure) stops it.
+public enum ClockReplay {
+    public static func clocks(policy: SLAPolicy, subject: ClockSubject, history: [ClockHistoryEntry], calendar: WorkingCalendar) -> [ClockState] {
+        policy.clocks.compactMap { rule in
+            if rule.appliesTo == .postClaim && !subject.postClaim { return nil }
+            return clock(rule, policy: policy, subject: subject, history: history, calendar: calendar)
+        }
+    }
+
+    static func clock(_ rule: ClockRule, policy: SLAPolicy, subject: ClockSubject, history: [ClockHistoryEntry], calendar: WorkingCalendar) -> ClockState {
+        let start = subject.receivedAt
+        var length = rule.hours * 3600
+        if rule.kind == .decision, let days = history.compactMap(\.decisionDays).last { length = Double(days) * 86_400 }
+        if rule.urgentShortens && subject.priority == .urgent { length *= policy.urgentFactor }
+        // Running segments: from the start, cut by pauses, until the clock stops.
+        var segments: [(from: Date, to: Date?)] = [(start, nil)]
+        var pausedAt: Date?
+        var stoppedAt: Date?
+        for entry in history.sorted(by: { $0.at < $1.at }) where entry.at >= start {
+            if entry.action == .close || rule.stopsOn.contains(entry.action) {
+                stoppedAt = entry.at
+                break
+            }
+            guard rule.pauses else { continue }
+            if entry.toStatus == .awaitingCustomer, entry.fromStatus != .awaitingCustomer, pausedAt == nil {
+                pausedAt = entry.at
+                segments[segments.count - 1].to = entry.at
+            } else if entry.fromStatus == .awaitingCustomer, entry.toStatus != .awaitingCustomer, pausedAt != nil {
+                pausedAt = nil
+                segments.append((entry.at, nil))
+            }
+        }
+        func instant(after share: Double) -> Date {
+            var remaining = length * share
+            for (index, segment) in segments.enumerated() {
+                let last = index == segments.count - 1
+                switch rule.time {
+                case .calendar:
+                    let available = segment.to.map { $0.timeIntervalSince(segment.from) } ?? .infinity
+                    if remaining <= available || last { return segment.from.addingTimeInterval(remaining) }
+                    remaining -= available
+                case .working:
+                    let available = segment.to.map { Double(calendar.workingSeconds(from: segment.from, to: $0)) } ?? .infinity
+                    if remaining <= available || last { return calendar.adding(workingSeconds: Int(remaining.rounded()), to: segment.from) }
+                    remaining -= available
+                }
+            }
+            return start
+        }
+        var warnAt = instant(after: policy.warnShare)
+        var dueAt = instant(after: 1)
+        // A regulator transfer's deadline counts when it is earlier (只取其早).
+        if rule.kind == .decision, let deadline = subject.regulatorDeadline, deadline < dueAt {
+            dueAt = deadline
+            warnAt = min(warnAt, start.addingTimeInterval(deadline.timeIntervalSince(start) * policy.warnShare))
+        }
+        return ClockState(kind: rule.kind, startedAt: start, warnAt: warnAt, dueAt: dueAt, pausedAt: stoppedAt == nil ? pausedAt : nil, stoppedAt: stoppedAt)
+    }
+}

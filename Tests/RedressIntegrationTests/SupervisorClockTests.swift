@@ -1,0 +1,145 @@
+import Foundation
+import PostgresNIO
+@testable import RedressCases
+@testable import RedressContracts
+import RedressDomain
+import RedressKafka
+@testable import RedressNotify
+@testable import RedressRouting
+@testable import RedressServiceKit
+@testable import RedressSupervisor
+import Testing
+
+/// Clocks kept from the system of record: rebuilt from the case history on every change, fired
+/// once, and a breach escalating the case through the case service to routing.
+@Suite struct SupervisorClockTests {
+    static let book: ClockBook = try! ClockBook.load(policyFile: TestDatabase.repo.appendingPathComponent("deploy/sla/policy.json").path,
+                                                      calendarDirectory: TestDatabase.repo.appendingPathComponent("deploy/calendars").path)
+    static let received = Timestamp.parse("2026-11-02T10:00:00+08:00")!
+    static let day = 86_400.0
+
+    static func history(_ db: PostgresClient, _ id: UUID, _ entries: [(Double, String, String, String, String)]) async throws {
+        for (offset, action, from, to, payload) in entries {
+            try await db.query("""
+                INSERT INTO case_events (complaint_id, event_id, at, actor, action, from_status, to_status, payload)
+                VALUES (\(id), \(UUID()), \(received.addingTimeInterval(offset)), 'GD-SZ-AGE01', \(action), \(from), \(to), \(payload)::jsonb)
+                """, logger: TestDatabase.logger)
+        }
+    }
+
+    static func clock(_ db: PostgresClient, _ id: UUID, _ kind: String) async throws -> (due: Date, paused: Date?, stopped: Date?)? {
+        for try await row in try await db.query("SELECT due_at, paused_at, stopped_at FROM sla_clocks WHERE complaint_id = \(id) AND kind = \(kind)",
+                                                logger: TestDatabase.logger).decode((Date, Date?, Date?).self) {
+            return row
+        }
+        return nil
+    }
+
+    static func rebuild(_ db: PostgresClient, _ ids: [UUID], book: ClockBook = book) async throws {
+        try await db.withTransaction(logger: TestDatabase.logger) { try await ClockKeeper(book: book).rebuild(ids, on: $0, logger: TestDatabase.logger) }
+    }
+
+    @Test func clocksFollowTheCaseHistoryAndReplayToTheSameDeadlines() async throws {
+        try await TestDatabase.withFresh { db, _ in
+            let id = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", number: "GD-SZ-20261102-000001")
+            try await db.query("UPDATE complaints SET received_at = \(Self.received) WHERE id = \(id)", logger: TestDatabase.logger)
+            try await Self.rebuild(db, [id])
+            #expect(try await Self.clock(db, id, "decision")?.due == Self.received.addingTimeInterval(15 * Self.day))
+            #expect(try await Self.clock(db, id, "first_contact")?.due == Self.received.addingTimeInterval(Self.day))
+            #expect(try await Self.clock(db, id, "post_claim") == nil)
+            try await Self.history(db, id, [
+                (3600, "start_investigation", "assigned", "investigating", "{}"),
+                (2 * Self.day, "await_customer", "investigating", "awaiting_customer", "{}"),
+            ])
+            try await Self.rebuild(db, [id])
+            #expect(try await Self.clock(db, id, "decision")?.paused == Self.received.addingTimeInterval(2 * Self.day))
+            #expect(try await Self.clock(db, id, "first_contact")?.stopped == Self.received.addingTimeInterval(3600))
+            try await Self.history(db, id, [
+                (4 * Self.day, "customer_responded", "awaiting_customer", "investigating", "{}"),
+                (6 * Self.day, "extend", "investigating", "investigating", #"{"decisionDays":"30"}"#),
+            ])
+            try await Self.rebuild(db, [id])
+            let decision = try #require(try await Self.clock(db, id, "decision"))
+            #expect(decision.due == Self.received.addingTimeInterval(32 * Self.day), "30 days plus the 2 awaiting the customer")
+            #expect(decision.paused == nil)
+            // Replaying changes nothing.
+            try await Self.rebuild(db, [id])
+            #expect(try await Self.clock(db, id, "decision")?.due == decision.due)
+            try await Self.history(db, id, [(9 * Self.day, "close", "resolved", "closed", "{}")])
+            try await Self.rebuild(db, [id])
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE complaint_id = \(id) AND stopped_at IS NULL") == 0)
+        }
+    }
+
+    @Test func aBreachFiresOnceAlertsAndEscalatesTheCaseToRouting() async throws {
+        try await TestDatabase.withFresh { db, _ in
+            let id = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261102-000002")
+            try await db.query("UPDATE complaints SET received_at = \(Self.received) WHERE id = \(id)", logger: TestDatabase.logger)
+            try await Self.history(db, id, [(3600, "start_investigation", "assigned", "investigating", "{}")])
+            try await Self.rebuild(db, [id])
+            let gate = StartupGate()
+            gate.open()
+            let now = Self.received.addingTimeInterval(16 * Self.day)
+            let fired = try await db.withConnection {
+                try await DeadlineScanner(postgres: db, gate: gate, interval: .seconds(1), logger: TestDatabase.logger).scan(on: $0, now: now)
+            }
+            #expect(fired == 4, "acknowledge and decision: each warned and breached; first contact stopped in time")
+            // A restarted supervisor, and a rebuild after the breach, fire nothing again.
+            try await Self.rebuild(db, [id])
+            let again = try await db.withConnection {
+                try await DeadlineScanner(postgres: db, gate: gate, interval: .seconds(1), logger: TestDatabase.logger).scan(on: $0, now: now.addingTimeInterval(60))
+            }
+            #expect(again == 0)
+
+            let breaches = try await Self.outbox(db, EventType.slaBreached).map { try EventCoding.decoder().decode(EventEnvelope<SLABreached>.self, from: Data($0.utf8)) }
+            #expect(breaches.map(\.payload.clock.clock).sorted { $0.rawValue < $1.rawValue } == [.acknowledge, .decision])
+            try await db.withTransaction(logger: TestDatabase.logger) { connection in
+                // The owner and the unit's supervisors are told…
+                try await NotifyService.alertDeadline(breaches.map { ($0.id, $0.complaintId, "sla.breached.staff", $0.payload.clock) }, on: connection, logger: TestDatabase.logger)
+                // …and the case service escalates the case (once: the second breach finds it escalated).
+                try await CasesService.escalateBreaches(breaches, workflow: CaseWorkflow(taxonomy: CaseFixture.taxonomy), on: connection, logger: TestDatabase.logger)
+            }
+            #expect(try await TestDatabase.count(db, """
+                SELECT count(*) FROM notifications WHERE template = 'sla.breached.staff' AND recipient IN ('staff:GD-SZ-AGE01', 'supervisors:GD-SZ')
+                """) == 4)
+            let escalations = try await Self.outbox(db, EventType.caseEscalated)
+            #expect(escalations.count == 1)
+            // Routing takes the escalation one level up.
+            let handler = RerouteHandler(engine: RoutingEngine(rules: .fallback, postgres: db, logger: TestDatabase.logger))
+            let item = try handler.decode(KafkaMessage(topic: EventType.caseEscalated.topic, partition: 0, offset: 0, key: nil, value: Array(escalations[0].utf8), headers: [])).get()
+            try await db.withTransaction(logger: TestDatabase.logger) { try await handler.handle([item], on: $0, logger: TestDatabase.logger) }
+            let assigned = try await Self.outbox(db, EventType.complaintAssigned).map { try EventCoding.decoder().decode(EventEnvelope<ComplaintAssigned>.self, from: Data($0.utf8)) }
+            #expect(assigned.first?.payload.handlingUnit == "GD")
+            #expect(assigned.first?.payload.reason == .escalated)
+        }
+    }
+
+    @Test func aCalendarChangeRecomputesTheOpenWorkingTimeDeadlines() async throws {
+        try await TestDatabase.withFresh { db, _ in
+            let working = SLAPolicy(warnShare: 0.8, urgentFactor: 0.5, clocks: [
+                ClockRule(kind: .decision, hours: 15, time: .working, urgentShortens: false, pauses: true, stopsOn: [.close]),
+            ])
+            let before = ClockBook(policy: working, calendars: Self.book.calendars)
+            let friday = Timestamp.parse("2026-11-20T17:00:00+08:00")!
+            let id = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", number: "GD-SZ-20261120-000001")
+            try await db.query("UPDATE complaints SET received_at = \(friday) WHERE id = \(id)", logger: TestDatabase.logger)
+            try await Self.rebuild(db, [id], book: before)
+            #expect(try await Self.clock(db, id, "decision")?.due == Timestamp.parse("2026-11-24T17:00:00+08:00"))
+            // A day off is declared for Monday 23 November: the deadline moves a working day on.
+            let cn = Self.book.calendar(for: "CN")
+            let monday = Int(Timestamp.parse("2026-11-23T00:00:00Z")!.timeIntervalSince1970 / 86_400)
+            let changed = WorkingCalendar(region: "CN", timeZone: cn.timeZone, workingHours: cn.workingHours, weekend: cn.weekend,
+                                          holidays: cn.holidays.union([monday]), makeUpWorkingDays: cn.makeUpWorkingDays)
+            let rebuilt = try await ClockKeeper(book: ClockBook(policy: working, calendars: ["CN": changed])).rebuildOpen(on: db, logger: TestDatabase.logger)
+            #expect(rebuilt == 1)
+            #expect(try await Self.clock(db, id, "decision")?.due == Timestamp.parse("2026-11-25T17:00:00+08:00"))
+        }
+    }
+
+    static func outbox(_ db: PostgresClient, _ type: EventType) async throws -> [String] {
+        var texts: [String] = []
+        for try await text in try await db.query("SELECT convert_from(payload, 'UTF8') FROM outbox WHERE event_type = \(type.rawValue) ORDER BY id",
+                                                 logger: TestDatabase.logger).decode(String.self) { texts.append(text) }
+        return texts
+    }
+}
