@@ -110,6 +110,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ] + nio,
             swiftSettings: swiftSettings
         ),
@@ -140,7 +141,7 @@ let package = Package(
         .executableTarget(
             name: "redressctl",
             dependencies: [
-                "RedressDomain", "RedressContracts", "RedressStore", "RedressKafka", "RedressServiceKit", "RedressRouting",
+                "RedressDomain", "RedressContracts", "RedressStore", "RedressKafka", "RedressServiceKit", "RedressRouting", "RedressSupervisor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],

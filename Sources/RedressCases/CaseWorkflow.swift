@@ -167,7 +167,8 @@ enum CaseAccess {
             need(request.responsibleLink, "responsibleLink", max: 64)
             need(request.causeCode, "causeCode", max: 64)
         case .reopen: need(request.reason, "reason")
-        case .assign, .startInvestigation, .awaitCustomer, .customerResponded, .customerAccepts, .customerRefuses:
+        case .excludeTime: need(request.reason, "reason")
+        case .assign, .startInvestigation, .awaitCustomer, .customerResponded, .customerAccepts, .customerRefuses, .includeTime:
             break
         }
         return errors
@@ -334,9 +335,22 @@ struct CaseWorkflow: Sendable {
             change.payload["causeCode"] = request.causeCode!
         case .reopen:
             change.event = .reopened
+        case .excludeTime, .includeTime:
+            // One excluded period at a time, so every start has its end.
+            let open = try await excludedTimeOpen(row.id, on: connection, logger: logger)
+            if change.action == .excludeTime, open { throw CaseRefusal.conflict("excluded time is already running for this case: include_time ends it") }
+            if change.action == .includeTime, !open { throw CaseRefusal.conflict("no excluded time is running for this case: exclude_time starts it") }
         case .assign, .startInvestigation, .awaitCustomer, .customerResponded, .customerAccepts, .customerRefuses:
             break
         }
+    }
+
+    private func excludedTimeOpen(_ id: UUID, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
+        let rows = try await connection.query("""
+            SELECT action FROM case_events WHERE complaint_id = \(id) AND action IN ('exclude_time', 'include_time') ORDER BY id DESC LIMIT 1
+            """, logger: logger)
+        for try await action in rows.decode(String.self) { return action == CaseAction.excludeTime.rawValue }
+        return false
     }
 
     private func commit(_ change: Change, on connection: PostgresConnection, logger: Logger, now: Date) async throws -> ActionOutcome {

@@ -45,6 +45,10 @@ public enum CaseAction: String, Sendable, Codable, CaseIterable {
     case addEvidence = "add_evidence"
     /// 二次投诉 / 复核申请: the closed case stays closed and a new linked case opens one level up.
     case reopen
+    /// Time the regulation excludes (an external appraisal, 外部鉴定) begins and ends: the pausing
+    /// clocks stop counting in between; the state stays.
+    case excludeTime = "exclude_time"
+    case includeTime = "include_time"
 }
 
 public struct IllegalTransition: Error, Sendable, Equatable, CustomStringConvertible {
@@ -85,14 +89,14 @@ public enum CaseStateMachine {
         .assigned: staying(.assigned, [.assign, .reassign, .extend] + record).merging([
             .startInvestigation: .investigating, .escalate: .escalated, .transfer: .transferred,
         ]) { $1 },
-        .investigating: staying(.investigating, [.reassign, .extend, .referToCommittee, .recordCommitteeRuling] + record).merging([
+        .investigating: staying(.investigating, [.reassign, .extend, .referToCommittee, .recordCommitteeRuling, .excludeTime, .includeTime] + record).merging([
             .awaitCustomer: .awaitingCustomer, .proposeResolution: .resolutionProposed,
             .escalate: .escalated, .transfer: .transferred,
         ]) { $1 },
-        .awaitingCustomer: staying(.awaitingCustomer, [.reassign, .extend] + record).merging([
+        .awaitingCustomer: staying(.awaitingCustomer, [.reassign, .extend, .includeTime] + record).merging([
             .customerResponded: .investigating, .escalate: .escalated,
         ]) { $1 },
-        .resolutionProposed: staying(.resolutionProposed, [.reassign, .extend, .recordCommitteeRuling] + record).merging([
+        .resolutionProposed: staying(.resolutionProposed, [.reassign, .extend, .recordCommitteeRuling, .includeTime] + record).merging([
             .customerAccepts: .resolved, .customerRefuses: .investigating, .escalate: .escalated,
         ]) { $1 },
         .resolved: staying(.resolved, record).merging([.close: .closed]) { $1 },

@@ -131,6 +131,8 @@ public enum ClockReplay {
         if rule.urgentShortens && subject.priority == .urgent { length *= policy.urgentFactor }
         // Running segments: from the start, cut by pauses, until the clock stops.
         var segments: [(from: Date, to: Date?)] = [(start, nil)]
+        // Why the clock stands still: waiting for the customer, or time the regulation excludes.
+        var pauses: Set<String> = []
         var pausedAt: Date?
         var stoppedAt: Date?
         for entry in history.sorted(by: { $0.at < $1.at }) where entry.at >= start {
@@ -139,10 +141,15 @@ public enum ClockReplay {
                 break
             }
             guard rule.pauses else { continue }
-            if entry.toStatus == .awaitingCustomer, entry.fromStatus != .awaitingCustomer, pausedAt == nil {
+            let before = pauses.isEmpty
+            if entry.toStatus == .awaitingCustomer, entry.fromStatus != .awaitingCustomer { pauses.insert("customer") }
+            if entry.fromStatus == .awaitingCustomer, entry.toStatus != .awaitingCustomer { pauses.remove("customer") }
+            if entry.action == .excludeTime { pauses.insert("excluded") }
+            if entry.action == .includeTime { pauses.remove("excluded") }
+            if before && !pauses.isEmpty {
                 pausedAt = entry.at
                 segments[segments.count - 1].to = entry.at
-            } else if entry.fromStatus == .awaitingCustomer, entry.toStatus != .awaitingCustomer, pausedAt != nil {
+            } else if !before && pauses.isEmpty {
                 pausedAt = nil
                 segments.append((entry.at, nil))
             }

@@ -9,7 +9,6 @@ import RedressDomain
 import RedressServiceKit
 import RedressStore
 import ServiceLifecycle
-import UnixSignals
 
 /// `redress-routing`: gives every registered complaint a category, a priority, a handling unit
 /// and a named owner, and says so in `complaint.assigned` — with the rules and their version.
@@ -34,6 +33,22 @@ public enum RoutingService {
         }
     }
 
+    /// Re-reads the rules file on SIGHUP and `redressctl rules reload`.
+    static func rulesReloader(engine: RoutingEngine, file: String, postgres: PostgresClient, gate: StartupGate, logger: Logger) -> ReloadListener {
+        ReloadListener(channel: reloadChannel, postgres: postgres, gate: gate, logger: logger) { reloadRules(engine, file: file, why: $0, logger: logger) }
+    }
+
+    /// An invalid file is refused with its problems logged, and the rules in force stay.
+    static func reloadRules(_ engine: RoutingEngine, file: String, why: String, logger: Logger) {
+        do {
+            let rules = try RoutingRules.load(file: file)
+            engine.replace(rules)
+            logger.notice("routing rules reloaded", metadata: ["version": "\(rules.version)", "trigger": "\(why)", "file": "\(file)"])
+        } catch {
+            logger.error("\(error)")
+        }
+    }
+
     public static func build(host: ServiceHost, rules: RoutingRules, rulesFile: String? = nil) -> (Router<RedressRequestContext>, [any Service]) {
         let engine = RoutingEngine(rules: rules, postgres: host.postgres, logger: host.logger)
         // One lane: every batch locks the agents of the units it routes to, so concurrent batches would only wait on each other.
@@ -42,7 +57,7 @@ public enum RoutingService {
         let reroutes = host.consumer(group: consumerGroup + ".reroute", topics: RerouteHandler.topics, handler: RerouteHandler(engine: engine), lanes: 1)
         var services: [any Service] = [consumer, reroutes]
         if let rulesFile {
-            services.append(RulesReloader(engine: engine, file: rulesFile, postgres: host.postgres, gate: host.gate, logger: host.logger))
+            services.append(rulesReloader(engine: engine, file: rulesFile, postgres: host.postgres, gate: host.gate, logger: host.logger))
         }
         return (host.router(), services)
     }
@@ -184,51 +199,6 @@ public final class RoutingEngine: Sendable {
             let capacity = agents.reduce(0) { $0 + $1.capacity }
             guard capacity > 0 else { continue }
             Gauge(label: "redress_routing_workload_ratio", dimensions: [("unit", unit)]).record(Double(agents.reduce(0) { $0 + $1.openCases }) / Double(capacity))
-        }
-    }
-}
-
-/// Reloads the rules file on SIGHUP and when `redressctl rules reload` notifies; an invalid file
-/// is refused with its problems logged and the rules in force kept.
-struct RulesReloader: Service {
-    let engine: RoutingEngine
-    let file: String
-    let postgres: PostgresClient
-    let gate: StartupGate
-    let logger: Logger
-
-    func reload(_ why: String) {
-        do {
-            let rules = try RoutingRules.load(file: file)
-            engine.replace(rules)
-            logger.notice("routing rules reloaded", metadata: ["version": "\(rules.version)", "trigger": "\(why)", "file": "\(file)"])
-        } catch {
-            logger.error("\(error)")
-        }
-    }
-
-    func run() async throws {
-        await gate.wait()
-        await withDiscardingTaskGroup { group in
-            group.addTask {
-                for await _ in await UnixSignalsSequence(trapping: .sighup) { reload("SIGHUP") }
-            }
-            group.addTask {
-                while !Task.isCancelled {
-                    do {
-                        try await postgres.withConnection { connection in
-                            try await connection.listen(on: RoutingService.reloadChannel) { notifications in
-                                for try await _ in notifications { reload("redressctl rules reload") }
-                            }
-                        }
-                    } catch {
-                        if Task.isCancelled { return }
-                        try? await Task.sleep(for: .seconds(1))
-                    }
-                }
-            }
-            try? await gracefulShutdown()
-            group.cancelAll()
         }
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import PostgresNIO
 import RedressContracts
 import RedressDomain
@@ -27,13 +28,27 @@ public enum SupervisorService {
         .caseTransferred, .caseReopened, .caseClosed,
     ].map(\.topic)
 
+    /// `redressctl sla recompute` notifies this channel: every instance re-reads its policy and calendars.
+    public static let reloadChannel = "redress_sla"
+
     public static func main() async throws {
         let env = ProcessInfo.processInfo.environment
         let policy = env["REDRESS_SLA_POLICY"] ?? "deploy/sla/policy.json"
         let calendars = env["REDRESS_CALENDARS"] ?? "deploy/calendars"
         try await ServiceHost.serve(service: name, defaultPort: defaultPort) { host in
             do {
-                return build(host: host, book: try ClockBook.load(policyFile: policy, calendarDirectory: calendars))
+                let book = ClockBookHolder(try ClockBook.load(policyFile: policy, calendarDirectory: calendars))
+                var (router, services) = build(host: host, book: book)
+                // A bad file is refused with its problems logged; the policy and calendars in force stay.
+                services.append(ReloadListener(channel: reloadChannel, postgres: host.postgres, gate: host.gate, logger: host.logger) { [logger = host.logger] why in
+                    do {
+                        book.replace(try ClockBook.load(policyFile: policy, calendarDirectory: calendars))
+                        logger.notice("SLA policy and calendars reloaded", metadata: ["trigger": "\(why)"])
+                    } catch {
+                        logger.error("\(error)")
+                    }
+                })
+                return (router, services)
             } catch {
                 // Refuse to start on a policy or calendar that does not validate: every problem is in the message.
                 host.logger.critical("\(error)")
@@ -42,7 +57,7 @@ public enum SupervisorService {
         }
     }
 
-    public static func build(host: ServiceHost, book: ClockBook, scanInterval: Duration = .seconds(1), gaugeInterval: Duration = .seconds(15))
+    public static func build(host: ServiceHost, book: ClockBookHolder, scanInterval: Duration = .seconds(1), gaugeInterval: Duration = .seconds(15))
         -> (Router<RedressRequestContext>, [any Service]) {
         let consumer = host.consumer(group: consumerGroup, topics: topics, handler: ClockHandler(book: book))
         let scanner = DeadlineScanner(postgres: host.postgres, gate: host.gate, interval: scanInterval, logger: host.logger)
@@ -110,12 +125,23 @@ public struct ClockBook: Sendable {
     }
 }
 
+/// The policy and calendars in force, swapped whole on reload.
+public final class ClockBookHolder: Sendable {
+    private let box: NIOLockedValueBox<ClockBook>
+
+    public init(_ book: ClockBook) { box = NIOLockedValueBox(book) }
+
+    public var current: ClockBook { box.withLockedValue { $0 } }
+
+    public func replace(_ book: ClockBook) { box.withLockedValue { $0 = book } }
+}
+
 /// Reads any event that may change a complaint's clocks and rebuilds them. Only the envelope is
 /// decoded: the clocks come from the system of record, not from the event.
 public struct ClockHandler: BatchHandler {
-    public let book: ClockBook
+    public let book: ClockBookHolder
 
-    public init(book: ClockBook) { self.book = book }
+    public init(book: ClockBookHolder) { self.book = book }
 
     public func decode(_ message: KafkaMessage) -> Result<EventHeader, Rejection> {
         do {
@@ -128,7 +154,7 @@ public struct ClockHandler: BatchHandler {
     public func eventID(of item: EventHeader) -> UUID? { item.id }
 
     public func handle(_ items: [EventHeader], on connection: PostgresConnection, logger: Logger) async throws {
-        try await ClockKeeper(book: book).rebuild(Array(Set(items.map(\.complaintId))), on: connection, logger: logger)
+        try await ClockKeeper(book: book.current).rebuild(Array(Set(items.map(\.complaintId))), on: connection, logger: logger)
     }
 }
 

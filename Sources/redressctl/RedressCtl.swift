@@ -6,6 +6,7 @@ import RedressContracts
 import RedressKafka
 import RedressServiceKit
 import RedressRouting
+import RedressSupervisor
 import RedressStore
 import RedressDomain
 
@@ -15,7 +16,7 @@ struct RedressCtl: AsyncParsableCommand {
         commandName: "redressctl",
         abstract: "Operate Redress: schema, demo organisation, tokens, dead letters, case history.",
         discussion: "Database and broker settings come from the same REDRESS_* environment variables as the services.",
-        subcommands: [Migrate.self, Seed.self, Token.self, Rules.self, DLQ.self, Case.self])
+        subcommands: [Migrate.self, Seed.self, Token.self, Rules.self, SLA.self, DLQ.self, Case.self])
 }
 
 /// Runs `body` with a PostgreSQL client whose pool runs for the duration.
@@ -134,6 +135,51 @@ struct Rules: AsyncParsableCommand {
                 try await client.query("SELECT pg_notify(\(RoutingService.reloadChannel), \(rules.version))", logger: logger)
             }
             print("routing instances told to reload; version \(rules.version) is valid")
+        }
+    }
+}
+
+struct SLA: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "sla", abstract: "SLA policy and working calendars.", subcommands: [Check.self, Recompute.self])
+
+    struct Files: ParsableArguments {
+        @Option(help: "The SLA policy file.")
+        var policy = ProcessInfo.processInfo.environment["REDRESS_SLA_POLICY"] ?? "deploy/sla/policy.json"
+
+        @Option(help: "The directory of calendar files (<REGION>-<YEAR>.json).")
+        var calendars = ProcessInfo.processInfo.environment["REDRESS_CALENDARS"] ?? "deploy/calendars"
+
+        func load() throws -> ClockBook {
+            do {
+                return try ClockBook.load(policyFile: policy, calendarDirectory: calendars)
+            } catch {
+                throw ValidationError("\(error)")
+            }
+        }
+    }
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Validate the SLA policy and the calendars; every problem is named.")
+        @OptionGroup var files: Files
+
+        func run() async throws {
+            let book = try files.load()
+            print("\(files.policy): \(book.policy.clocks.map(\.kind.rawValue).joined(separator: ", ")) clocks; calendars for \(book.calendars.keys.sorted().joined(separator: ", ")): valid")
+        }
+    }
+
+    struct Recompute: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "After a calendar or policy change: validate the files, tell every supervisor to reload them, and recompute every open clock.")
+        @OptionGroup var files: Files
+
+        func run() async throws {
+            let book = try files.load()
+            let rebuilt = try await withPostgres { client, logger in
+                try await client.query("SELECT pg_notify(\(SupervisorService.reloadChannel), 'recompute')", logger: logger)
+                return try await ClockKeeper(book: book).rebuildOpen(on: client, logger: logger)
+            }
+            print("supervisors told to reload; open clocks of \(rebuilt) complaints recomputed")
         }
     }
 }

@@ -330,3 +330,25 @@ enum CaseFixture {
         }
     }
 }
+
+@Suite struct ExcludedTimeAPITests {
+    typealias F = CaseFixture
+
+    @Test func excludedTimeOpensAndClosesOnceAtATime() async throws {
+        try await F.withApp { db, _, client in
+            let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000010")
+            let agent = F.token("GD-SZ-AGE01", .agent, "GD-SZ")
+            var (status, _) = try await F.act(client, id, "exclude_time", ["version": 1], as: agent)
+            #expect(status == .badRequest, "the regulation's ground is the reason")
+            (status, _) = try await F.act(client, id, "exclude_time", ["version": 1, "reason": "外部医疗鉴定"], as: agent)
+            #expect(status == .ok)
+            (status, _) = try await F.act(client, id, "exclude_time", ["version": 2, "reason": "again"], as: agent)
+            #expect(status == .conflict)
+            (status, _) = try await F.act(client, id, "include_time", ["version": 2], as: agent)
+            #expect(status == .ok)
+            (status, _) = try await F.act(client, id, "include_time", ["version": 3], as: agent)
+            #expect(status == .conflict)
+            #expect(try await F.outboxTypes(db, id) == ["case.updated", "case.updated"])
+        }
+    }
+}

@@ -25,7 +25,7 @@ import Testing
             let engine = RoutingEngine(rules: try RoutingRules.load(file: file.path), postgres: db, logger: TestDatabase.logger)
             let gate = StartupGate()
             gate.open()
-            let reloader = RulesReloader(engine: engine, file: file.path, postgres: db, gate: gate, logger: TestDatabase.logger)
+            let reloader = RoutingService.rulesReloader(engine: engine, file: file.path, postgres: db, gate: gate, logger: TestDatabase.logger)
             try await testGracefulShutdown { trigger in
                 let running = Task { try await reloader.run() }
                 try Self.rules("v2").write(to: file, atomically: true, encoding: .utf8)
@@ -36,7 +36,7 @@ import Testing
                     return engine.rulesVersion == "v2"
                 }
                 try "version: [broken".write(to: file, atomically: true, encoding: .utf8)
-                reloader.reload("test")
+                RoutingService.reloadRules(engine, file: file.path, why: "test", logger: TestDatabase.logger)
                 #expect(engine.rulesVersion == "v2")
                 trigger.triggerGracefulShutdown()
                 _ = await running.result

@@ -13,15 +13,16 @@ import Testing
         ],
         .investigating: [
             .reassign: .investigating, .extend: .investigating, .referToCommittee: .investigating, .recordCommitteeRuling: .investigating,
+            .excludeTime: .investigating, .includeTime: .investigating,
             .addNote: .investigating, .recordContact: .investigating, .addEvidence: .investigating,
             .awaitCustomer: .awaitingCustomer, .proposeResolution: .resolutionProposed, .escalate: .escalated, .transfer: .transferred,
         ],
         .awaitingCustomer: [
-            .reassign: .awaitingCustomer, .extend: .awaitingCustomer, .addNote: .awaitingCustomer, .recordContact: .awaitingCustomer,
+            .reassign: .awaitingCustomer, .extend: .awaitingCustomer, .includeTime: .awaitingCustomer, .addNote: .awaitingCustomer, .recordContact: .awaitingCustomer,
             .addEvidence: .awaitingCustomer, .customerResponded: .investigating, .escalate: .escalated,
         ],
         .resolutionProposed: [
-            .reassign: .resolutionProposed, .extend: .resolutionProposed, .recordCommitteeRuling: .resolutionProposed,
+            .reassign: .resolutionProposed, .extend: .resolutionProposed, .recordCommitteeRuling: .resolutionProposed, .includeTime: .resolutionProposed,
             .addNote: .resolutionProposed, .recordContact: .resolutionProposed, .addEvidence: .resolutionProposed,
             .customerAccepts: .resolved, .customerRefuses: .investigating, .escalate: .escalated,
         ],

@@ -138,3 +138,20 @@ import Testing
         #expect(broken.problems().count == 5)
     }
 }
+
+@Suite struct ExcludedTimeTests {
+    typealias T = ClockReplayTests
+
+    @Test func timeTheRegulationExcludesDoesNotCountEvenOverlappingAWaitForTheCustomer() {
+        let history = [
+            T.entry(T.hour, .startInvestigation, .assigned, .investigating),
+            T.entry(1 * T.day, .excludeTime, .investigating, .investigating),
+            T.entry(2 * T.day, .awaitCustomer, .investigating, .awaitingCustomer),
+            T.entry(3 * T.day, .customerResponded, .awaitingCustomer, .investigating),
+            T.entry(4 * T.day, .includeTime, .investigating, .investigating),
+        ]
+        // Paused from day 1 (appraisal) until day 4: the customer's answer on day 3 does not restart it.
+        #expect(T.clock(.decision, history: history)?.dueAt == T.received.addingTimeInterval(18 * T.day))
+        #expect(T.clock(.decision, history: Array(history.prefix(4)))?.pausedAt == T.received.addingTimeInterval(T.day))
+    }
+}
