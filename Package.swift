@@ -120,8 +120,8 @@ let package = Package(
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ]),
         serviceLibrary("RedressCases"),
-        serviceLibrary("RedressNotify"),
-        serviceLibrary("RedressSurveys"),
+        serviceLibrary("RedressNotify", [.product(name: "AsyncHTTPClient", package: "async-http-client")] + nio),
+        serviceLibrary("RedressSurveys", [.product(name: "Crypto", package: "swift-crypto")] + nio),
         serviceLibrary("RedressSupervisor"),
         executable("redress-intake", "RedressIntake"),
         executable("redress-routing", "RedressRouting"),
@@ -160,7 +160,7 @@ let package = Package(
         // Pure logic: no database, no broker.
         .testTarget(
             name: "RedressUnitTests",
-            dependencies: ["RedressDomain", "RedressContracts", "RedressStore", "RedressServiceKit", "RedressRouting"],
+            dependencies: ["RedressDomain", "RedressContracts", "RedressStore", "RedressServiceKit", "RedressRouting", "RedressNotify"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

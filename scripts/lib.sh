@@ -107,6 +107,11 @@ write_env() {
         echo "export REDRESS_CLOSURE_TAXONOMY=$REPO/deploy/cases/closure-taxonomy.json"
         echo "export REDRESS_SLA_POLICY=$REPO/deploy/sla/policy.json"
         echo "export REDRESS_CALENDARS=$REPO/deploy/calendars"
+        echo "export REDRESS_NOTIFY_TEMPLATES=$REPO/deploy/notify/templates.json"
+        # Development: messages are logged (masked), not sent. A deployment sets its gateways' URLs and SMTP relay.
+        echo "export REDRESS_SMS_GATEWAY_URL=\${REDRESS_SMS_GATEWAY_URL:-log:}"
+        echo "export REDRESS_WECHAT_GATEWAY_URL=\${REDRESS_WECHAT_GATEWAY_URL:-log:}"
+        echo "export REDRESS_SMTP=\${REDRESS_SMTP:-log:}"
     } >"$rundir/env"
 }
 

@@ -163,7 +163,12 @@ struct CaseAPI: Sendable {
         cases.get("mine") { request, context in try await queue(request, context, mine: true) }
         cases.get("") { request, context in try await queue(request, context, mine: false) }
         cases.get(":key") { _, context in try await detail(key: context.parameters.require("key"), context) }
-        cases.get(":key/personal-data") { request, context in try await personalData(request, context) }
+        cases.get(":key/personal-data") { request, context in
+            // Full personal data must not linger in caches along the way.
+            var response = try await personalData(request, context).response(from: request, context: context)
+            response.headers[.cacheControl] = "no-store"
+            return response
+        }
         cases.post(":key/actions/:action") { request, context in try await act(request, context) }
         router.group("v1/closure-taxonomy").add(middleware: staff).get("") { _, _ in TaxonomyView(taxonomy: workflow.taxonomy) }
         router.group("v1/inbox").add(middleware: staff).get("") { request, context in try await inbox(request, context) }
@@ -402,7 +407,8 @@ struct CaseAPI: Sendable {
     func inbox(_ request: Request, _ context: RedressRequestContext) async throws -> Inbox {
         let caller = try context.caller()
         let limit = request.uri.queryParameters.get("limit").flatMap(Int.init).map { min(max($0, 1), 200) } ?? 50
-        let recipients = caller.role == .supervisor ? [caller.subject, "supervisors:\(caller.unit)"] : [caller.subject]
+        // The names notify addresses staff by: "staff:<id>", and "supervisors:<unit>" for a unit's supervisors.
+        let recipients = ["staff:" + caller.subject] + (caller.role == .supervisor ? ["supervisors:\(caller.unit)"] : [])
         return try await scoped(context) { connection, _ in
             let rows = try await connection.query("""
                 SELECT n.id, n.complaint_id, c.number, n.template, n.created_at, n.status

@@ -446,10 +446,10 @@ struct CaseWorkflow: Sendable {
             WITH n AS (SELECT count(*) + 1 AS k FROM complaints WHERE reopened_from = \(row.id))
             INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name, customer_phone,
                 customer_id_number, customer_key, customer_flags, policy_number, claim_number, claim_stage, subject, content,
-                policy_agent, claim_handler, attachments, category, priority, handling_unit, status, reopened_from)
+                policy_agent, claim_handler, attachments, customer_contact, category, priority, handling_unit, status, reopened_from)
             SELECT \(id), c.number || '-R' || n.k, c.channel, c.external_ref || '#R' || n.k, \(now), \(now.addingTimeInterval(15 * 86_400)),
                 c.branch, c.customer_name, c.customer_phone, c.customer_id_number, c.customer_key, c.customer_flags, c.policy_number,
-                c.claim_number, c.claim_stage, c.subject, c.content, c.policy_agent, c.claim_handler, c.attachments, c.category, c.priority,
+                c.claim_number, c.claim_stage, c.subject, c.content, c.policy_agent, c.claim_handler, c.attachments, c.customer_contact, c.category, c.priority,
                 c.handling_unit, 'reopened', c.id
             FROM complaints c, n WHERE c.id = \(row.id)
             RETURNING number

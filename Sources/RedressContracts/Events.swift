@@ -305,3 +305,119 @@ public struct SurveyDissatisfied: EventPayload, Equatable {
         self.answeredAt = answeredAt
     }
 }
+
+/// Who a notification went to: a customer (by key) or a staff member, with the address masked.
+public struct NotificationRecipient: Sendable, Codable, Equatable {
+    public enum Kind: String, Sendable, Codable {
+        case customer, staff
+    }
+
+    public var kind: Kind
+    public var id: String
+    public var address: String?
+
+    public init(kind: Kind, id: String, address: String?) {
+        self.kind = kind
+        self.id = id
+        self.address = address
+    }
+}
+
+/// 告知 evidence: a gateway or mail server accepted the message.
+public struct NotificationDelivered: EventPayload, Equatable {
+    public static let eventType = EventType.notificationDelivered
+    public var notificationId: UUID
+    public var number: String
+    public var template: String
+    public var channel: String
+    public var recipient: NotificationRecipient
+    public var sourceEventId: UUID
+    public var attempt: Int
+    public var gatewayMessageId: String?
+    public var deliveredAt: Date
+
+    public init(notificationId: UUID, number: String, template: String, channel: String, recipient: NotificationRecipient,
+                sourceEventId: UUID, attempt: Int, gatewayMessageId: String?, deliveredAt: Date) {
+        self.notificationId = notificationId
+        self.number = number
+        self.template = template
+        self.channel = channel
+        self.recipient = recipient
+        self.sourceEventId = sourceEventId
+        self.attempt = attempt
+        self.gatewayMessageId = gatewayMessageId
+        self.deliveredAt = deliveredAt
+    }
+}
+
+/// The last try failed (or the first could never work): the customer was not told this way.
+public struct NotificationFailed: EventPayload, Equatable {
+    public static let eventType = EventType.notificationFailed
+    public var notificationId: UUID
+    public var number: String
+    public var template: String
+    public var channel: String
+    public var recipient: NotificationRecipient
+    public var sourceEventId: UUID
+    public var attempts: Int
+    public var error: String
+    public var failedAt: Date
+
+    public init(notificationId: UUID, number: String, template: String, channel: String, recipient: NotificationRecipient,
+                sourceEventId: UUID, attempts: Int, error: String, failedAt: Date) {
+        self.notificationId = notificationId
+        self.number = number
+        self.template = template
+        self.channel = channel
+        self.recipient = recipient
+        self.sourceEventId = sourceEventId
+        self.attempts = attempts
+        self.error = error
+        self.failedAt = failedAt
+    }
+}
+
+/// 回访 invitation: a return visit is due. The link carries a single-use token (only its hash is
+/// stored); notify sends it to the customer.
+public struct SurveyRequested: EventPayload, Equatable {
+    public static let eventType = EventType.surveyRequested
+    public var surveyId: UUID
+    public var number: String
+    public var wave: String
+    public var link: String
+    public var requestedAt: Date
+    public var expiresAt: Date
+
+    public init(surveyId: UUID, number: String, wave: String, link: String, requestedAt: Date, expiresAt: Date) {
+        self.surveyId = surveyId
+        self.number = number
+        self.wave = wave
+        self.link = link
+        self.requestedAt = requestedAt
+        self.expiresAt = expiresAt
+    }
+}
+
+/// A return visit answered: the score (1–5), whether the customer says it is resolved, their words.
+public struct SurveyAnswered: EventPayload, Equatable {
+    public static let eventType = EventType.surveyAnswered
+    public var surveyId: UUID
+    public var number: String
+    public var wave: String
+    public var score: Int
+    public var resolved: Bool
+    public var satisfied: Bool
+    public var comment: String?
+    public var answeredAt: Date
+
+    public init(surveyId: UUID, number: String, wave: String, score: Int, resolved: Bool, satisfied: Bool, comment: String?, answeredAt: Date) {
+        self.surveyId = surveyId
+        self.number = number
+        self.wave = wave
+        self.score = score
+        self.resolved = resolved
+        self.satisfied = satisfied
+        self.comment = comment
+        self.answeredAt = answeredAt
+    }
+}

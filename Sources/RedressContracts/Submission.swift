@@ -10,12 +10,25 @@ public struct ComplaintSubmission: Sendable, Codable, Equatable {
         public var phone: String?
         public var idNumber: String?
         public var flags: [String]?
+        /// How the customer wants to hear from us, and what they consented to.
+        public var email: String?
+        public var wechatOpenId: String?
+        public var preferredChannel: String?
+        /// False when the customer opted out of text messages.
+        public var smsConsent: Bool?
+        public var language: String?
 
-        public init(name: String? = nil, phone: String? = nil, idNumber: String? = nil, flags: [String]? = nil) {
+        public init(name: String? = nil, phone: String? = nil, idNumber: String? = nil, flags: [String]? = nil, email: String? = nil,
+                    wechatOpenId: String? = nil, preferredChannel: String? = nil, smsConsent: Bool? = nil, language: String? = nil) {
             self.name = name
             self.phone = phone
             self.idNumber = idNumber
             self.flags = flags
+            self.email = email
+            self.wechatOpenId = wechatOpenId
+            self.preferredChannel = preferredChannel
+            self.smsConsent = smsConsent
+            self.language = language
         }
     }
 
@@ -120,6 +133,57 @@ public struct ValidSubmission: Sendable, Equatable {
     public var policyAgent: String?
     public var claimHandler: String?
     public var attachments: [AttachmentReference] = []
+    public var contact: CustomerContact = CustomerContact()
+}
+
+/// Where and how a customer is told: stored with the complaint (full addresses are personal data),
+/// read by notify when it sends.
+public struct CustomerContact: Sendable, Codable, Equatable {
+    public enum Channel: String, Sendable, Codable, CaseIterable {
+        case sms, wechat, email
+    }
+
+    public enum Language: String, Sendable, Codable, CaseIterable {
+        case zhCN = "zh-CN"
+        case en
+    }
+
+    public var email: String?
+    public var wechatOpenId: String?
+    public var preferredChannel: Channel?
+    /// False when the customer opted out of text messages: they are never texted.
+    public var smsConsent: Bool
+    public var language: Language
+
+    public init(email: String? = nil, wechatOpenId: String? = nil, preferredChannel: Channel? = nil, smsConsent: Bool = true, language: Language = .zhCN) {
+        self.email = email
+        self.wechatOpenId = wechatOpenId
+        self.preferredChannel = preferredChannel
+        self.smsConsent = smsConsent
+        self.language = language
+    }
+
+    /// The channels to try, in order: the preferred one where possible, then WeChat, email, SMS —
+    /// each only with an address, and SMS only with consent.
+    public func channels(complainedThrough: RedressDomain.Channel) -> [Channel] {
+        var order: [Channel] = []
+        if let preferredChannel { order.append(preferredChannel) }
+        switch complainedThrough {
+        case .wechat: order.append(.wechat)
+        case .email: order.append(.email)
+        default: break
+        }
+        order += [.sms, .wechat, .email]
+        var seen: Set<Channel> = []
+        return order.filter { channel in
+            guard seen.insert(channel).inserted else { return false }
+            switch channel {
+            case .sms: return smsConsent
+            case .wechat: return wechatOpenId != nil
+            case .email: return email != nil
+            }
+        }
+    }
 }
 
 /// A validated attachment reference.
@@ -203,6 +267,39 @@ public enum SubmissionValidator {
         } else {
             errors.append(FieldError("customer", "required: name and phone of the complaining customer"))
         }
+        var contact = CustomerContact()
+        if let customer = s.customer {
+            if let email = customer.email {
+                let parts = email.split(separator: "@", omittingEmptySubsequences: false)
+                if email.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !email.contains(" ") {
+                    contact.email = email
+                } else {
+                    errors.append(FieldError("customer.email", "is not an email address (name@example.com)"))
+                }
+            }
+            if let openID = customer.wechatOpenId {
+                if (1...128).contains(openID.count), openID.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
+                    contact.wechatOpenId = openID
+                } else {
+                    errors.append(FieldError("customer.wechatOpenId", "is not a WeChat openid (1–128 letters, digits, - and _)"))
+                }
+            }
+            if let preferred = customer.preferredChannel {
+                if let channel = CustomerContact.Channel(rawValue: preferred) {
+                    contact.preferredChannel = channel
+                } else {
+                    errors.append(FieldError("customer.preferredChannel", "'\(preferred)' is not one of sms, wechat, email"))
+                }
+            }
+            contact.smsConsent = customer.smsConsent ?? true
+            if let language = customer.language {
+                if let known = CustomerContact.Language(rawValue: language) {
+                    contact.language = known
+                } else {
+                    errors.append(FieldError("customer.language", "'\(language)' is not one of zh-CN, en"))
+                }
+            }
+        }
 
         let branch = text(s.branch, "branch", max: 32, &errors)
         if let b = branch, !OrgUnitCode.isValid(b) {
@@ -262,7 +359,7 @@ public enum SubmissionValidator {
             customerPhone: phone, customerIDNumber: idNumber, customerFlags: flags, policyNumber: policy,
             claimNumber: claim, claimStage: stage, branch: branch, subject: subject, content: content,
             regulatorCaseNumber: regulatorCase, regulatorDeadline: regulatorDeadline, policyAgent: policyAgent, claimHandler: claimHandler,
-            attachments: attachments))
+            attachments: attachments, contact: contact))
     }
 
     private static func text(_ value: String?, _ field: String, max: Int, _ errors: inout [FieldError]) -> String? {

@@ -116,7 +116,7 @@ public struct Registrar: Sendable {
         var promised: [Date] = [], branchCodes: [String] = [], names: [String] = [], phones: [String] = []
         var idNumbers: [String] = [], keys: [String] = [], flags: [String] = [], policies: [String] = [], claims: [String] = []
         var stages: [String] = [], subjects: [String] = [], contents: [String] = [], regCases: [String] = [], regDeadlines: [String] = []
-        var repeats: [String] = [], agents: [String] = [], handlers: [String] = [], attachmentLists: [String] = []
+        var repeats: [String] = [], agents: [String] = [], handlers: [String] = [], attachmentLists: [String] = [], contacts: [String] = []
         let attachmentEncoder = JSONEncoder()
         var entries: [(index: Int, id: UUID, promised: Date, key: String, repeatOf: ComplaintReference?)] = []
         for index in fresh {
@@ -136,6 +136,7 @@ public struct Registrar: Sendable {
             agents.append(s.policyAgent ?? "")
             handlers.append(s.claimHandler ?? "")
             attachmentLists.append(String(decoding: try attachmentEncoder.encode(s.attachments), as: UTF8.self))
+            contacts.append(String(decoding: try attachmentEncoder.encode(s.contact), as: UTF8.self))
             entries.append((index, id, promise, key, repeatOf))
             ids.append(id); nums.append(numbers[index]!); channels.append(s.channel.rawValue); refs.append(s.externalRef)
             received.append(s.receivedAt); promised.append(promise); branchCodes.append(s.branch); names.append(s.customerName)
@@ -150,17 +151,17 @@ public struct Registrar: Sendable {
                 INSERT INTO complaints (id, number, channel, external_ref, received_at, registered_at, promised_reply_by, branch,
                     customer_name, customer_phone, customer_id_number, customer_key, customer_flags, policy_number, claim_number,
                     claim_stage, subject, content, regulator_case_number, regulator_deadline, repeat_of,
-                    policy_agent, claim_handler, attachments)
+                    policy_agent, claim_handler, attachments, customer_contact)
                 SELECT id, number, channel, ref, received, \(now), promised, branch, name, phone, NULLIF(idn, ''), key,
                     COALESCE(string_to_array(NULLIF(flags, ''), ','), '{}'), NULLIF(policy, ''), NULLIF(claim, ''), NULLIF(stage, ''),
                     subject, content, NULLIF(regcase, ''), NULLIF(regdeadline, '')::timestamptz, NULLIF(repeat, '')::uuid,
-                    NULLIF(agent, ''), NULLIF(handler, ''), attachments::jsonb
+                    NULLIF(agent, ''), NULLIF(handler, ''), attachments::jsonb, contact::jsonb
                 FROM unnest(\(ids)::uuid[], \(nums)::text[], \(channels)::text[], \(refs)::text[], \(received)::timestamptz[],
                     \(promised)::timestamptz[], \(branchCodes)::text[], \(names)::text[], \(phones)::text[], \(idNumbers)::text[],
                     \(keys)::text[], \(flags)::text[], \(policies)::text[], \(claims)::text[], \(stages)::text[], \(subjects)::text[],
-                    \(contents)::text[], \(regCases)::text[], \(regDeadlines)::text[], \(repeats)::text[], \(agents)::text[], \(handlers)::text[], \(attachmentLists)::text[])
+                    \(contents)::text[], \(regCases)::text[], \(regDeadlines)::text[], \(repeats)::text[], \(agents)::text[], \(handlers)::text[], \(attachmentLists)::text[], \(contacts)::text[])
                     AS t(id, number, channel, ref, received, promised, branch, name, phone, idn, key, flags, policy, claim, stage,
-                         subject, content, regcase, regdeadline, repeat, agent, handler, attachments)
+                         subject, content, regcase, regdeadline, repeat, agent, handler, attachments, contact)
                 ON CONFLICT (channel, external_ref) DO NOTHING
                 RETURNING id
                 """, logger: logger)

@@ -1,7 +1,9 @@
+import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import Logging
 import Metrics
+import NIOCore
 import PostgresNIO
 import RedressContracts
 import RedressDomain
@@ -10,120 +12,345 @@ import RedressServiceKit
 import RedressStore
 import ServiceLifecycle
 
-/// `redress-notify`: records what each person must be told. In the foundation: the customer's
-/// acknowledgement of receipt (告知受理) and the new owner's staff-inbox entry. Delivery through
-/// gateways, retries and proof of delivery come with the notifications issue.
+/// `redress-notify`: tells each person what they must hear. Events become notifications — rendered
+/// from the deployment's templates in the customer's language, on the channel they prefer and
+/// consented to — and a dispatcher delivers them with retries, rate limits and quiet hours,
+/// keeping the delivery as proof (告知 evidence). Staff notices land in the staff inbox.
 public enum NotifyService {
     public static let name = "redress-notify"
     public static let defaultPort = 8085
     public static let consumerGroup = "redress-notify"
+    static let actor = Actor.service(name)
 
-    public static func main() async throws {
-        try await ServiceHost.serve(service: name, defaultPort: defaultPort) { build(host: $0) }
-    }
+    /// What a deployment configures (the README's table lists the variables).
+    public struct Settings: Sendable {
+        public var templates: TemplateBook
+        public var channels: [String: any NotificationChannel]
+        public var quietHours: QuietHours?
+        public var maxAttempts: Int
+        public var ratePerSecond: Double
+        public var backoff: Backoff
+        /// Customer times (promised dates) are written in this zone.
+        public var timeZone: TimeZone
 
-    public static func build(host: ServiceHost) -> (Router<RedressRequestContext>, [any Service]) {
-        let acknowledgements = host.consumer(group: consumerGroup + ".acknowledgement", topics: [EventType.complaintRegistered.topic],
-                                             handler: EventHandler<ComplaintRegistered>(acknowledge))
-        let staff = host.consumer(group: consumerGroup + ".staff", topics: [EventType.caseAssigned.topic],
-                                  handler: EventHandler<CaseAssigned>(tellOwner))
-        let alerts = host.consumer(group: consumerGroup + ".unassignable", topics: [EventType.complaintUnassignable.topic],
-                                   handler: EventHandler<ComplaintUnassignable>(alertSupervisors))
-        let deadlines = host.consumer(group: consumerGroup + ".sla", topics: [EventType.slaWarning.topic, EventType.slaBreached.topic],
-                                      handler: SLAAlertHandler())
-        return (host.router(), [acknowledgements, staff, alerts, deadlines])
-    }
+        public init(templates: TemplateBook, channels: [String: any NotificationChannel], quietHours: QuietHours?, maxAttempts: Int = 6,
+                    ratePerSecond: Double = 50, backoff: Backoff = Backoff(), timeZone: TimeZone = TimeZone(identifier: "Asia/Shanghai")!) {
+            self.templates = templates
+            self.channels = channels
+            self.quietHours = quietHours
+            self.maxAttempts = maxAttempts
+            self.ratePerSecond = ratePerSecond
+            self.backoff = backoff
+            self.timeZone = timeZone
+        }
 
-    /// The channel a customer is answered on: the one they complained through where it can carry a message, else SMS.
-    static func customerChannel(_ channel: RedressDomain.Channel) -> String {
-        switch channel {
-        case .wechat: "wechat"
-        case .email: "email"
-        default: "sms"
+        public static func fromEnvironment(_ env: [String: String], logger: Logger) throws -> Settings {
+            var problems: [String] = []
+            var templates: TemplateBook?
+            do {
+                templates = try TemplateBook.load(file: env["REDRESS_NOTIFY_TEMPLATES"] ?? "deploy/notify/templates.json")
+            } catch {
+                problems.append("\(error)")
+            }
+            let zone = TimeZone(identifier: env["REDRESS_NOTIFY_TIME_ZONE"] ?? "Asia/Shanghai")
+            if zone == nil { problems.append("REDRESS_NOTIFY_TIME_ZONE is not an IANA time zone (Asia/Shanghai)") }
+            var quiet: QuietHours?
+            let quietText = env["REDRESS_QUIET_HOURS"] ?? "21:00-08:00"
+            if quietText != "off", let zone {
+                let text = quietText
+                quiet = QuietHours.parse(text, timeZone: zone)
+                if quiet == nil { problems.append("REDRESS_QUIET_HOURS '\(text)' is not HH:MM-HH:MM (or off)") }
+            }
+            let timeout = TimeAmount.milliseconds(Int64(env["REDRESS_GATEWAY_TIMEOUT_MS"].flatMap(Int.init) ?? 5000))
+            var channels: [String: any NotificationChannel] = [:]
+            for (channel, variable) in [("sms", "REDRESS_SMS_GATEWAY_URL"), ("wechat", "REDRESS_WECHAT_GATEWAY_URL")] {
+                guard let url = env[variable] else { continue }
+                if url == "log:" {
+                    channels[channel] = LogChannel(logger: logger)
+                } else if url.hasPrefix("http://") || url.hasPrefix("https://") {
+                    channels[channel] = HTTPGatewayChannel(url: url, authorization: env["REDRESS_GATEWAY_AUTHORIZATION"], timeout: timeout)
+                } else {
+                    problems.append("\(variable) must be an http(s) URL or log: (development)")
+                }
+            }
+            if let smtp = env["REDRESS_SMTP"] {
+                if smtp == "log:" {
+                    channels["email"] = LogChannel(logger: logger)
+                } else {
+                    let parts = smtp.split(separator: ":")
+                    if parts.count == 2, let port = Int(parts[1]) {
+                        channels["email"] = SMTPChannel(host: String(parts[0]), port: port, from: env["REDRESS_SMTP_FROM"] ?? "complaints@redress.example", timeout: timeout)
+                    } else {
+                        problems.append("REDRESS_SMTP must be host:port (or log: for development)")
+                    }
+                }
+            }
+            let attempts = env["REDRESS_NOTIFY_MAX_ATTEMPTS"].flatMap(Int.init) ?? 6
+            if !(1...20).contains(attempts) { problems.append("REDRESS_NOTIFY_MAX_ATTEMPTS must be 1 to 20") }
+            let rate = env["REDRESS_NOTIFY_RATE_PER_SECOND"].flatMap(Double.init) ?? 50
+            if !(rate > 0) { problems.append("REDRESS_NOTIFY_RATE_PER_SECOND must be above 0") }
+            guard problems.isEmpty, let templates, let zone else {
+                throw ConfigurationProblems(problems: problems)
+            }
+            return Settings(templates: templates, channels: channels, quietHours: quiet, maxAttempts: attempts, ratePerSecond: rate, timeZone: zone)
         }
     }
 
-    @Sendable
-    static func acknowledge(_ events: [EventEnvelope<ComplaintRegistered>], on connection: PostgresConnection, logger: Logger) async throws {
-        try await record(
-            complaintIDs: events.map(\.complaintId), eventIDs: events.map(\.id),
-            recipients: events.map { "customer:" + $0.payload.customer.key },
-            channels: events.map { customerChannel($0.payload.channel) },
-            template: "complaint.registered.acknowledgement", on: connection, logger: logger)
+    public struct ConfigurationProblems: Error, CustomStringConvertible {
+        public var problems: [String]
+        public var description: String { "redress-notify cannot start: " + problems.joined(separator: "; ") }
     }
 
-    @Sendable
-    static func tellOwner(_ events: [EventEnvelope<CaseAssigned>], on connection: PostgresConnection, logger: Logger) async throws {
-        let owned = events.filter { $0.payload.transition.assignee != nil }
-        try await record(
-            complaintIDs: owned.map(\.complaintId), eventIDs: owned.map(\.id),
-            recipients: owned.map { "staff:" + $0.payload.transition.assignee! },
-            channels: owned.map { _ in "staff_inbox" },
-            template: "case.assigned.owner", on: connection, logger: logger)
+    public static func main() async throws {
+        try await ServiceHost.serve(service: name, defaultPort: defaultPort) { host in
+            do {
+                return build(host: host, settings: try Settings.fromEnvironment(ProcessInfo.processInfo.environment, logger: host.logger))
+            } catch {
+                host.logger.critical("\(error)")
+                exit(2)
+            }
+        }
+    }
+
+    public static func build(host: ServiceHost, settings: Settings) -> (Router<RedressRequestContext>, [any Service]) {
+        let composer = Composer(settings: settings)
+        let customers = host.consumer(group: consumerGroup + ".customer", topics: CustomerNoticeHandler.topics,
+                                      handler: CustomerNoticeHandler(composer: composer))
+        let staff = host.consumer(group: consumerGroup + ".staff", topics: [EventType.caseAssigned.topic],
+                                  handler: EventHandler<CaseAssigned> { try await composer.tellOwner($0, on: $1, logger: $2) })
+        let alerts = host.consumer(group: consumerGroup + ".unassignable", topics: [EventType.complaintUnassignable.topic],
+                                   handler: EventHandler<ComplaintUnassignable> { try await composer.alertSupervisors($0, on: $1, logger: $2) })
+        let deadlines = host.consumer(group: consumerGroup + ".sla", topics: [EventType.slaWarning.topic, EventType.slaBreached.topic],
+                                      handler: SLAAlertHandler(composer: composer))
+        let dispatcher = Dispatcher(postgres: host.postgres, settings: settings, gate: host.gate, logger: host.logger)
+        return (host.router(), [customers, staff, alerts, deadlines, dispatcher])
+    }
+}
+
+/// A notification to record: who, on which channel, with which rendered text, in which state.
+struct NoticeRow: Sendable {
+    var complaintID: UUID
+    var eventID: UUID
+    var recipient: String
+    var channel: String
+    var template: String
+    var language: String
+    var subject: String?
+    var body: String
+    /// `pending` for customer channels (the dispatcher sends), `delivered` for the staff inbox
+    /// (the row is the inbox), `suppressed` when the customer consented to no channel we can use.
+    var status: String
+    var lastError: String?
+}
+
+/// Turns events into rendered notifications.
+public struct Composer: Sendable {
+    let settings: NotifySettingsView
+
+    init(settings: NotifyService.Settings) { self.settings = NotifySettingsView(templates: settings.templates, timeZone: settings.timeZone) }
+
+    /// Customer-facing dates: local time, to the minute.
+    func local(_ date: Date) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = settings.timeZone
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute], from: date)
+        return String(format: "%04d-%02d-%02d %02d:%02d", c.year!, c.month!, c.day!, c.hour!, c.minute!)
+    }
+
+    /// One customer notice per event: rendered in the customer's language on the first channel
+    /// they prefer and consented to; none at all is recorded as suppressed, with the reason.
+    func tellCustomers(_ notices: [CustomerNotice], on connection: PostgresConnection, logger: Logger) async throws {
+        guard !notices.isEmpty else { return }
+        var customers: [UUID: (number: String, name: String, key: String, contact: CustomerContact, channel: RedressDomain.Channel, promised: Date)] = [:]
+        let rows = try await connection.query("""
+            SELECT id, number, customer_name, customer_key, customer_contact::text, channel, promised_reply_by
+            FROM complaints WHERE id = ANY(\(notices.map(\.complaintID))::uuid[])
+            """, logger: logger)
+        let decoder = JSONDecoder()
+        for try await (id, number, name, key, contact, channel, promised) in rows.decode((UUID, String, String, String, String, String, Date).self) {
+            let parsed = (try? decoder.decode(CustomerContact.self, from: Data(contact.utf8))) ?? CustomerContact()
+            customers[id] = (number, name, key, parsed, RedressDomain.Channel(rawValue: channel) ?? .online, promised)
+        }
+        // Handlers by name, and the promised date as it stands now.
+        var names: [String: String] = [:]
+        let owners = notices.compactMap { $0.fields["handlerName"] }
+        if !owners.isEmpty {
+            for try await (id, name) in try await connection.query("SELECT id, name FROM staff WHERE id = ANY(\(owners)::text[])", logger: logger)
+                .decode((String, String).self) { names[id] = name }
+        }
+        var notes: [NoticeRow] = []
+        for notice in notices {
+            guard let customer = customers[notice.complaintID] else { continue }
+            var fields = notice.fields
+            if let owner = fields["handlerName"] { fields["handlerName"] = names[owner] ?? owner }
+            if fields["promisedReplyBy"] == "" { fields["promisedReplyBy"] = local(customer.promised) }
+            fields["number"] = customer.number
+            fields["customerName"] = PersonalData.maskName(customer.name)
+            let language = customer.contact.language.rawValue
+            if let channel = customer.contact.channels(complainedThrough: customer.channel).first {
+                let text = settings.templates.render(notice.template, language: language, channel: channel.rawValue, fields: fields)
+                notes.append(NoticeRow(complaintID: notice.complaintID, eventID: notice.eventID, recipient: "customer:" + customer.key, channel: channel.rawValue,
+                                       template: notice.template, language: language, subject: text.subject, body: text.body, status: "pending"))
+            } else {
+                notes.append(NoticeRow(complaintID: notice.complaintID, eventID: notice.eventID, recipient: "customer:" + customer.key, channel: "sms",
+                                       template: notice.template, language: language, subject: nil, body: "", status: "suppressed",
+                                       lastError: "the customer opted out of text messages and gave no WeChat or email address"))
+            }
+        }
+        try await Self.record(notes, on: connection, logger: logger)
+    }
+
+    func staffNotice(_ template: String, complaint: UUID, event: UUID, recipient: String, fields: [String: String]) -> NoticeRow {
+        let text = settings.templates.render(template, language: "zh-CN", channel: "staff_inbox", fields: fields)
+        return NoticeRow(complaintID: complaint, eventID: event, recipient: recipient, channel: "staff_inbox", template: template, language: "zh-CN",
+                         subject: nil, body: text.body, status: "delivered")
+    }
+
+    func tellOwner(_ events: [EventEnvelope<CaseAssigned>], on connection: PostgresConnection, logger: Logger) async throws {
+        var cases: [UUID: (priority: String, promised: Date)] = [:]
+        let rows = try await connection.query("""
+            SELECT id, COALESCE(priority, 'normal'), promised_reply_by FROM complaints WHERE id = ANY(\(events.map(\.complaintId))::uuid[])
+            """, logger: logger)
+        for try await (id, priority, promised) in rows.decode((UUID, String, Date).self) { cases[id] = (priority, promised) }
+        let notes = events.compactMap { event -> NoticeRow? in
+            let t = event.payload.transition
+            guard let owner = t.assignee, let known = cases[event.complaintId] else { return nil }
+            return staffNotice("case.assigned.owner", complaint: event.complaintId, event: event.id, recipient: "staff:" + owner,
+                               fields: ["number": t.number, "priority": known.priority, "promisedReplyBy": local(known.promised)])
+        }
+        try await Self.record(notes, on: connection, logger: logger)
     }
 
     /// Nobody could take a complaint: the unit's supervisors hear of it in their inbox (the supervisor queue).
-    @Sendable
-    static func alertSupervisors(_ events: [EventEnvelope<ComplaintUnassignable>], on connection: PostgresConnection, logger: Logger) async throws {
-        try await record(
-            complaintIDs: events.map(\.complaintId), eventIDs: events.map(\.id),
-            recipients: events.map { "supervisors:" + $0.payload.handlingUnit },
-            channels: events.map { _ in "staff_inbox" },
-            template: "complaint.unassignable.supervisors", on: connection, logger: logger)
+    func alertSupervisors(_ events: [EventEnvelope<ComplaintUnassignable>], on connection: PostgresConnection, logger: Logger) async throws {
+        try await Self.record(events.map { event in
+            staffNotice("complaint.unassignable.supervisors", complaint: event.complaintId, event: event.id, recipient: "supervisors:" + event.payload.handlingUnit,
+                        fields: ["number": event.payload.number, "unit": event.payload.handlingUnit, "reason": event.payload.reason])
+        }, on: connection, logger: logger)
     }
 
     /// A deadline near or missed: the owner and the unit's supervisors hear of it in their inbox.
-    static func alertDeadline(_ events: [(id: UUID, complaintID: UUID, template: String, clock: SLAClockEvent)], on connection: PostgresConnection, logger: Logger) async throws {
-        for template in Set(events.map(\.template)) {
-            let chosen = events.filter { $0.template == template }
-            var complaintIDs: [UUID] = [], eventIDs: [UUID] = [], recipients: [String] = []
-            for event in chosen {
-                for recipient in [event.clock.assignee.map { "staff:" + $0 }, "supervisors:" + event.clock.handlingUnit].compactMap({ $0 }) {
-                    complaintIDs.append(event.complaintID)
-                    eventIDs.append(event.id)
-                    recipients.append(recipient)
-                }
+    func alertDeadline(_ events: [SLAAlert], on connection: PostgresConnection, logger: Logger) async throws {
+        var notes: [NoticeRow] = []
+        for event in events {
+            let fields = ["number": event.clock.number, "clock": event.clock.clock.rawValue, "dueAt": local(event.clock.dueAt)]
+            for recipient in [event.clock.assignee.map { "staff:" + $0 }, "supervisors:" + event.clock.handlingUnit].compactMap({ $0 }) {
+                notes.append(staffNotice(event.template, complaint: event.complaintID, event: event.id, recipient: recipient, fields: fields))
             }
-            try await record(complaintIDs: complaintIDs, eventIDs: eventIDs, recipients: recipients, channels: recipients.map { _ in "staff_inbox" },
-                             template: template, on: connection, logger: logger)
+        }
+        try await Self.record(notes, on: connection, logger: logger)
+    }
+
+    /// At most one notification per (event, recipient, channel), however often the event arrives.
+    static func record(_ notes: [NoticeRow], on connection: PostgresConnection, logger: Logger) async throws {
+        guard !notes.isEmpty else { return }
+        try await connection.query("""
+            INSERT INTO notifications (id, complaint_id, event_id, recipient, channel, template, language, subject, body, status, last_error,
+                delivered_at)
+            SELECT gen_random_uuid(), complaint_id, event_id, recipient, channel, template, language, NULLIF(subject, ''), body, status,
+                NULLIF(last_error, ''), CASE WHEN status = 'delivered' THEN now() END
+            FROM unnest(\(notes.map(\.complaintID))::uuid[], \(notes.map(\.eventID))::uuid[], \(notes.map(\.recipient))::text[],
+                        \(notes.map(\.channel))::text[], \(notes.map(\.template))::text[], \(notes.map(\.language))::text[],
+                        \(notes.map { $0.subject ?? "" })::text[], \(notes.map(\.body))::text[], \(notes.map(\.status))::text[],
+                        \(notes.map { $0.lastError ?? "" })::text[])
+                AS t(complaint_id, event_id, recipient, channel, template, language, subject, body, status, last_error)
+            ON CONFLICT (event_id, recipient, channel) DO NOTHING
+            """, logger: logger)
+        var tally = CounterTally("redress_notifications_recorded_total", dimensions: ["template", "channel", "status"])
+        for note in notes { tally.add(note.template, note.channel, note.status) }
+        tally.record()
+    }
+}
+
+/// The parts of the settings the composer reads.
+struct NotifySettingsView: Sendable {
+    var templates: TemplateBook
+    var timeZone: TimeZone
+}
+
+/// A customer notice to compose: which template, for which complaint, with the event's fields.
+struct CustomerNotice: Sendable {
+    var eventID: UUID
+    var complaintID: UUID
+    var template: String
+    var fields: [String: String]
+}
+
+/// The events that tell the customer something, in one consumer: received, assigned, extended,
+/// concluded, and the return-visit invitation.
+struct CustomerNoticeHandler: BatchHandler {
+    let composer: Composer
+    static let topics = [EventType.complaintRegistered, .caseAssigned, .caseExtended, .caseClosed, .surveyRequested].map(\.topic)
+
+    let registered = EventHandler<ComplaintRegistered> { _, _, _ in }
+    let assigned = EventHandler<CaseAssigned> { _, _, _ in }
+    let extended = EventHandler<CaseExtended> { _, _, _ in }
+    let closed = EventHandler<CaseClosed> { _, _, _ in }
+    let surveys = EventHandler<SurveyRequested> { _, _, _ in }
+
+    /// nil: an event that tells the customer nothing (a reassignment, say).
+    func decode(_ message: KafkaMessage) -> Result<CustomerNotice?, Rejection> {
+        let local = composer.local
+        switch message.topic {
+        case EventType.complaintRegistered.topic:
+            return registered.decode(message).map {
+                CustomerNotice(eventID: $0.id, complaintID: $0.complaintId, template: "complaint.registered.acknowledgement",
+                               fields: ["receivedAt": local($0.payload.receivedAt), "promisedReplyBy": local($0.payload.promisedReplyBy)])
+            }
+        case EventType.caseAssigned.topic:
+            return assigned.decode(message).map { event in
+                // The customer hears of their handler once: on the first assignment (and a reopened case's).
+                guard [.registered, .reopened].contains(event.payload.transition.fromStatus), let owner = event.payload.transition.assignee else { return nil }
+                return CustomerNotice(eventID: event.id, complaintID: event.complaintId, template: "case.assigned.customer",
+                                      fields: ["handlerName": owner, "promisedReplyBy": ""])
+            }
+        case EventType.caseExtended.topic:
+            return extended.decode(message).map {
+                CustomerNotice(eventID: $0.id, complaintID: $0.complaintId, template: "case.extended.customer",
+                               fields: ["decisionDays": String($0.payload.decisionDays), "promisedReplyBy": local($0.payload.promisedReplyBy),
+                                        "reason": $0.payload.transition.reason ?? ""])
+            }
+        case EventType.caseClosed.topic:
+            return closed.decode(message).map { CustomerNotice(eventID: $0.id, complaintID: $0.complaintId, template: "case.closed.customer", fields: [:]) }
+        default:
+            return surveys.decode(message).map {
+                CustomerNotice(eventID: $0.id, complaintID: $0.complaintId, template: "survey.requested.customer",
+                               fields: ["link": $0.payload.link, "expiresAt": local($0.payload.expiresAt)])
+            }
         }
     }
 
-    static func record(complaintIDs: [UUID], eventIDs: [UUID], recipients: [String], channels: [String], template: String,
-                       on connection: PostgresConnection, logger: Logger) async throws {
-        guard !eventIDs.isEmpty else { return }
-        let ids = eventIDs.map { _ in UUID() }
-        // At most one notification per (event, recipient, channel), however often the event arrives.
-        try await connection.query("""
-            INSERT INTO notifications (id, complaint_id, event_id, recipient, channel, template)
-            SELECT id, complaint_id, event_id, recipient, channel, \(template)
-            FROM unnest(\(ids)::uuid[], \(complaintIDs)::uuid[], \(eventIDs)::uuid[], \(recipients)::text[], \(channels)::text[])
-                AS t(id, complaint_id, event_id, recipient, channel)
-            ON CONFLICT (event_id, recipient, channel) DO NOTHING
-            """, logger: logger)
-        var perChannel: [String: Int] = [:]
-        for channel in channels { perChannel[channel, default: 0] += 1 }
-        for (channel, count) in perChannel {
-            Counter(label: "redress_notifications_recorded_total", dimensions: [("template", template), ("channel", channel)]).increment(by: count)
-        }
+    func eventID(of item: CustomerNotice?) -> UUID? { item?.eventID }
+
+    func handle(_ items: [CustomerNotice?], on connection: PostgresConnection, logger: Logger) async throws {
+        try await composer.tellCustomers(items.compactMap { $0 }, on: connection, logger: logger)
     }
+}
+
+/// A deadline alert to send to staff.
+struct SLAAlert: Sendable {
+    var id: UUID
+    var complaintID: UUID
+    var template: String
+    var clock: SLAClockEvent
 }
 
 /// `sla.warning` and `sla.breached` in one consumer: both alert the same people.
 struct SLAAlertHandler: BatchHandler {
+    let composer: Composer
     let warnings = EventHandler<SLAWarning> { _, _, _ in }
     let breaches = EventHandler<SLABreached> { _, _, _ in }
 
-    func decode(_ message: KafkaMessage) -> Result<(id: UUID, complaintID: UUID, template: String, clock: SLAClockEvent), Rejection> {
+    func decode(_ message: KafkaMessage) -> Result<SLAAlert, Rejection> {
         if message.topic == EventType.slaWarning.topic {
-            return warnings.decode(message).map { ($0.id, $0.complaintId, "sla.warning.staff", $0.payload.clock) }
+            return warnings.decode(message).map { SLAAlert(id: $0.id, complaintID: $0.complaintId, template: "sla.warning.staff", clock: $0.payload.clock) }
         }
-        return breaches.decode(message).map { ($0.id, $0.complaintId, "sla.breached.staff", $0.payload.clock) }
+        return breaches.decode(message).map { SLAAlert(id: $0.id, complaintID: $0.complaintId, template: "sla.breached.staff", clock: $0.payload.clock) }
     }
 
-    func eventID(of item: (id: UUID, complaintID: UUID, template: String, clock: SLAClockEvent)) -> UUID? { item.id }
+    func eventID(of item: SLAAlert) -> UUID? { item.id }
 
-    func handle(_ items: [(id: UUID, complaintID: UUID, template: String, clock: SLAClockEvent)], on connection: PostgresConnection, logger: Logger) async throws {
-        try await NotifyService.alertDeadline(items, on: connection, logger: logger)
+    func handle(_ items: [SLAAlert], on connection: PostgresConnection, logger: Logger) async throws {
+        try await composer.alertDeadline(items, on: connection, logger: logger)
     }
 }

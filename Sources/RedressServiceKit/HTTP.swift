@@ -9,9 +9,12 @@ import RedressContracts
 public struct RedressRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var identity: Identity?
+    /// The client's IP address (no port), for limits per client such as the survey links' guard against guessing.
+    public let remoteIP: String?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
+        remoteIP = source.channel.remoteAddress?.ipAddress
     }
 
     /// Bodies above this are refused with 413 before they are read.

@@ -10,6 +10,7 @@ public enum Migrations {
     public static let all: [Migration] = [
         Migration(version: 1, name: "foundation", sql: foundation),
         Migration(version: 2, name: "case handling", sql: caseHandling),
+        Migration(version: 3, name: "notifications and return visits", sql: notificationsAndVisits),
     ]
 
     /// The database roles the services use; a cluster-level set-up (scripts/lib.sh creates them; a
@@ -300,5 +301,44 @@ public enum Migrations {
     CREATE POLICY personal_data_reads_staff ON personal_data_reads TO redress_staff
         USING (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id))
         WITH CHECK (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id));
+    """#
+
+    static let notificationsAndVisits = #"""
+    -- How the customer wants to hear from us ({email, wechatOpenId, preferredChannel, smsConsent, language}).
+    ALTER TABLE complaints ADD COLUMN customer_contact jsonb NOT NULL DEFAULT '{"smsConsent": true, "language": "zh-CN"}';
+
+    -- A notification carries its rendered text and its delivery: attempts, the next try, and the
+    -- proof (gateway receipt, time) or the last error. `sending` marks a claimed attempt whose
+    -- outcome is not known yet; it is retried with the same idempotency key.
+    ALTER TABLE notifications
+        ADD COLUMN subject            text,
+        ADD COLUMN body               text NOT NULL DEFAULT '',
+        ADD COLUMN attempts           integer NOT NULL DEFAULT 0,
+        ADD COLUMN next_attempt_at    timestamptz NOT NULL DEFAULT now(),
+        ADD COLUMN claimed_at         timestamptz,
+        ADD COLUMN delivered_at       timestamptz,
+        ADD COLUMN gateway_message_id text,
+        ADD COLUMN last_error         text,
+        ADD COLUMN address_masked     text;
+    ALTER TABLE notifications ADD CONSTRAINT notifications_status
+        CHECK (status IN ('pending', 'sending', 'retrying', 'delivered', 'failed', 'suppressed'));
+    CREATE INDEX notifications_due ON notifications (next_attempt_at) WHERE status IN ('pending', 'sending', 'retrying');
+    CREATE INDEX notifications_staff_inbox ON notifications (recipient, created_at) WHERE channel = 'staff_inbox';
+
+    -- Return visits: a single-use link token (only its hash is kept), its expiry, and the answer.
+    -- Unit, category and handler are those at closure, for satisfaction by each.
+    ALTER TABLE surveys
+        ADD COLUMN token_hash    bytea UNIQUE,
+        ADD COLUMN invited_at    timestamptz,
+        ADD COLUMN expires_at    timestamptz,
+        ADD COLUMN answered_at   timestamptz,
+        ADD COLUMN score         integer CHECK (score BETWEEN 1 AND 5),
+        ADD COLUMN resolved      boolean,
+        ADD COLUMN comment       text,
+        ADD COLUMN handling_unit text,
+        ADD COLUMN category      text,
+        ADD COLUMN handler       text;
+    ALTER TABLE surveys ADD CONSTRAINT surveys_status CHECK (status IN ('scheduled', 'invited', 'answered', 'expired'));
+    CREATE INDEX surveys_due ON surveys (due_at) WHERE status = 'scheduled';
     """#
 }

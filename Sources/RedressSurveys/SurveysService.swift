@@ -1,7 +1,10 @@
+import Crypto
 import Foundation
 import Hummingbird
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
+import NIOCore
 import PostgresNIO
 import RedressContracts
 import RedressDomain
@@ -10,39 +13,364 @@ import RedressStore
 import ServiceLifecycle
 
 /// `redress-surveys`: 回访 — schedules the return visits of every closed case (same day, one week,
-/// one month). Invitations, tokens and answers come with the surveys issue.
+/// one month by default), invites the customer through notify with a single-use, expiring link,
+/// records the answer, and turns a bad one (score 1–2, or "not resolved") into `survey.dissatisfied`,
+/// which the case service reopens one level up.
 public enum SurveysService {
     public static let name = "redress-surveys"
     public static let defaultPort = 8083
     public static let consumerGroup = "redress-surveys"
-    /// Return visits after closure: 当天, 一周, 一个月.
-    public static let visits: [(name: String, after: TimeInterval)] = [("day0", 0), ("day7", 7 * 86_400), ("day30", 30 * 86_400)]
+    static let actor = Actor.service(name)
+
+    public struct Settings: Sendable {
+        /// Days after closure of each visit (名称 day<N>).
+        public var waves: [Int]
+        public var tokenLifetime: TimeInterval
+        /// The public survey page; the token is appended.
+        public var linkBase: String
+        /// Unknown-token lookups a client may make per minute before it is refused (429).
+        public var missesPerMinute: Int
+
+        public init(waves: [Int] = [0, 7, 30], tokenLifetime: TimeInterval = 14 * 86_400, linkBase: String = "https://survey.redress.example/s/",
+                    missesPerMinute: Int = 10) {
+            self.waves = waves
+            self.tokenLifetime = tokenLifetime
+            self.linkBase = linkBase
+            self.missesPerMinute = missesPerMinute
+        }
+
+        public static func fromEnvironment(_ env: [String: String]) throws -> Settings {
+            var settings = Settings()
+            var problems: [String] = []
+            if let text = env["REDRESS_SURVEY_WAVES"] {
+                let days = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+                if days.isEmpty || days.count != text.split(separator: ",").count || days.contains(where: { $0 < 0 || $0 > 365 }) || Set(days).count != days.count {
+                    problems.append("REDRESS_SURVEY_WAVES must list distinct days after closure, 0 to 365, e.g. 0,7,30")
+                } else {
+                    settings.waves = days.sorted()
+                }
+            }
+            if let text = env["REDRESS_SURVEY_TOKEN_DAYS"] {
+                if let days = Int(text), (1...90).contains(days) { settings.tokenLifetime = Double(days) * 86_400 } else { problems.append("REDRESS_SURVEY_TOKEN_DAYS must be 1 to 90") }
+            }
+            if let base = env["REDRESS_SURVEY_LINK_BASE"] { settings.linkBase = base }
+            guard problems.isEmpty else { throw Invalid(description: "redress-surveys cannot start: " + problems.joined(separator: "; ")) }
+            return settings
+        }
+    }
+
+    public struct Invalid: Error, CustomStringConvertible {
+        public var description: String
+    }
 
     public static func main() async throws {
-        try await ServiceHost.serve(service: name, defaultPort: defaultPort) { build(host: $0) }
+        try await ServiceHost.serve(service: name, defaultPort: defaultPort) { host in
+            do {
+                return build(host: host, settings: try Settings.fromEnvironment(ProcessInfo.processInfo.environment))
+            } catch {
+                host.logger.critical("\(error)")
+                exit(2)
+            }
+        }
     }
 
-    public static func build(host: ServiceHost) -> (Router<RedressRequestContext>, [any Service]) {
-        let consumer = host.consumer(group: consumerGroup, topics: [EventType.caseClosed.topic], handler: EventHandler<CaseClosed>(schedule))
-        return (host.router(), [consumer])
+    public static func build(host: ServiceHost, settings: Settings = Settings()) -> (Router<RedressRequestContext>, [any Service]) {
+        let router = host.router()
+        let visits = ReturnVisits(postgres: host.postgres, settings: settings, logger: host.logger)
+        SurveyAPI(postgres: host.postgres, guard: MissLimiter(perMinute: settings.missesPerMinute)).add(to: router)
+        let consumer = host.consumer(group: consumerGroup, topics: [EventType.caseClosed.topic],
+                                     handler: EventHandler<CaseClosed> { try await visits.schedule($0, on: $1, logger: $2) })
+        return (router, [consumer, SurveyInviter(visits: visits, gate: host.gate), SurveyGauges(postgres: host.postgres, gate: host.gate, logger: host.logger)])
     }
 
-    @Sendable
-    static func schedule(_ events: [EventEnvelope<CaseClosed>], on connection: PostgresConnection, logger: Logger) async throws {
-        var ids: [UUID] = [], complaints: [UUID] = [], names: [String] = [], due: [Date] = []
+    static func hash(_ token: String) -> [UInt8] { Array(SHA256.hash(data: Data(token.utf8))) }
+
+    /// 32 random bytes, base64url: unguessable, and fits a text message.
+    static func newToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        return Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+}
+
+/// Scheduling and inviting.
+public struct ReturnVisits: Sendable {
+    let postgres: PostgresClient
+    let settings: SurveysService.Settings
+    let logger: Logger
+
+    /// On closure: one visit per wave, due that many days after the closure. A reopened case's
+    /// closure schedules its own (it is another complaint).
+    func schedule(_ events: [EventEnvelope<CaseClosed>], on connection: PostgresConnection, logger: Logger) async throws {
+        var complaints: [UUID] = [], names: [String] = [], due: [Date] = []
         for event in events {
-            for visit in visits {
-                ids.append(UUID())
+            for days in settings.waves {
                 complaints.append(event.complaintId)
-                names.append(visit.name)
-                due.append(event.occurredAt.addingTimeInterval(visit.after))
+                names.append("day\(days)")
+                due.append(event.occurredAt.addingTimeInterval(Double(days) * 86_400))
             }
         }
         try await connection.query("""
-            INSERT INTO surveys (id, complaint_id, visit, due_at)
-            SELECT * FROM unnest(\(ids)::uuid[], \(complaints)::uuid[], \(names)::text[], \(due)::timestamptz[])
+            INSERT INTO surveys (id, complaint_id, visit, due_at, handling_unit, category, handler)
+            SELECT gen_random_uuid(), t.complaint_id, t.visit, t.due, COALESCE(c.handling_unit, c.branch), c.category, c.assignee
+            FROM unnest(\(complaints)::uuid[], \(names)::text[], \(due)::timestamptz[]) AS t(complaint_id, visit, due)
+            JOIN complaints c ON c.id = t.complaint_id
             ON CONFLICT (complaint_id, visit) DO NOTHING
             """, logger: logger)
-        Counter(label: "redress_surveys_scheduled_total").increment(by: ids.count)
+        Counter(label: "redress_surveys_scheduled_total").increment(by: complaints.count)
+    }
+
+    /// Invites every visit due at `now`: a fresh token (only its hash is kept) and `survey.requested`,
+    /// in one transaction. Visits whose links expired unanswered are marked expired. Returns how many were invited.
+    @discardableResult
+    public func invite(now: Date = Date(), limit: Int = 200) async throws -> Int {
+        try await postgres.withTransaction(logger: logger) { connection in
+            try await connection.query("UPDATE surveys SET status = 'expired' WHERE status = 'invited' AND expires_at <= \(now)", logger: logger)
+            var due: [(UUID, UUID, String, String, String)] = []
+            let rows = try await connection.query("""
+                SELECT s.id, s.complaint_id, s.visit, c.number, COALESCE(s.handling_unit, c.branch)
+                FROM surveys s JOIN complaints c ON c.id = s.complaint_id
+                WHERE s.status = 'scheduled' AND s.due_at <= \(now)
+                ORDER BY s.due_at LIMIT \(limit) FOR UPDATE OF s SKIP LOCKED
+                """, logger: logger)
+            for try await row in rows.decode((UUID, UUID, String, String, String).self) { due.append(row) }
+            guard !due.isEmpty else { return 0 }
+            let expires = now.addingTimeInterval(settings.tokenLifetime)
+            var hashes: [[UInt8]] = [], outbox: [OutboxEntry] = []
+            let encoder = EventCoding.encoder()
+            for (id, complaint, visit, number, unit) in due {
+                let token = SurveysService.newToken()
+                hashes.append(SurveysService.hash(token))
+                outbox.append(try OutboxEntry(EventEnvelope(occurredAt: now, complaintId: complaint, orgUnit: unit, actor: SurveysService.actor,
+                    payload: SurveyRequested(surveyId: id, number: number, wave: visit, link: settings.linkBase + token, requestedAt: now, expiresAt: expires)),
+                    encoder: encoder))
+                Counter(label: "redress_survey_invitations_total", dimensions: [("unit", unit)]).increment()
+            }
+            try await connection.query("""
+                UPDATE surveys s SET status = 'invited', token_hash = t.hash, invited_at = \(now), expires_at = \(expires)
+                FROM unnest(\(due.map(\.0))::uuid[], \(hashes.map { ByteBuffer(bytes: $0) })::bytea[]) AS t(id, hash) WHERE s.id = t.id
+                """, logger: logger)
+            try await Outbox.append(outbox, on: connection, logger: logger)
+            return due.count
+        }
+    }
+}
+
+/// Invites due visits every few seconds; several instances share the work without overlap (SKIP LOCKED).
+struct SurveyInviter: Service {
+    let visits: ReturnVisits
+    let gate: StartupGate
+
+    func run() async throws {
+        await gate.wait()
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                while try await visits.invite() > 0 {}
+            } catch {
+                visits.logger.warning("survey invitations failed; retrying", metadata: ["error": "\(String(reflecting: error))"])
+            }
+            try? await Task.sleep(for: .seconds(2))
+        }
+    }
+}
+
+/// Counts a client's lookups of unknown tokens per minute: past the limit, it is refused (429)
+/// until the minute is over, so tokens cannot be found by trying.
+public final class MissLimiter: Sendable {
+    let perMinute: Int
+    private let misses = NIOLockedValueBox<[String: (minute: Int, count: Int)]>([:])
+
+    public init(perMinute: Int) { self.perMinute = perMinute }
+
+    public func isBlocked(_ client: String, now: Date = Date()) -> Bool {
+        let minute = Int(now.timeIntervalSince1970 / 60)
+        return misses.withLockedValue { ($0[client]?.minute == minute) && ($0[client]?.count ?? 0) >= perMinute }
+    }
+
+    public func miss(_ client: String, now: Date = Date()) {
+        let minute = Int(now.timeIntervalSince1970 / 60)
+        misses.withLockedValue { all in
+            if all.count > 10_000 { all = all.filter { $0.value.minute == minute } }
+            let current = all[client].flatMap { $0.minute == minute ? $0.count : nil } ?? 0
+            all[client] = (minute, current + 1)
+        }
+    }
+}
+
+struct SurveyQuestion: Codable, Sendable {
+    var id: String
+    var type: String
+    var text: String
+    var textEn: String
+    var min: Int?
+    var max: Int?
+    var maxLength: Int?
+    var optional: Bool
+}
+
+struct SurveyForm: ResponseEncodable, Sendable {
+    var number: String
+    var wave: String
+    var expiresAt: String
+    var questions: [SurveyQuestion]
+}
+
+struct SurveyThanks: ResponseEncodable, Sendable {
+    var number: String
+    var wave: String
+    var thanks: String
+}
+
+struct SurveyAnswer: Decodable, Sendable {
+    var score: Int?
+    var resolved: Bool?
+    var comment: String?
+}
+
+/// `GET`/`POST /v1/surveys/{token}`: public, the link token is the credential. A wrong, expired or
+/// used token gets the same 404, so the answer never tells whether a token existed.
+struct SurveyAPI: Sendable {
+    let postgres: PostgresClient
+    let `guard`: MissLimiter
+
+    static let questions = [
+        SurveyQuestion(id: "score", type: "integer", text: "您对本次投诉处理的满意程度（1 非常不满意 – 5 非常满意）",
+                       textEn: "How satisfied are you with how your complaint was handled (1 very dissatisfied – 5 very satisfied)?",
+                       min: 1, max: 5, maxLength: nil, optional: false),
+        SurveyQuestion(id: "resolved", type: "boolean", text: "您的问题是否已经解决？", textEn: "Has your problem been resolved?",
+                       min: nil, max: nil, maxLength: nil, optional: false),
+        SurveyQuestion(id: "comment", type: "text", text: "您还有什么想告诉我们的？", textEn: "Anything else you would like to tell us?",
+                       min: nil, max: nil, maxLength: 1000, optional: true),
+    ]
+
+    static let notFound = Problem(status: .notFound, title: "No open survey", detail: "no open survey for this link; it may have expired or been answered already")
+
+    func add(to router: Router<RedressRequestContext>) {
+        let group = router.group("v1/surveys")
+        group.get(":token") { _, context in try await show(context) }
+        group.post(":token") { request, context in try await answer(request, context) }
+    }
+
+    func checkClient(_ context: RedressRequestContext) throws -> String {
+        let client = context.remoteIP ?? "unknown"
+        if `guard`.isBlocked(client) {
+            throw Problem(status: .tooManyRequests, title: "Too many unknown links", detail: "too many requests for unknown survey links from your address; try again in a minute")
+        }
+        return client
+    }
+
+    func show(_ context: RedressRequestContext) async throws -> SurveyForm {
+        let client = try checkClient(context)
+        let token = try context.parameters.require("token")
+        let rows = try await postgres.query("""
+            SELECT c.number, s.visit, s.expires_at FROM surveys s JOIN complaints c ON c.id = s.complaint_id
+            WHERE s.token_hash = \(ByteBuffer(bytes: SurveysService.hash(token))) AND s.status = 'invited' AND s.expires_at > now()
+            """, logger: context.logger)
+        for try await (number, wave, expires) in rows.decode((String, String, Date).self) {
+            return SurveyForm(number: number, wave: wave, expiresAt: Timestamp.format(expires), questions: Self.questions)
+        }
+        `guard`.miss(client)
+        throw Self.notFound
+    }
+
+    func answer(_ request: Request, _ context: RedressRequestContext) async throws -> Response {
+        let client = try checkClient(context)
+        let token = try context.parameters.require("token")
+        let body: SurveyAnswer
+        do {
+            body = try JSONDecoder().decode(SurveyAnswer.self, from: Data(try await request.utf8Body(context: context)))
+        } catch let problem as Problem {
+            throw problem
+        } catch {
+            throw Problem(status: .badRequest, title: "Body is not valid JSON", detail: "send {\"score\": 1-5, \"resolved\": true|false, \"comment\": \"…\"}")
+        }
+        var errors: [FieldError] = []
+        if body.score.map({ !(1...5).contains($0) }) ?? true { errors.append(FieldError("score", "required: a whole number from 1 to 5")) }
+        if body.resolved == nil { errors.append(FieldError("resolved", "required: true or false")) }
+        if let comment = body.comment, comment.count > 1000 { errors.append(FieldError("comment", "is longer than 1000 characters")) }
+        guard errors.isEmpty, let score = body.score, let resolved = body.resolved else {
+            throw Problem(status: .badRequest, title: "Invalid answer", detail: errors.map(\.description).joined(separator: "; "), errors: errors)
+        }
+        let comment = body.comment.map(PersonalData.scrub).flatMap { $0.isEmpty ? nil : $0 }
+        let satisfied = score >= 3 && resolved
+        let now = Date()
+        // Single use: only an invited, unexpired visit takes the answer, and it does so once.
+        let thanks = try await postgres.withTransaction(logger: context.logger) { connection -> SurveyThanks? in
+            let rows = try await connection.query("""
+                UPDATE surveys s SET status = 'answered', answered_at = \(now), score = \(score), resolved = \(resolved), comment = \(comment)
+                FROM complaints c
+                WHERE s.token_hash = \(ByteBuffer(bytes: SurveysService.hash(token))) AND s.status = 'invited' AND s.expires_at > \(now) AND c.id = s.complaint_id
+                RETURNING s.id, s.complaint_id, s.visit, c.number, COALESCE(s.handling_unit, c.branch), COALESCE(s.category, 'other'), COALESCE(s.handler, '')
+                """, logger: context.logger)
+            for try await (id, complaint, wave, number, unit, category, handler) in rows.decode((UUID, UUID, String, String, String, String, String).self) {
+                let encoder = EventCoding.encoder()
+                var outbox = [try OutboxEntry(EventEnvelope(occurredAt: now, complaintId: complaint, orgUnit: unit, actor: SurveysService.actor,
+                    payload: SurveyAnswered(surveyId: id, number: number, wave: wave, score: score, resolved: resolved, satisfied: satisfied,
+                                            comment: comment, answeredAt: now)), encoder: encoder)]
+                // 1–2, or not resolved: the case service reopens it one level up.
+                if !satisfied {
+                    outbox.append(try OutboxEntry(EventEnvelope(occurredAt: now, complaintId: complaint, orgUnit: unit, actor: SurveysService.actor,
+                        payload: SurveyDissatisfied(surveyId: id, number: number, wave: wave, score: score, resolved: resolved, comment: comment, answeredAt: now)),
+                        encoder: encoder))
+                }
+                try await Outbox.append(outbox, on: connection, logger: context.logger)
+                Counter(label: "redress_survey_answers_total", dimensions: [
+                    ("unit", unit), ("category", category), ("handler", handler), ("score", String(score)), ("resolved", String(resolved)),
+                ]).increment()
+                return SurveyThanks(number: number, wave: wave, thanks: "感谢您的反馈。Thank you for your feedback.")
+            }
+            return nil
+        }
+        guard let thanks else {
+            `guard`.miss(client)
+            throw Self.notFound
+        }
+        return try thanks.response(from: request, context: context).withStatus(.created)
+    }
+}
+
+extension Response {
+    func withStatus(_ status: HTTPResponse.Status) -> Response {
+        var response = self
+        response.status = status
+        return response
+    }
+}
+
+/// Satisfaction by unit, counted from the visits on an interval: the share of answers scoring 4–5
+/// (CSAT), the share of invitations answered, and the share of closed cases visited at all.
+final class SurveyGauges: Service, Sendable {
+    let postgres: PostgresClient
+    let gate: StartupGate
+    let logger: Logger
+
+    init(postgres: PostgresClient, gate: StartupGate, logger: Logger) {
+        self.postgres = postgres
+        self.gate = gate
+        self.logger = logger
+    }
+
+    func run() async throws {
+        await gate.wait()
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                let rows = try await postgres.query("""
+                    SELECT COALESCE(handling_unit, '?'),
+                        count(*) FILTER (WHERE status = 'answered' AND score >= 4)::float8 / greatest(1, count(*) FILTER (WHERE status = 'answered')),
+                        count(*) FILTER (WHERE status = 'answered')::float8 / greatest(1, count(*) FILTER (WHERE status IN ('invited', 'answered', 'expired'))),
+                        count(DISTINCT complaint_id) FILTER (WHERE status = 'answered')::float8 / greatest(1, count(DISTINCT complaint_id))
+                    FROM surveys GROUP BY 1
+                    """, logger: logger)
+                for try await (unit, csat, response, completion) in rows.decode((String, Double, Double, Double).self) {
+                    Gauge(label: "redress_survey_csat_ratio", dimensions: [("unit", unit)]).record(csat)
+                    Gauge(label: "redress_survey_response_ratio", dimensions: [("unit", unit)]).record(response)
+                    Gauge(label: "redress_survey_completion_ratio", dimensions: [("unit", unit)]).record(completion)
+                }
+            } catch {
+                logger.warning("survey gauges not refreshed", metadata: ["error": "\(String(reflecting: error))"])
+            }
+            try? await Task.sleep(for: .seconds(30))
+        }
     }
 }

@@ -56,6 +56,8 @@ import Testing
             "REDRESS_CLOSURE_TAXONOMY": TestDatabase.repo.appendingPathComponent("deploy/cases/closure-taxonomy.json").path,
             "REDRESS_SLA_POLICY": TestDatabase.repo.appendingPathComponent("deploy/sla/policy.json").path,
             "REDRESS_CALENDARS": TestDatabase.repo.appendingPathComponent("deploy/calendars").path,
+            "REDRESS_NOTIFY_TEMPLATES": TestDatabase.repo.appendingPathComponent("deploy/notify/templates.json").path,
+            "REDRESS_SMS_GATEWAY_URL": "log:", "REDRESS_WECHAT_GATEWAY_URL": "log:", "REDRESS_SMTP": "log:",
         ]
 
         /// The environment of a service process of this stack.

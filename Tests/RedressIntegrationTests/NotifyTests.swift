@@ -1,30 +1,236 @@
 import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
 import PostgresNIO
 @testable import RedressContracts
+import RedressDomain
 @testable import RedressNotify
+@testable import RedressServiceKit
 import Testing
 
+enum NotifyFixture {
+    static let templates = try! TemplateBook.load(file: TestDatabase.repo.appendingPathComponent("deploy/notify/templates.json").path)
+    static let shanghai = TimeZone(identifier: "Asia/Shanghai")!
+
+    static func settings(_ channels: [String: any NotificationChannel], quiet: QuietHours? = nil, maxAttempts: Int = 6, rate: Double = 1000) -> NotifyService.Settings {
+        NotifyService.Settings(templates: templates, channels: channels, quietHours: quiet, maxAttempts: maxAttempts, ratePerSecond: rate,
+                               backoff: Backoff(base: 1, cap: 60), timeZone: shanghai)
+    }
+
+    /// A complaint whose customer has `contact`, and one customer notice for it, recorded as notify would.
+    @discardableResult
+    static func notice(_ db: PostgresClient, number: String, phone: String = "13812345678", contact: String = "{}", settings: NotifyService.Settings) async throws -> UUID {
+        let id = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", number: number)
+        try await db.query("UPDATE complaints SET customer_phone = \(phone), customer_contact = \(contact)::jsonb WHERE id = \(id)", logger: TestDatabase.logger)
+        try await db.withTransaction(logger: TestDatabase.logger) { connection in
+            try await Composer(settings: settings).tellCustomers([CustomerNotice(eventID: UUID(), complaintID: id, template: "case.closed.customer", fields: [:])],
+                                                                 on: connection, logger: TestDatabase.logger)
+        }
+        return id
+    }
+
+    static func statuses(_ db: PostgresClient) async throws -> [String: String] {
+        var result: [String: String] = [:]
+        for try await (number, status) in try await db.query("SELECT c.number, n.status FROM notifications n JOIN complaints c ON c.id = n.complaint_id WHERE n.channel <> 'staff_inbox'",
+                                                             logger: TestDatabase.logger).decode((String, String).self) { result[number] = status }
+        return result
+    }
+}
+
+/// A channel that forwards the first `passing` messages and then hangs, as a process frozen
+/// mid-batch would: what it sent is never recorded.
+struct CrashingChannel: NotificationChannel {
+    let inner: any NotificationChannel
+    let passing: Int
+    let sent = NIOLockedValueBox(0)
+
+    func send(_ message: OutgoingMessage) async -> DeliveryOutcome {
+        let n = sent.withLockedValue { value -> Int in
+            value += 1
+            return value
+        }
+        if n <= passing { _ = await inner.send(message) }
+        // Frozen: never returns, not even when cancelled (as a killed process would not).
+        await withUnsafeContinuation { (_: UnsafeContinuation<Void, Never>) in }
+        return .failed(reason: "unreachable")
+    }
+}
+
 @Suite struct NotifyTests {
+    typealias N = NotifyFixture
+
     @Test func unassignableComplaintsReachTheUnitsSupervisorsOnce() async throws {
         try await TestDatabase.withFresh { db, _ in
-            let id = UUID()
-            try await db.query("""
-                INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name, customer_phone,
-                    customer_key, subject, content)
-                VALUES (\(id), 'GD-SZ-20261122-000001', 'online', 'N-1', now(), now() + interval '15 days', 'GD-SZ', '张三', '13812345678', 'k', 's', 'c')
-                """, logger: TestDatabase.logger)
+            let id = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: nil, number: "GD-SZ-20261122-000001")
             let event = EventEnvelope(complaintId: id, orgUnit: "GD-SZ", actor: .service("redress-routing"),
                                       payload: ComplaintUnassignable(number: "GD-SZ-20261122-000001", handlingUnit: "GD-SZ", category: .claims,
                                                                      priority: .high, reason: "every eligible agent of the unit is at capacity"))
             for _ in 0..<2 {
                 try await db.withTransaction(logger: TestDatabase.logger) { connection in
-                    try await NotifyService.alertSupervisors([event], on: connection, logger: TestDatabase.logger)
+                    try await Composer(settings: N.settings([:])).alertSupervisors([event], on: connection, logger: TestDatabase.logger)
                 }
             }
             #expect(try await TestDatabase.count(db, """
                 SELECT count(*) FROM notifications
                 WHERE recipient = 'supervisors:GD-SZ' AND channel = 'staff_inbox' AND template = 'complaint.unassignable.supervisors'
+                  AND status = 'delivered' AND body LIKE '%GD-SZ-20261122-000001%'
                 """) == 1)
+        }
+    }
+
+    @Test func customersAreToldInTheirLanguageOnTheirChannelAndAnOptOutIsRespected() async throws {
+        try await TestDatabase.withFresh { db, _ in
+            let settings = N.settings([:])
+            try await N.notice(db, number: "GD-SZ-20261122-000011", contact: #"{"email":"li@example.com","preferredChannel":"email","smsConsent":true,"language":"en"}"#, settings: settings)
+            try await N.notice(db, number: "GD-SZ-20261122-000012", contact: #"{"wechatOpenId":"oX1","smsConsent":false,"language":"zh-CN"}"#, settings: settings)
+            try await N.notice(db, number: "GD-SZ-20261122-000013", contact: #"{"smsConsent":false,"language":"zh-CN"}"#, settings: settings)
+            try await N.notice(db, number: "GD-SZ-20261122-000014", settings: settings)
+            var rows: [String: (channel: String, language: String, status: String, subject: String?, body: String)] = [:]
+            for try await r in try await db.query("""
+                SELECT c.number, n.channel, n.language, n.status, n.subject, n.body FROM notifications n JOIN complaints c ON c.id = n.complaint_id
+                """, logger: TestDatabase.logger).decode((String, String, String, String, String?, String).self) { rows[r.0] = (r.1, r.2, r.3, r.4, r.5) }
+            #expect(rows["GD-SZ-20261122-000011"]?.channel == "email")
+            #expect(rows["GD-SZ-20261122-000011"]?.language == "en")
+            #expect(rows["GD-SZ-20261122-000011"]?.subject?.isEmpty == false)
+            #expect(rows["GD-SZ-20261122-000012"]?.channel == "wechat", "opted out of SMS: told on WeChat")
+            #expect(rows["GD-SZ-20261122-000013"]?.status == "suppressed", "opted out of SMS with no other address: never texted")
+            #expect(rows["GD-SZ-20261122-000014"]?.channel == "sms")
+            for (number, row) in rows where row.status == "pending" {
+                #expect(row.body.contains(number), "\(number): the number is in the text")
+                #expect(!row.body.contains("{{") && !row.body.contains("13812345678"), "\(number): filled, and no phone number")
+            }
+        }
+    }
+
+    @Test func theGatewayAdapterAgainstALoopbackGatewayThatFailsTimesOutAndRateLimits() async throws {
+        let gateway = GatewayStub()
+        try await gateway.run { url in
+            let channel = HTTPGatewayChannel(url: url, authorization: "Bearer t", timeout: .milliseconds(500))
+            func send(_ to: String) async -> DeliveryOutcome {
+                await channel.send(OutgoingMessage(id: UUID(), channel: "sms", address: to, template: "t", subject: nil, body: "您好"))
+            }
+            gateway.behave(.fail(400), for: "13800000002")
+            gateway.behave(.fail(503), for: "13800000003")
+            gateway.behave(.rateLimit(retryAfter: 7), for: "13800000004")
+            gateway.behave(.hang, for: "13800000005")
+            guard case .delivered(let receipt) = await send("13800000001") else { Issue.record("accepted message not delivered"); return }
+            #expect(receipt?.hasPrefix("gw-") == true)
+            guard case .failed = await send("13800000002") else { Issue.record("a 400 must fail for good"); return }
+            guard case .retry = await send("13800000003") else { Issue.record("a 503 must be retried"); return }
+            #expect(await send("13800000004") == .retry(reason: "gateway rate-limited (429)", after: 7))
+            let started = ContinuousClock.now
+            guard case .retry = await send("13800000005") else { Issue.record("a hung gateway must be retried"); return }
+            #expect(ContinuousClock.now - started < .seconds(5), "the timeout cuts a hung gateway short")
+        }
+    }
+
+    @Test func theEmailAdapterAgainstALoopbackMailServer() async throws {
+        let sink = SMTPSink()
+        try await sink.run { port in
+            let channel = SMTPChannel(host: "127.0.0.1", port: port, from: "complaints@redress.test", timeout: .seconds(5))
+            sink.refuse("nobody@example.com")
+            let message = OutgoingMessage(id: UUID(), channel: "email", address: "li@example.com", template: "case.closed.customer",
+                                          subject: "您的投诉已办结", body: "尊敬的客户：\n您的投诉 GD-SZ-20261122-000001 已办结。")
+            guard case .delivered(let receipt) = await channel.send(message) else { Issue.record("mail not accepted"); return }
+            #expect(receipt?.contains("queued") == true)
+            #expect(sink.mails.count == 1)
+            #expect(sink.mails.first?.to == "li@example.com")
+            #expect(sink.mails.first?.subject == "您的投诉已办结")
+            #expect(sink.mails.first?.body == message.body)
+            var refused = message
+            refused.address = "nobody@example.com"
+            guard case .failed(let reason) = await channel.send(refused) else { Issue.record("a 550 must fail for good"); return }
+            #expect(reason.contains("550"))
+            let closed = SMTPChannel(host: "127.0.0.1", port: 1, from: "x@y.z", timeout: .seconds(2))
+            guard case .retry = await closed.send(message) else { Issue.record("an unreachable server must be retried"); return }
+        }
+    }
+
+    @Test func retriesBackOffThenFailWithAnEventAndAnAlert() async throws {
+        let gateway = GatewayStub()
+        try await gateway.run { url in
+            try await TestDatabase.withFresh { db, _ in
+                let settings = N.settings(["sms": HTTPGatewayChannel(url: url, authorization: nil, timeout: .seconds(2))], maxAttempts: 3)
+                try await N.notice(db, number: "GD-SZ-20261122-000021", phone: "13800000021", settings: settings)
+                try await N.notice(db, number: "GD-SZ-20261122-000022", phone: "13800000022", settings: settings)
+                gateway.behave(.flaky(1), for: "13800000021")
+                gateway.behave(.fail(503), for: "13800000022")
+                let clock = NIOLockedValueBox(Date())
+                let dispatcher = Dispatcher(postgres: db, settings: settings, gate: StartupGate(), logger: TestDatabase.logger,
+                                            now: { clock.withLockedValue { $0 } }, jitter: { 0 })
+                #expect(try await dispatcher.dispatch() == 2)
+                #expect(try await dispatcher.dispatch() == 0, "nothing is due before the backoff has passed")
+                clock.withLockedValue { $0 += 1 } // attempt 1 waits base/2 = 0.5 s with no jitter
+                #expect(try await dispatcher.dispatch() == 2)
+                #expect(try await N.statuses(db)["GD-SZ-20261122-000021"] == "delivered")
+                clock.withLockedValue { $0 += 2 }
+                #expect(try await dispatcher.dispatch() == 1)
+                #expect(try await N.statuses(db)["GD-SZ-20261122-000022"] == "failed")
+                #expect(try await TestDatabase.count(db, "SELECT count(*) FROM outbox WHERE event_type = 'notification.failed'") == 1)
+                #expect(try await TestDatabase.count(db, "SELECT count(*) FROM outbox WHERE event_type = 'notification.delivered'") == 1)
+                #expect(try await TestDatabase.count(db, """
+                    SELECT count(*) FROM notifications WHERE template = 'notification.failed.supervisors' AND recipient = 'supervisors:GD-SZ'
+                    """) == 1)
+                #expect(try await TestDatabase.count(db, "SELECT max(attempts)::bigint FROM notifications WHERE channel = 'sms'") == 3)
+            }
+        }
+    }
+
+    @Test func quietHoursHoldTextsUntilTheMorningButNotEmail() async throws {
+        let gateway = GatewayStub()
+        try await gateway.run { url in
+            try await TestDatabase.withFresh { db, _ in
+                let quiet = QuietHours.parse("21:00-08:00", timeZone: N.shanghai)
+                let log = LogChannel(logger: TestDatabase.logger)
+                let settings = N.settings(["sms": HTTPGatewayChannel(url: url, authorization: nil, timeout: .seconds(2)), "email": log], quiet: quiet)
+                try await N.notice(db, number: "GD-SZ-20261122-000031", phone: "13800000031", settings: settings)
+                try await N.notice(db, number: "GD-SZ-20261122-000032", contact: #"{"email":"li@example.com","preferredChannel":"email","smsConsent":true,"language":"zh-CN"}"#,
+                                   settings: settings)
+                let night = Timestamp.parse("2026-11-22T23:30:00+08:00")!
+                let clock = NIOLockedValueBox(night)
+                let dispatcher = Dispatcher(postgres: db, settings: settings, gate: StartupGate(), logger: TestDatabase.logger, now: { clock.withLockedValue { $0 } })
+                // The complaints' notices were made "now"; the injected night is later.
+                #expect(try await dispatcher.dispatch() == 1)
+                #expect(try await N.statuses(db) == ["GD-SZ-20261122-000031": "pending", "GD-SZ-20261122-000032": "delivered"])
+                #expect(gateway.requests.isEmpty)
+                #expect(try await TestDatabase.count(db, """
+                    SELECT count(*) FROM notifications WHERE channel = 'sms' AND next_attempt_at = '2026-11-23T08:00:00+08:00'
+                    """) == 1, "held until 08:00 local time")
+                clock.withLockedValue { $0 = Timestamp.parse("2026-11-23T07:59:00+08:00")! }
+                #expect(try await dispatcher.dispatch() == 0)
+                clock.withLockedValue { $0 = Timestamp.parse("2026-11-23T08:00:01+08:00")! }
+                #expect(try await dispatcher.dispatch() == 1)
+                #expect(gateway.delivered.count == 1)
+            }
+        }
+    }
+
+    @Test func eachNotificationIsSentOnceAcrossARestartMidBatch() async throws {
+        let gateway = GatewayStub()
+        try await gateway.run { url in
+            try await TestDatabase.withFresh { db, _ in
+                let http = HTTPGatewayChannel(url: url, authorization: nil, timeout: .seconds(2))
+                let settings = N.settings(["sms": http])
+                for n in 0..<20 {
+                    try await N.notice(db, number: String(format: "GD-SZ-20261122-%06d", 100 + n), phone: String(format: "138000001%02d", n), settings: settings)
+                }
+                // The first process sends eight, then freezes before recording anything, and is killed.
+                let crashing = Dispatcher(postgres: db, settings: N.settings(["sms": CrashingChannel(inner: http, passing: 8)]), gate: StartupGate(),
+                                          logger: TestDatabase.logger)
+                let frozen = Task { try await crashing.dispatch() }
+                try await eventually("eight reach the gateway") { gateway.requests.count == 8 }
+                frozen.cancel()
+                #expect(try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE status = 'sending'") == 20)
+                // The restarted process finds the claims expired and sends again, with the same keys.
+                let later = Date().addingTimeInterval(121)
+                let restarted = Dispatcher(postgres: db, settings: settings, gate: StartupGate(), logger: TestDatabase.logger, now: { later })
+                while try await restarted.dispatch() > 0 {}
+                #expect(try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE status = 'delivered'") == 20)
+                #expect(try await TestDatabase.count(db, "SELECT count(*) FROM outbox WHERE event_type = 'notification.delivered'") == 20)
+                #expect(gateway.delivered.count == 20, "each customer got the message once")
+                let keys = gateway.requests.map(\.key)
+                #expect(keys.count == 28 && Set(keys).count == 20, "the eight in doubt were resent with their own keys")
+            }
         }
     }
 }

@@ -95,7 +95,9 @@ import Testing
             #expect(breaches.map(\.payload.clock.clock).sorted { $0.rawValue < $1.rawValue } == [.acknowledge, .decision])
             try await db.withTransaction(logger: TestDatabase.logger) { connection in
                 // The owner and the unit's supervisors are told…
-                try await NotifyService.alertDeadline(breaches.map { ($0.id, $0.complaintId, "sla.breached.staff", $0.payload.clock) }, on: connection, logger: TestDatabase.logger)
+                try await Composer(settings: NotifyFixture.settings([:])).alertDeadline(
+                    breaches.map { SLAAlert(id: $0.id, complaintID: $0.complaintId, template: "sla.breached.staff", clock: $0.payload.clock) },
+                    on: connection, logger: TestDatabase.logger)
                 // …and the case service escalates the case (once: the second breach finds it escalated).
                 try await CasesService.escalateBreaches(breaches, workflow: CaseWorkflow(taxonomy: CaseFixture.taxonomy), on: connection, logger: TestDatabase.logger)
             }

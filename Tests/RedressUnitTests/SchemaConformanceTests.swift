@@ -71,6 +71,21 @@ import Testing
                                                                   resolved: false, comment: "电话138****5678没人回", answeredAt: Date()))),
             (.surveyDissatisfied, try document(SurveyDissatisfied(surveyId: UUID(), number: "GD-SZ-20261122-000001", wave: "day0", score: 4,
                                                                   resolved: false, comment: nil, answeredAt: Date()))),
+            (.surveyRequested, try document(SurveyRequested(surveyId: UUID(), number: "GD-SZ-20261122-000001", wave: "day7",
+                                                            link: "https://survey.example/s/3q2-7Xk_9pLm", requestedAt: Date(), expiresAt: Date()))),
+            (.surveyAnswered, try document(SurveyAnswered(surveyId: UUID(), number: "GD-SZ-20261122-000001", wave: "day0", score: 5,
+                                                          resolved: true, satisfied: true, comment: "很快就处理好了", answeredAt: Date()))),
+            (.notificationDelivered, try document(NotificationDelivered(notificationId: UUID(), number: "GD-SZ-20261122-000001",
+                template: "complaint.registered.acknowledgement", channel: "sms",
+                recipient: NotificationRecipient(kind: .customer, id: "k", address: "138****5678"), sourceEventId: UUID(), attempt: 2,
+                gatewayMessageId: "SMS-20261122-0001", deliveredAt: Date()))),
+            (.notificationDelivered, try document(NotificationDelivered(notificationId: UUID(), number: "GD-SZ-20261122-000001",
+                template: "sla.warning.staff", channel: "staff_inbox", recipient: NotificationRecipient(kind: .staff, id: "GD-SZ-AGE01", address: nil),
+                sourceEventId: UUID(), attempt: 1, gatewayMessageId: nil, deliveredAt: Date()))),
+            (.notificationFailed, try document(NotificationFailed(notificationId: UUID(), number: "GD-SZ-20261122-000001",
+                template: "case.extended.customer", channel: "sms",
+                recipient: NotificationRecipient(kind: .customer, id: "k", address: "138****5678"), sourceEventId: UUID(), attempts: 5,
+                error: "gateway rejected 138****5678: number out of service", failedAt: Date()))),
         ]
     }
 
