@@ -194,10 +194,11 @@ struct CaseWorkflow: Sendable {
         FROM complaints c JOIN org_units u ON u.code = COALESCE(c.handling_unit, c.branch)
         """
 
-    /// Reads the case under a row lock. Under the staff role, row-level security hides cases outside the caller's subtree.
+    /// Reads the case under a row lock (NO KEY UPDATE: writers of the case queue behind it, rows that
+    /// only refer to it do not). Under the staff role, row-level security hides cases outside the caller's subtree.
     func lock(key: String, on connection: PostgresConnection, logger: Logger) async throws -> CaseRow? {
         let byID = UUID(uuidString: key)
-        var query = PostgresQuery(unsafeSQL: Self.selectCase + (byID != nil ? " WHERE c.id = $1" : " WHERE c.number = $1") + " FOR UPDATE OF c")
+        var query = PostgresQuery(unsafeSQL: Self.selectCase + (byID != nil ? " WHERE c.id = $1" : " WHERE c.number = $1") + " FOR NO KEY UPDATE OF c")
         if let byID { try query.binds.append(byID) } else { try query.binds.append(key) }
         let rows = try await connection.query(query, logger: logger)
         for try await row in rows.decode((UUID, String, String, Int, String?, String, String, String?, Int, Date, String?, String).self) {

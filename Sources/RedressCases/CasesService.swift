@@ -121,8 +121,10 @@ public enum CasesService {
     static func applyAssignment(_ events: [EventEnvelope<ComplaintAssigned>], on connection: PostgresConnection, logger: Logger) async throws {
         let ids = events.map(\.complaintId)
         var current: [UUID: (status: CaseStatus, version: Int)] = [:]
+        // NO KEY UPDATE serialises writers of a case like FOR UPDATE, but does not block the foreign-key
+        // checks of rows that merely refer to it (notifications, clocks, history) written meanwhile.
         let rows = try await connection.query(
-            "SELECT id, status, version FROM complaints WHERE id = ANY(\(ids)::uuid[]) ORDER BY id FOR UPDATE", logger: logger)
+            "SELECT id, status, version FROM complaints WHERE id = ANY(\(ids)::uuid[]) ORDER BY id FOR NO KEY UPDATE", logger: logger)
         for try await (id, status, version) in rows.decode((UUID, String, Int).self) {
             current[id] = (CaseStatus(rawValue: status) ?? .registered, version)
         }

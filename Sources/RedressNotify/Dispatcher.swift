@@ -63,11 +63,13 @@ public final class Dispatcher: Service, Sendable {
         var body: String
         var attempt: Int
         var address: String?
+        /// The handling unit (the receiving branch before routing): whose supervisors hear of a failure.
+        var unit: String
     }
 
     /// One round: claim, send, record. Returns how many were sent.
     @discardableResult
-    public func dispatch(limit: Int = 100) async throws -> Int {
+    public func dispatch(limit: Int = 500) async throws -> Int {
         let at = now()
         let claimed = try await claim(at: at, limit: limit)
         guard !claimed.isEmpty else { return 0 }
@@ -96,17 +98,18 @@ public final class Dispatcher: Service, Sendable {
             let rows = try await connection.query("""
                 SELECT n.id, n.complaint_id, n.event_id, c.number, n.recipient, n.channel, n.template, n.subject, n.body, n.attempts,
                        CASE n.channel WHEN 'sms' THEN c.customer_phone WHEN 'email' THEN c.customer_contact->>'email'
-                                      WHEN 'wechat' THEN c.customer_contact->>'wechatOpenId' END
+                                      WHEN 'wechat' THEN c.customer_contact->>'wechatOpenId' END,
+                       COALESCE(c.handling_unit, c.branch)
                 FROM notifications n JOIN complaints c ON c.id = n.complaint_id
                 WHERE n.status IN ('pending', 'sending', 'retrying') AND n.next_attempt_at <= \(at)
                 ORDER BY n.next_attempt_at LIMIT \(limit)
                 FOR UPDATE OF n SKIP LOCKED
                 """, logger: logger)
-            for try await r in rows.decode((UUID, UUID, UUID, String, String, String, String, String?, String, Int, String?).self) {
+            for try await r in rows.decode((UUID, UUID, UUID, String, String, String, String, String?, String, Int, String?, String).self) {
                 due.append(Claimed(id: r.0, complaintID: r.1, eventID: r.2, number: r.3, recipient: r.4, channel: r.5, template: r.6, subject: r.7,
-                                   body: r.8, attempt: r.9 + 1, address: r.10))
+                                   body: r.8, attempt: r.9 + 1, address: r.10, unit: r.11))
             }
-            var send: [Claimed] = [], wait: [(UUID, Date)] = []
+            var send: [Claimed] = [], wait: [(UUID, Date)] = [], throttled = 0
             for item in due {
                 // Quiet hours hold customer texts until the morning.
                 if item.channel == "sms", let release = settings.quietHours?.release(for: at) {
@@ -118,7 +121,9 @@ public final class Dispatcher: Service, Sendable {
                     defer { buckets[item.channel] = bucket }
                     return bucket.take(now: at)
                 }
-                if allowed { send.append(item) } else { wait.append((item.id, at.addingTimeInterval(1))) }
+                // Over the channel's rate: left as it is, still due, for a later round (rewriting each
+                // such row to defer it cost more than the sending under a surge).
+                if allowed { send.append(item) } else { throttled += 1 }
             }
             if !wait.isEmpty {
                 try await connection.query("""
@@ -127,6 +132,7 @@ public final class Dispatcher: Service, Sendable {
                     """, logger: logger)
                 Counter(label: "redress_notifications_deferred_total").increment(by: wait.count)
             }
+            if throttled > 0 { Counter(label: "redress_notifications_throttled_total").increment(by: throttled) }
             if !send.isEmpty {
                 try await connection.query("""
                     UPDATE notifications SET status = 'sending', attempts = attempts + 1, claimed_at = \(at),
@@ -138,62 +144,74 @@ public final class Dispatcher: Service, Sendable {
         }
     }
 
+    /// Records a round's outcomes in one transaction, a statement per kind of outcome (a statement
+    /// per notification cost more than the sending at surge volumes).
     private func record(_ outcomes: [(Claimed, DeliveryOutcome)], at: Date) async throws {
-        try await postgres.withTransaction(logger: logger) { connection in
-            var outbox: [OutboxEntry] = []
-            var alerts: [NoticeRow] = []
-            let encoder = EventCoding.encoder()
-            for (item, outcome) in outcomes {
-                let recipient = NotificationRecipient(kind: item.recipient.hasPrefix("customer:") ? .customer : .staff,
-                                                      id: String(item.recipient.split(separator: ":", maxSplits: 1).last ?? ""),
-                                                      address: item.address.map { Self.mask($0, channel: item.channel) })
-                var final: String?
-                switch outcome {
-                case .delivered(let receipt):
-                    try await connection.query("""
-                        UPDATE notifications SET status = 'delivered', delivered_at = \(at), gateway_message_id = \(receipt), last_error = NULL,
-                            address_masked = \(recipient.address)
-                        WHERE id = \(item.id)
-                        """, logger: logger)
-                    outbox.append(try OutboxEntry(EventEnvelope(complaintId: item.complaintID, orgUnit: "HQ", actor: NotifyService.actor, payload: NotificationDelivered(
-                        notificationId: item.id, number: item.number, template: item.template, channel: item.channel, recipient: recipient,
-                        sourceEventId: item.eventID, attempt: item.attempt, gatewayMessageId: receipt, deliveredAt: at)), encoder: encoder))
-                    Counter(label: "redress_notifications_delivered_total", dimensions: [("channel", item.channel), ("template", item.template)]).increment()
-                case .retry(let reason, let after) where item.attempt < settings.maxAttempts:
-                    let wait = after ?? settings.backoff.delay(afterAttempt: item.attempt, unit: jitter())
-                    try await connection.query("""
-                        UPDATE notifications SET status = 'retrying', next_attempt_at = \(at.addingTimeInterval(wait)), last_error = \(reason)
-                        WHERE id = \(item.id)
-                        """, logger: logger)
-                    Counter(label: "redress_notifications_retried_total", dimensions: [("channel", item.channel)]).increment()
-                case .retry(let reason, _):
-                    final = "gave up after \(item.attempt) attempts: \(reason)"
-                case .failed(let reason):
-                    final = reason
-                }
-                guard let final else { continue }
-                try await connection.query("""
-                    UPDATE notifications SET status = 'failed', last_error = \(final), address_masked = \(recipient.address) WHERE id = \(item.id)
-                    """, logger: logger)
-                outbox.append(try OutboxEntry(EventEnvelope(complaintId: item.complaintID, orgUnit: "HQ", actor: NotifyService.actor, payload: NotificationFailed(
+        var delivered: [(Claimed, String?, String?)] = [], retrying: [(Claimed, Date, String)] = [], failed: [(Claimed, String, String?)] = []
+        var outbox: [OutboxEntry] = []
+        let encoder = EventCoding.encoder()
+        for (item, outcome) in outcomes {
+            let recipient = NotificationRecipient(kind: item.recipient.hasPrefix("customer:") ? .customer : .staff,
+                                                  id: String(item.recipient.split(separator: ":", maxSplits: 1).last ?? ""),
+                                                  address: item.address.map { Self.mask($0, channel: item.channel) })
+            var final: String?
+            switch outcome {
+            case .delivered(let receipt):
+                delivered.append((item, receipt, recipient.address))
+                outbox.append(try OutboxEntry(EventEnvelope(complaintId: item.complaintID, orgUnit: item.unit, actor: NotifyService.actor, payload: NotificationDelivered(
+                    notificationId: item.id, number: item.number, template: item.template, channel: item.channel, recipient: recipient,
+                    sourceEventId: item.eventID, attempt: item.attempt, gatewayMessageId: receipt, deliveredAt: at)), encoder: encoder))
+            case .retry(let reason, let after) where item.attempt < settings.maxAttempts:
+                retrying.append((item, at.addingTimeInterval(after ?? settings.backoff.delay(afterAttempt: item.attempt, unit: jitter())), reason))
+            case .retry(let reason, _):
+                final = "gave up after \(item.attempt) attempts: \(reason)"
+            case .failed(let reason):
+                final = reason
+            }
+            if let final {
+                failed.append((item, final, recipient.address))
+                outbox.append(try OutboxEntry(EventEnvelope(complaintId: item.complaintID, orgUnit: item.unit, actor: NotifyService.actor, payload: NotificationFailed(
                     notificationId: item.id, number: item.number, template: item.template, channel: item.channel, recipient: recipient,
                     sourceEventId: item.eventID, attempts: item.attempt, error: final, failedAt: at)), encoder: encoder))
-                alerts.append(Composer(settings: settings).staffNotice(
-                    "notification.failed.supervisors", complaint: item.complaintID, event: item.id, recipient: "supervisors:",
-                    fields: ["number": item.number, "channel": item.channel, "reason": final]))
-                Counter(label: "redress_notifications_failed_total", dimensions: [("channel", item.channel), ("template", item.template)]).increment()
             }
-            if !alerts.isEmpty {
+        }
+        try await postgres.withTransaction(logger: logger) { connection in
+            if !delivered.isEmpty {
+                try await connection.query("""
+                    UPDATE notifications n SET status = 'delivered', delivered_at = \(at), gateway_message_id = NULLIF(t.receipt, ''), last_error = NULL,
+                        address_masked = NULLIF(t.address, '')
+                    FROM unnest(\(delivered.map(\.0.id))::uuid[], \(delivered.map { $0.1 ?? "" })::text[], \(delivered.map { $0.2 ?? "" })::text[])
+                        AS t(id, receipt, address)
+                    WHERE n.id = t.id
+                    """, logger: logger)
+            }
+            if !retrying.isEmpty {
+                try await connection.query("""
+                    UPDATE notifications n SET status = 'retrying', next_attempt_at = t.at, last_error = t.reason
+                    FROM unnest(\(retrying.map(\.0.id))::uuid[], \(retrying.map(\.1))::timestamptz[], \(retrying.map(\.2))::text[]) AS t(id, at, reason)
+                    WHERE n.id = t.id
+                    """, logger: logger)
+            }
+            if !failed.isEmpty {
+                try await connection.query("""
+                    UPDATE notifications n SET status = 'failed', last_error = t.reason, address_masked = NULLIF(t.address, '')
+                    FROM unnest(\(failed.map(\.0.id))::uuid[], \(failed.map(\.1))::text[], \(failed.map { $0.2 ?? "" })::text[]) AS t(id, reason, address)
+                    WHERE n.id = t.id
+                    """, logger: logger)
                 // The handling unit's supervisors must reach the customer another way.
-                var units: [UUID: String] = [:]
-                for try await (id, unit) in try await connection.query("""
-                    SELECT id, COALESCE(handling_unit, branch) FROM complaints WHERE id = ANY(\(alerts.map(\.complaintID))::uuid[])
-                    """, logger: logger).decode((UUID, String).self) { units[id] = unit }
-                for index in alerts.indices { alerts[index].recipient = "supervisors:" + (units[alerts[index].complaintID] ?? "HQ") }
-                try await Composer.record(alerts, on: connection, logger: logger)
+                let composer = Composer(settings: settings)
+                try await Composer.record(failed.map { item, reason, _ in
+                    composer.staffNotice("notification.failed.supervisors", complaint: item.complaintID, event: item.id, recipient: "supervisors:" + item.unit,
+                                         fields: ["number": item.number, "channel": item.channel, "reason": reason])
+                }, on: connection, logger: logger)
             }
             try await Outbox.append(outbox, on: connection, logger: logger)
         }
+        var tally = CounterTally("redress_notifications_outcomes_total", dimensions: ["channel", "outcome"])
+        for item in delivered { tally.add(item.0.channel, "delivered") }
+        for item in retrying { tally.add(item.0.channel, "retrying") }
+        for item in failed { tally.add(item.0.channel, "failed") }
+        tally.record()
     }
 
     static func mask(_ address: String, channel: String) -> String {

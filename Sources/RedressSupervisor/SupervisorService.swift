@@ -22,9 +22,11 @@ public enum SupervisorService {
     public static let consumerGroup = "redress-supervisor"
     static let actor = Actor.service(name)
 
-    /// Every event after which a complaint's clocks may read differently.
+    /// Every event after which a complaint's clocks may read differently. Not `complaint.assigned`:
+    /// the priority it decides is in the system of record only once cases has applied it, which
+    /// `case.assigned` announces.
     public static let topics = [
-        EventType.complaintRegistered, .complaintAssigned, .caseAssigned, .caseUpdated, .caseExtended, .caseEscalated,
+        EventType.complaintRegistered, .caseAssigned, .caseUpdated, .caseExtended, .caseEscalated,
         .caseTransferred, .caseReopened, .caseClosed,
     ].map(\.topic)
 
