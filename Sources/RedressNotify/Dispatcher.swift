@@ -71,6 +71,8 @@ public final class Dispatcher: Service, Sendable {
     @discardableResult
     public func dispatch(limit: Int = 500) async throws -> Int {
         let at = now()
+        // No more than the channels' rates allow this round (plus one, to learn whether more wait).
+        let limit = min(limit, Int(settings.ratePerSecond) * max(1, settings.channels.count) + 1)
         let claimed = try await claim(at: at, limit: limit)
         guard !claimed.isEmpty else { return 0 }
         let outcomes = await withTaskGroup(of: (Claimed, DeliveryOutcome).self) { group in
@@ -95,15 +97,21 @@ public final class Dispatcher: Service, Sendable {
     private func claim(at: Date, limit: Int) async throws -> [Claimed] {
         try await postgres.withTransaction(logger: logger) { connection in
             var due: [Claimed] = []
+            // The due rows are picked (and locked) off the index in due order first, then joined: joining
+            // first made the planner sort every due row of a backlog to take the first few hundred.
             let rows = try await connection.query("""
+                WITH due AS (
+                    SELECT id FROM notifications
+                    WHERE status IN ('pending', 'sending', 'retrying') AND next_attempt_at <= \(at)
+                    ORDER BY next_attempt_at LIMIT \(limit)
+                    FOR UPDATE SKIP LOCKED
+                )
                 SELECT n.id, n.complaint_id, n.event_id, c.number, n.recipient, n.channel, n.template, n.subject, n.body, n.attempts,
                        CASE n.channel WHEN 'sms' THEN c.customer_phone WHEN 'email' THEN c.customer_contact->>'email'
                                       WHEN 'wechat' THEN c.customer_contact->>'wechatOpenId' END,
                        COALESCE(c.handling_unit, c.branch)
-                FROM notifications n JOIN complaints c ON c.id = n.complaint_id
-                WHERE n.status IN ('pending', 'sending', 'retrying') AND n.next_attempt_at <= \(at)
-                ORDER BY n.next_attempt_at LIMIT \(limit)
-                FOR UPDATE OF n SKIP LOCKED
+                FROM due JOIN notifications n ON n.id = due.id JOIN complaints c ON c.id = n.complaint_id
+                ORDER BY n.next_attempt_at
                 """, logger: logger)
             for try await r in rows.decode((UUID, UUID, UUID, String, String, String, String, String?, String, Int, String?, String).self) {
                 due.append(Claimed(id: r.0, complaintID: r.1, eventID: r.2, number: r.3, recipient: r.4, channel: r.5, template: r.6, subject: r.7,
