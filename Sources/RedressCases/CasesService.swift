@@ -74,10 +74,11 @@ public enum CasesService {
         return (router, [assignments, breaches, reopenings, gauges])
     }
 
-    /// 超时升级: a missed deadline sends the case one level up (routing names the new unit and owner).
+    /// 超时升级: a missed deadline sends the case one level up (routing names the new unit and owner),
+    /// for the clocks the policy says escalate; the others only alert.
     /// A case that cannot escalate from where it is (already escalated, resolved, closed) is left as it is.
     static func escalateBreaches(_ events: [EventEnvelope<SLABreached>], workflow: CaseWorkflow, on connection: PostgresConnection, logger: Logger) async throws {
-        for event in events {
+        for event in events where event.payload.clock.escalates {
             let clock = event.payload.clock
             let request = ActionRequest(version: nil, reason: "SLA breached: \(clock.clock.rawValue) clock was due \(Timestamp.format(clock.dueAt))")
             try await applyAsService(.escalate, to: event.complaintId, request: request, workflow: workflow, on: connection, logger: logger)

@@ -259,8 +259,11 @@ public struct SLAClockEvent: Sendable, Codable, Equatable {
     public var dueAt: Date
     public var handlingUnit: String
     public var assignee: String?
+    /// Whether a breach escalates the case one level up (the policy's say), or only alerts.
+    public var escalates: Bool
 
-    public init(number: String, clock: ClockKind, startedAt: Date, dueAt: Date, handlingUnit: String, assignee: String?) {
+    public init(number: String, clock: ClockKind, startedAt: Date, dueAt: Date, handlingUnit: String, assignee: String?, escalates: Bool = true) {
+        self.escalates = escalates
         self.number = number
         self.clock = clock
         self.startedAt = startedAt

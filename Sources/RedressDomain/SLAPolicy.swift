@@ -20,13 +20,20 @@ public struct ClockRule: Sendable, Codable, Equatable {
     public var stopsOn: [CaseAction]
     /// Which complaints get the clock: all, or only those with a claim stage of post-claim.
     public var appliesTo: Scope
+    /// A notice whose delivery meets the clock (the acknowledgement, for 告知受理), by template id.
+    public var stopsOnNotice: String?
+    /// Whether missing it escalates the case one level up, or only alerts the owner and the unit's supervisors.
+    public var escalates: Bool
 
     public enum Scope: String, Sendable, Codable {
         case all
         case postClaim = "post_claim"
     }
 
-    public init(kind: ClockKind, hours: Double, time: ClockTime, urgentShortens: Bool, pauses: Bool, stopsOn: [CaseAction], appliesTo: Scope = .all) {
+    public init(kind: ClockKind, hours: Double, time: ClockTime, urgentShortens: Bool, pauses: Bool, stopsOn: [CaseAction], appliesTo: Scope = .all,
+                stopsOnNotice: String? = nil, escalates: Bool = true) {
+        self.stopsOnNotice = stopsOnNotice
+        self.escalates = escalates
         self.kind = kind
         self.hours = hours
         self.time = time
@@ -64,7 +71,8 @@ public struct SLAPolicy: Sendable, Codable, Equatable {
     }
 
     public static let standard = SLAPolicy(warnShare: 0.8, urgentFactor: 0.5, clocks: [
-        ClockRule(kind: .acknowledge, hours: 24, time: .calendar, urgentShortens: false, pauses: false, stopsOn: []),
+        ClockRule(kind: .acknowledge, hours: 24, time: .calendar, urgentShortens: false, pauses: false, stopsOn: [],
+                  stopsOnNotice: "complaint.registered.acknowledgement", escalates: false),
         ClockRule(kind: .firstContact, hours: 24, time: .calendar, urgentShortens: true, pauses: false, stopsOn: [.startInvestigation, .recordContact]),
         ClockRule(kind: .postClaim, hours: 48, time: .calendar, urgentShortens: true, pauses: true, stopsOn: [.proposeResolution], appliesTo: .postClaim),
         ClockRule(kind: .decision, hours: 360, time: .calendar, urgentShortens: false, pauses: true, stopsOn: [.close]),
@@ -77,7 +85,10 @@ public struct ClockSubject: Sendable, Equatable {
     public var priority: Priority
     public var postClaim: Bool
     public var regulatorDeadline: Date?
-    public init(receivedAt: Date, priority: Priority, postClaim: Bool, regulatorDeadline: Date?) {
+    /// When each notice was first delivered, by template id.
+    public var notices: [String: Date]
+    public init(receivedAt: Date, priority: Priority, postClaim: Bool, regulatorDeadline: Date?, notices: [String: Date] = [:]) {
+        self.notices = notices
         self.receivedAt = receivedAt
         self.priority = priority
         self.postClaim = postClaim
@@ -177,6 +188,10 @@ public enum ClockReplay {
         if rule.kind == .decision, let deadline = subject.regulatorDeadline, deadline < dueAt {
             dueAt = deadline
             warnAt = min(warnAt, start.addingTimeInterval(deadline.timeIntervalSince(start) * policy.warnShare))
+        }
+        // The customer was told: a notice-met clock stops at the delivery, if that came first.
+        if let template = rule.stopsOnNotice, let told = subject.notices[template], told < (stoppedAt ?? .distantFuture) {
+            stoppedAt = max(told, start)
         }
         return ClockState(kind: rule.kind, startedAt: start, warnAt: warnAt, dueAt: dueAt, pausedAt: stoppedAt == nil ? pausedAt : nil, stoppedAt: stoppedAt)
     }

@@ -27,7 +27,7 @@ public enum SupervisorService {
     /// `case.assigned` announces.
     public static let topics = [
         EventType.complaintRegistered, .caseAssigned, .caseUpdated, .caseExtended, .caseEscalated,
-        .caseTransferred, .caseReopened, .caseClosed,
+        .caseTransferred, .caseReopened, .caseClosed, .notificationDelivered,
     ].map(\.topic)
 
     /// `redressctl sla recompute` notifies this channel: every instance re-reads its policy and calendars.
@@ -62,7 +62,8 @@ public enum SupervisorService {
     public static func build(host: ServiceHost, book: ClockBookHolder, scanInterval: Duration = .seconds(1), gaugeInterval: Duration = .seconds(15))
         -> (Router<RedressRequestContext>, [any Service]) {
         let consumer = host.consumer(group: consumerGroup, topics: topics, handler: ClockHandler(book: book))
-        let scanner = DeadlineScanner(postgres: host.postgres, gate: host.gate, interval: scanInterval, logger: host.logger)
+        let scanner = DeadlineScanner(postgres: host.postgres, gate: host.gate, interval: scanInterval, logger: host.logger,
+                                      escalating: { Set(book.current.policy.clocks.filter(\.escalates).map(\.kind)) })
         let gauges = ClockGauges(postgres: host.postgres, gate: host.gate, interval: gaugeInterval, logger: host.logger)
         return (host.router(), [consumer, scanner, gauges])
     }
@@ -181,6 +182,12 @@ public struct ClockKeeper: Sendable {
             subjects[id] = (ClockSubject(receivedAt: received, priority: Priority(rawValue: priority) ?? .normal,
                                          postClaim: stage == "post_claim", regulatorDeadline: deadline), region)
         }
+        // Notices delivered: the acknowledgement meets its clock.
+        let notices = try await connection.query("""
+            SELECT complaint_id, template, min(delivered_at) FROM notifications
+            WHERE complaint_id = ANY(\(ids)::uuid[]) AND status = 'delivered' AND channel <> 'staff_inbox' GROUP BY 1, 2
+            """, logger: logger)
+        for try await (id, template, at) in notices.decode((UUID, String, Date).self) { subjects[id]?.0.notices[template] = at }
         var histories: [UUID: [ClockHistoryEntry]] = [:]
         let events = try await connection.query("""
             SELECT complaint_id, at, action, from_status, to_status, (payload->>'decisionDays')::int
@@ -298,12 +305,16 @@ public final class DeadlineScanner: Service, Sendable {
     let gate: StartupGate
     let interval: Duration
     let logger: Logger
+    /// The kinds whose breach escalates the case (from the policy in force).
+    let escalating: @Sendable () -> Set<ClockKind>
 
-    public init(postgres: PostgresClient, gate: StartupGate, interval: Duration, logger: Logger) {
+    public init(postgres: PostgresClient, gate: StartupGate, interval: Duration, logger: Logger,
+                escalating: @escaping @Sendable () -> Set<ClockKind> = { Set(ClockKind.allCases) }) {
         self.postgres = postgres
         self.gate = gate
         self.interval = interval
         self.logger = logger
+        self.escalating = escalating
     }
 
     public func run() async throws {
@@ -363,8 +374,11 @@ public final class DeadlineScanner: Service, Sendable {
                     """, logger: logger)
                 var entries: [OutboxEntry] = []
                 let encoder = EventCoding.encoder()
+                let escalating = self.escalating()
                 for try await (id, kind, started, dueAt, number, unit, assignee) in rows.decode((UUID, String, Date, Date, String, String, String?).self) {
-                    let clock = SLAClockEvent(number: number, clock: ClockKind(rawValue: kind) ?? .decision, startedAt: started, dueAt: dueAt, handlingUnit: unit, assignee: assignee)
+                    let clockKind = ClockKind(rawValue: kind) ?? .decision
+                    let clock = SLAClockEvent(number: number, clock: clockKind, startedAt: started, dueAt: dueAt, handlingUnit: unit, assignee: assignee,
+                                              escalates: escalating.contains(clockKind))
                     if type == .slaWarning {
                         entries.append(try OutboxEntry(EventEnvelope(occurredAt: now, complaintId: id, orgUnit: unit, actor: SupervisorService.actor, payload: SLAWarning(clock: clock)), encoder: encoder))
                         Counter(label: "redress_sla_warnings_total", dimensions: [("kind", kind)]).increment()

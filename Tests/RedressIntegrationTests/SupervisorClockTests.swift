@@ -47,6 +47,13 @@ import Testing
             #expect(try await Self.clock(db, id, "decision")?.due == Self.received.addingTimeInterval(15 * Self.day))
             #expect(try await Self.clock(db, id, "first_contact")?.due == Self.received.addingTimeInterval(Self.day))
             #expect(try await Self.clock(db, id, "post_claim") == nil)
+            // 告知受理: the acknowledgement reached the customer two hours in; its clock stops there.
+            try await db.query("""
+                INSERT INTO notifications (id, complaint_id, event_id, recipient, channel, template, status, delivered_at)
+                VALUES (\(UUID()), \(id), \(UUID()), 'customer:k', 'sms', 'complaint.registered.acknowledgement', 'delivered', \(Self.received.addingTimeInterval(7200)))
+                """, logger: TestDatabase.logger)
+            try await Self.rebuild(db, [id])
+            #expect(try await Self.clock(db, id, "acknowledge")?.stopped == Self.received.addingTimeInterval(7200))
             try await Self.history(db, id, [
                 (3600, "start_investigation", "assigned", "investigating", "{}"),
                 (2 * Self.day, "await_customer", "investigating", "awaiting_customer", "{}"),
@@ -80,8 +87,10 @@ import Testing
             let gate = StartupGate()
             gate.open()
             let now = Self.received.addingTimeInterval(16 * Self.day)
+            let escalating = Set(Self.book.policy.clocks.filter(\.escalates).map(\.kind))
             let fired = try await db.withConnection {
-                try await DeadlineScanner(postgres: db, gate: gate, interval: .seconds(1), logger: TestDatabase.logger).scan(on: $0, now: now)
+                try await DeadlineScanner(postgres: db, gate: gate, interval: .seconds(1), logger: TestDatabase.logger, escalating: { escalating })
+                    .scan(on: $0, now: now)
             }
             #expect(fired == 4, "acknowledge and decision: each warned and breached; first contact stopped in time")
             // A restarted supervisor, and a rebuild after the breach, fire nothing again.
@@ -93,12 +102,13 @@ import Testing
 
             let breaches = try await Self.outbox(db, EventType.slaBreached).map { try EventCoding.decoder().decode(EventEnvelope<SLABreached>.self, from: Data($0.utf8)) }
             #expect(breaches.map(\.payload.clock.clock).sorted { $0.rawValue < $1.rawValue } == [.acknowledge, .decision])
+            #expect(breaches.first { $0.payload.clock.clock == .acknowledge }?.payload.clock.escalates == false, "a missed acknowledgement alerts; it does not escalate")
             try await db.withTransaction(logger: TestDatabase.logger) { connection in
                 // The owner and the unit's supervisors are told…
                 try await Composer(settings: NotifyFixture.settings([:])).alertDeadline(
                     breaches.map { SLAAlert(id: $0.id, complaintID: $0.complaintId, template: "sla.breached.staff", clock: $0.payload.clock) },
                     on: connection, logger: TestDatabase.logger)
-                // …and the case service escalates the case (once: the second breach finds it escalated).
+                // …and the case service escalates the case, for the decision clock only.
                 try await CasesService.escalateBreaches(breaches, workflow: CaseWorkflow(taxonomy: CaseFixture.taxonomy), on: connection, logger: TestDatabase.logger)
             }
             #expect(try await TestDatabase.count(db, """

@@ -84,6 +84,14 @@ import Testing
         }
     }
 
+    @Test func theAcknowledgementIsMetWhenItsNoticeIsDelivered() {
+        var subject = Self.subject()
+        subject.notices["complaint.registered.acknowledgement"] = Self.received.addingTimeInterval(600)
+        #expect(Self.clock(.acknowledge, subject: subject)?.stoppedAt == Self.received.addingTimeInterval(600))
+        #expect(Self.clock(.decision, subject: subject)?.stoppedAt == nil, "other clocks run on")
+        #expect(Self.clock(.acknowledge)?.stoppedAt == nil)
+    }
+
     @Test func theOrderEventsArriveInDoesNotMatter() {
         let history = [
             Self.entry(2 * Self.day, .awaitCustomer, .investigating, .awaitingCustomer),
