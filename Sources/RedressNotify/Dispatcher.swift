@@ -185,9 +185,12 @@ public final class Dispatcher: Service, Sendable {
         }
         try await postgres.withTransaction(logger: logger) { connection in
             if !delivered.isEmpty {
+                // A survey link is a credential: once sent, the stored copy of the text loses it.
                 try await connection.query("""
                     UPDATE notifications n SET status = 'delivered', delivered_at = \(at), gateway_message_id = NULLIF(t.receipt, ''), last_error = NULL,
-                        address_masked = NULLIF(t.address, '')
+                        address_masked = NULLIF(t.address, ''),
+                        body = CASE WHEN n.template = 'survey.requested.customer' THEN regexp_replace(n.body, 'https?://[^[:space:]]+', '[link sent]', 'g')
+                                    ELSE n.body END
                     FROM unnest(\(delivered.map(\.0.id))::uuid[], \(delivered.map { $0.1 ?? "" })::text[], \(delivered.map { $0.2 ?? "" })::text[])
                         AS t(id, receipt, address)
                     WHERE n.id = t.id

@@ -34,8 +34,15 @@ public struct Problem: Error, Sendable, Codable, ResponseGenerator {
     public var status: Int
     public var detail: String
     public var errors: [FieldError]?
+    /// Seconds to wait before trying again (a `Retry-After` header), for 429 and 503.
+    public var retryAfter: Int?
 
-    public init(status: HTTPResponse.Status, title: String, detail: String, errors: [FieldError]? = nil) {
+    enum CodingKeys: String, CodingKey {
+        case type, title, status, detail, errors
+    }
+
+    public init(status: HTTPResponse.Status, title: String, detail: String, errors: [FieldError]? = nil, retryAfter: Int? = nil) {
+        self.retryAfter = retryAfter
         self.type = "about:blank"
         self.title = title
         self.status = status.code
@@ -47,9 +54,11 @@ public struct Problem: Error, Sendable, Codable, ResponseGenerator {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data = try encoder.encode(self)
+        var headers: HTTPFields = [.contentType: "application/problem+json"]
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         return Response(
             status: HTTPResponse.Status(code: status),
-            headers: [.contentType: "application/problem+json"],
+            headers: headers,
             body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 }

@@ -255,7 +255,9 @@ struct SurveyAPI: Sendable {
     func checkClient(_ context: RedressRequestContext) throws -> String {
         let client = context.remoteIP ?? "unknown"
         if `guard`.isBlocked(client) {
-            throw Problem(status: .tooManyRequests, title: "Too many unknown links", detail: "too many requests for unknown survey links from your address; try again in a minute")
+            throw Problem(status: .tooManyRequests, title: "Too many unknown links",
+                          detail: "too many requests for unknown survey links from your address; try again in a minute",
+                          retryAfter: 60 - Int(Date().timeIntervalSince1970) % 60)
         }
         return client
     }

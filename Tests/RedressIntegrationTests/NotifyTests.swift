@@ -228,9 +228,27 @@ struct CrashingChannel: NotificationChannel {
                 #expect(try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE status = 'delivered'") == 20)
                 #expect(try await TestDatabase.count(db, "SELECT count(*) FROM outbox WHERE event_type = 'notification.delivered'") == 20)
                 #expect(gateway.delivered.count == 20, "each customer got the message once")
+                #expect(try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE gateway_message_id LIKE 'gw-%' AND delivered_at IS NOT NULL") == 20,
+                        "the gateway's receipt is kept as proof")
                 let keys = gateway.requests.map(\.key)
                 #expect(keys.count == 28 && Set(keys).count == 20, "the eight in doubt were resent with their own keys")
             }
+        }
+    }
+
+    @Test func aSentSurveyLinkIsNotKeptInTheStoredText() async throws {
+        try await TestDatabase.withFresh { db, _ in
+            let settings = N.settings(["sms": LogChannel(logger: TestDatabase.logger)])
+            let id = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "closed", number: "GD-SZ-20261122-000071")
+            try await db.withTransaction(logger: TestDatabase.logger) { connection in
+                try await Composer(settings: settings).tellCustomers([CustomerNotice(eventID: UUID(), complaintID: id, template: "survey.requested.customer",
+                    fields: ["link": "https://s.test/s/SECRETTOKEN123", "expiresAt": "2026-12-06 18:00"])], on: connection, logger: TestDatabase.logger)
+            }
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE body LIKE '%SECRETTOKEN123%'") == 1, "the link is in the text to send")
+            let dispatcher = Dispatcher(postgres: db, settings: settings, gate: StartupGate(), logger: TestDatabase.logger, now: { Date().addingTimeInterval(1) })
+            #expect(try await dispatcher.dispatch() == 1)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE body LIKE '%SECRETTOKEN123%'") == 0)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE body LIKE '%[link sent]%' AND status = 'delivered'") == 1)
         }
     }
 }

@@ -106,7 +106,9 @@ import Testing
             }
             #expect(statuses.allSatisfy { $0 == .notFound })
             let day7 = try #require(links.first { $0.number == "GD-SZ-20261122-000052" && $0.wave == "day7" })
-            #expect(try await client.execute(uri: "/v1/surveys/\(Self.token(day7.link))", method: .get, headers: [:], body: nil).status == .tooManyRequests)
+            let refused = try await client.execute(uri: "/v1/surveys/\(Self.token(day7.link))", method: .get, headers: [:], body: nil)
+            #expect(refused.status == .tooManyRequests)
+            #expect(refused.headers[.retryAfter].flatMap(Int.init).map { (1...60).contains($0) } == true)
         }
     }
 
