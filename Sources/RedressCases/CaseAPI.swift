@@ -170,6 +170,10 @@ struct CaseAPI: Sendable {
             return response
         }
         cases.post(":key/actions/:action") { request, context in try await act(request, context) }
+        // The complaint as a case, by id or number: the first read the foundation offered, kept for its clients.
+        router.group("v1/complaints").add(middleware: staff).get(":key") { _, context in
+            try await detail(key: context.parameters.require("key"), context)
+        }
         router.group("v1/closure-taxonomy").add(middleware: staff).get("") { _, _ in TaxonomyView(taxonomy: workflow.taxonomy) }
         router.group("v1/inbox").add(middleware: staff).get("") { request, context in try await inbox(request, context) }
     }

@@ -60,8 +60,6 @@ public enum CasesService {
     public static func build(host: ServiceHost, taxonomy: ClosureTaxonomy, gaugeInterval: Duration = .seconds(15)) -> (Router<RedressRequestContext>, [any Service]) {
         let router = host.router()
         let workflow = CaseWorkflow(taxonomy: taxonomy)
-        CaseController(postgres: host.postgres)
-            .add(to: router.group("v1/complaints").add(middleware: RequireRoles([.agent, .supervisor, .committee, .auditor, .admin], authority: host.tokens)))
         CaseAPI(postgres: host.postgres, workflow: workflow).add(to: router, tokens: host.tokens)
         let assignments = host.consumer(group: consumerGroup, topics: [EventType.complaintAssigned.topic], handler: EventHandler<ComplaintAssigned>(applyAssignment))
         // Breaches and dissatisfied customers act on cases too, each in a group of its own so a
@@ -70,7 +68,17 @@ public enum CasesService {
                                      handler: EventHandler<SLABreached> { try await escalateBreaches($0, workflow: workflow, on: $1, logger: $2) })
         let reopenings = host.consumer(group: consumerGroup + "-surveys", topics: [EventType.surveyDissatisfied.topic],
                                        handler: EventHandler<SurveyDissatisfied> { try await reopenDissatisfied($0, workflow: workflow, on: $1, logger: $2) })
-        let gauges = CaseGauges(postgres: host.postgres, gate: host.gate, interval: gaugeInterval, logger: host.logger)
+        let series = GaugeSeries()
+        // Counted from the system of record, so the gauge is right after restarts and whoever changed the cases.
+        let gauges = Periodic("open-case gauges", every: gaugeInterval, gate: host.gate, logger: host.logger) { [postgres = host.postgres, logger = host.logger] in
+            var open: [[String]: Double] = [:]
+            let rows = try await postgres.query("""
+                SELECT COALESCE(handling_unit, branch), status, COALESCE(priority, 'unset'), count(*)
+                FROM complaints WHERE status <> 'closed' GROUP BY 1, 2, 3
+                """, logger: logger)
+            for try await (unit, status, priority, count) in rows.decode((String, String, String, Int).self) { open[[unit, status, priority]] = Double(count) }
+            series.record("redress_cases_open", dimensions: ["unit", "status", "priority"], open)
+        }
         return (router, [assignments, breaches, reopenings, gauges])
     }
 
@@ -175,7 +183,7 @@ public enum CasesService {
         for entry in audit {
             let p = entry.event.payload
             let transition = CaseTransition(number: p.number, fromStatus: entry.from, toStatus: .assigned, handlingUnit: p.handlingUnit,
-                                            assignee: p.assignee, reason: p.reason.rawValue, caseVersion: entry.version)
+                                            assignee: p.assignee, reason: p.reason.rawValue, caseVersion: entry.version, action: .assign)
             outbox.append(try OutboxEntry(EventEnvelope(id: entry.eventID, complaintId: entry.event.complaintId, orgUnit: p.handlingUnit,
                                                         actor: actor, payload: CaseAssigned(transition: transition)), encoder: encoder))
             eventIDs.append(entry.eventID)
@@ -192,107 +200,5 @@ public enum CasesService {
             """, logger: logger)
         try await Outbox.append(outbox, on: connection, logger: logger)
         Counter(label: "redress_case_transitions_total", dimensions: [("action", CaseAction.assign.rawValue)]).increment(by: events.count)
-    }
-}
-
-/// A case as staff see it: personal data masked (full data is a separate, audited read).
-struct CaseView: ResponseEncodable {
-    struct Customer: Codable {
-        var name: String
-        var phone: String
-    }
-
-    var id: UUID
-    var number: String
-    var status: String
-    var channel: String
-    var branch: String
-    var handlingUnit: String?
-    var assignee: String?
-    var category: String?
-    var priority: String?
-    var receivedAt: String
-    var registeredAt: String
-    var promisedReplyBy: String
-    var customer: Customer
-    var version: Int
-    /// 重复投诉: the open complaint this one repeats.
-    var repeatOf: ComplaintReference?
-}
-
-struct CaseController {
-    let postgres: PostgresClient
-
-    func add(to group: RouterGroup<RedressRequestContext>) {
-        group.get(":id") { _, context in
-            let caller = try context.caller()
-            let key = try context.parameters.require("id")
-            let byID = UUID(uuidString: key)
-            let number = byID == nil ? key : ""
-            // Visibility is part of the query: the case's unit must lie in the caller's subtree.
-            let rows = try await postgres.query("""
-                SELECT c.id, c.number, c.status, c.channel, c.branch, c.handling_unit, c.assignee, c.category, c.priority,
-                       c.received_at, c.registered_at, c.promised_reply_by, c.customer_name, c.customer_phone, c.version,
-                       r.id, r.number
-                FROM complaints c
-                LEFT JOIN complaints r ON r.id = c.repeat_of
-                JOIN org_units u ON u.code = COALESCE(c.handling_unit, c.branch)
-                JOIN org_units me ON me.code = \(caller.unit)
-                WHERE (c.id = \(byID ?? UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))) OR c.number = \(number))
-                  AND (u.path = me.path OR u.path LIKE me.path || '/%')
-                """, logger: context.logger)
-            for try await row in rows.decode((UUID, String, String, String, String, String?, String?, String?, String?, Date, Date, Date, String, String, Int, UUID?, String?).self) {
-                return CaseView(
-                    id: row.0, number: row.1, status: row.2, channel: row.3, branch: row.4, handlingUnit: row.5, assignee: row.6,
-                    category: row.7, priority: row.8, receivedAt: Timestamp.format(row.9), registeredAt: Timestamp.format(row.10),
-                    promisedReplyBy: Timestamp.format(row.11),
-                    customer: .init(name: PersonalData.maskName(row.12), phone: PersonalData.maskPhone(row.13)), version: row.14,
-                    repeatOf: row.15.flatMap { id in row.16.map { ComplaintReference(id: id, number: $0) } })
-            }
-            // The same answer whether it does not exist or is outside the caller's part of the tree.
-            throw Problem(status: .notFound, title: "No such complaint", detail: "no complaint '\(key)' is visible to you; check the id or number")
-        }
-    }
-}
-
-/// `redress_cases_open{unit,status,priority}`: open cases counted from the system of record on an
-/// interval, so the gauge is right after restarts and whoever changed the cases.
-final class CaseGauges: Service, Sendable {
-    let postgres: PostgresClient
-    let gate: StartupGate
-    let interval: Duration
-    let logger: Logger
-
-    init(postgres: PostgresClient, gate: StartupGate, interval: Duration, logger: Logger) {
-        self.postgres = postgres
-        self.gate = gate
-        self.interval = interval
-        self.logger = logger
-    }
-
-    func run() async throws {
-        await gate.wait()
-        var seen: Set<[String]> = []
-        while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            do {
-                var now: [[String]: Int] = [:]
-                let rows = try await postgres.query("""
-                    SELECT COALESCE(handling_unit, branch), status, COALESCE(priority, 'unset'), count(*)
-                    FROM complaints WHERE status <> 'closed' GROUP BY 1, 2, 3
-                    """, logger: logger)
-                for try await (unit, status, priority, count) in rows.decode((String, String, String, Int).self) {
-                    now[[unit, status, priority]] = count
-                }
-                // Series that emptied go to zero rather than keep their last value.
-                for key in seen.union(now.keys) {
-                    Gauge(label: "redress_cases_open", dimensions: [("unit", key[0]), ("status", key[1]), ("priority", key[2])])
-                        .record(now[key] ?? 0)
-                }
-                seen.formUnion(now.keys)
-            } catch {
-                logger.warning("open-case gauges not refreshed", metadata: ["error": "\(String(reflecting: error))"])
-            }
-            try? await Task.sleep(for: interval)
-        }
     }
 }

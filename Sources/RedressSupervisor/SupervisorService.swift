@@ -64,7 +64,30 @@ public enum SupervisorService {
         let consumer = host.consumer(group: consumerGroup, topics: topics, handler: ClockHandler(book: book))
         let scanner = DeadlineScanner(postgres: host.postgres, gate: host.gate, interval: scanInterval, logger: host.logger,
                                       escalating: { Set(book.current.policy.clocks.filter(\.escalates).map(\.kind)) })
-        let gauges = ClockGauges(postgres: host.postgres, gate: host.gate, interval: gaugeInterval, logger: host.logger)
+        let series = GaugeSeries()
+        // Open clocks by kind and unit (running, paused, at risk), breached clocks and the breach rate.
+        let gauges = Periodic("SLA gauges", every: gaugeInterval, gate: host.gate, logger: host.logger) { [postgres = host.postgres, logger = host.logger] in
+            var open: [[String]: Double] = [:], paused: [[String]: Double] = [:], atRisk: [[String]: Double] = [:]
+            var breached: [[String]: Double] = [:], ratio: [[String]: Double] = [:]
+            let rows = try await postgres.query("""
+                SELECT s.kind, COALESCE(c.handling_unit, c.branch),
+                    count(*) FILTER (WHERE s.stopped_at IS NULL AND s.breached_at IS NULL),
+                    count(*) FILTER (WHERE s.stopped_at IS NULL AND s.breached_at IS NULL AND s.paused_at IS NOT NULL),
+                    count(*) FILTER (WHERE s.stopped_at IS NULL AND s.breached_at IS NULL AND s.warned_at IS NOT NULL),
+                    count(*) FILTER (WHERE s.breached_at IS NOT NULL),
+                    count(*)
+                FROM sla_clocks s JOIN complaints c ON c.id = s.complaint_id GROUP BY 1, 2
+                """, logger: logger)
+            for try await (kind, unit, o, p, r, b, total) in rows.decode((String, String, Int, Int, Int, Int, Int).self) {
+                let key = [kind, unit]
+                (open[key], paused[key], atRisk[key], breached[key]) = (Double(o), Double(p), Double(r), Double(b))
+                ratio[key] = Double(b) / Double(max(1, total))
+            }
+            for (label, values) in [("redress_sla_clocks_open", open), ("redress_sla_clocks_paused", paused), ("redress_sla_clocks_at_risk", atRisk),
+                                    ("redress_sla_clocks_breached", breached), ("redress_sla_breach_ratio", ratio)] {
+                series.record(label, dimensions: ["kind", "unit"], values)
+            }
+        }
         return (host.router(), [consumer, scanner, gauges])
     }
 }
@@ -241,57 +264,6 @@ public struct ClockKeeper: Sendable {
             try await postgres.withTransaction(logger: logger) { try await rebuild(ids, on: $0, logger: logger) }
             total += ids.count
             after = last
-        }
-    }
-}
-
-/// Open clocks by kind and unit (running, paused, at risk), breached clocks and the breach rate,
-/// counted from the clocks table on an interval.
-final class ClockGauges: Service, Sendable {
-    let postgres: PostgresClient
-    let gate: StartupGate
-    let interval: Duration
-    let logger: Logger
-
-    init(postgres: PostgresClient, gate: StartupGate, interval: Duration, logger: Logger) {
-        self.postgres = postgres
-        self.gate = gate
-        self.interval = interval
-        self.logger = logger
-    }
-
-    func run() async throws {
-        await gate.wait()
-        var seen: Set<[String]> = []
-        while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            do {
-                var now: [[String]: (open: Int, paused: Int, atRisk: Int, breached: Int, total: Int)] = [:]
-                let rows = try await postgres.query("""
-                    SELECT s.kind, COALESCE(c.handling_unit, c.branch),
-                        count(*) FILTER (WHERE s.stopped_at IS NULL AND s.breached_at IS NULL),
-                        count(*) FILTER (WHERE s.stopped_at IS NULL AND s.breached_at IS NULL AND s.paused_at IS NOT NULL),
-                        count(*) FILTER (WHERE s.stopped_at IS NULL AND s.breached_at IS NULL AND s.warned_at IS NOT NULL),
-                        count(*) FILTER (WHERE s.breached_at IS NOT NULL),
-                        count(*)
-                    FROM sla_clocks s JOIN complaints c ON c.id = s.complaint_id GROUP BY 1, 2
-                    """, logger: logger)
-                for try await (kind, unit, open, paused, atRisk, breached, total) in rows.decode((String, String, Int, Int, Int, Int, Int).self) {
-                    now[[kind, unit]] = (open, paused, atRisk, breached, total)
-                }
-                for key in seen.union(now.keys) {
-                    let value = now[key] ?? (0, 0, 0, 0, 0)
-                    let dimensions = [("kind", key[0]), ("unit", key[1])]
-                    Gauge(label: "redress_sla_clocks_open", dimensions: dimensions).record(value.open)
-                    Gauge(label: "redress_sla_clocks_paused", dimensions: dimensions).record(value.paused)
-                    Gauge(label: "redress_sla_clocks_at_risk", dimensions: dimensions).record(value.atRisk)
-                    Gauge(label: "redress_sla_clocks_breached", dimensions: dimensions).record(value.breached)
-                    Gauge(label: "redress_sla_breach_ratio", dimensions: dimensions).record(value.total == 0 ? 0 : Double(value.breached) / Double(value.total))
-                }
-                seen.formUnion(now.keys)
-            } catch {
-                logger.warning("SLA gauges not refreshed", metadata: ["error": "\(String(reflecting: error))"])
-            }
-            try? await Task.sleep(for: interval)
         }
     }
 }

@@ -80,7 +80,30 @@ public enum SurveysService {
         SurveyAPI(postgres: host.postgres, guard: MissLimiter(perMinute: settings.missesPerMinute)).add(to: router)
         let consumer = host.consumer(group: consumerGroup, topics: [EventType.caseClosed.topic],
                                      handler: EventHandler<CaseClosed> { try await visits.schedule($0, on: $1, logger: $2) })
-        return (router, [consumer, SurveyInviter(visits: visits, gate: host.gate), SurveyGauges(postgres: host.postgres, gate: host.gate, logger: host.logger)])
+        let series = GaugeSeries()
+        // Satisfaction by unit: the share of answers scoring 4–5 (CSAT), the share of invitations
+        // answered, and the share of closed cases visited at all.
+        let gauges = Periodic("survey gauges", every: .seconds(30), gate: host.gate, logger: host.logger) { [postgres = host.postgres, logger = host.logger] in
+            var csat: [[String]: Double] = [:], response: [[String]: Double] = [:], completion: [[String]: Double] = [:]
+            let rows = try await postgres.query("""
+                SELECT COALESCE(handling_unit, '?'),
+                    count(*) FILTER (WHERE status = 'answered' AND score >= 4)::float8 / greatest(1, count(*) FILTER (WHERE status = 'answered')),
+                    count(*) FILTER (WHERE status = 'answered')::float8 / greatest(1, count(*) FILTER (WHERE status IN ('invited', 'answered', 'expired'))),
+                    count(DISTINCT complaint_id) FILTER (WHERE status = 'answered')::float8 / greatest(1, count(DISTINCT complaint_id))
+                FROM surveys GROUP BY 1
+                """, logger: logger)
+            for try await (unit, c, r, v) in rows.decode((String, Double, Double, Double).self) {
+                (csat[[unit]], response[[unit]], completion[[unit]]) = (c, r, v)
+            }
+            series.record("redress_survey_csat_ratio", dimensions: ["unit"], csat)
+            series.record("redress_survey_response_ratio", dimensions: ["unit"], response)
+            series.record("redress_survey_completion_ratio", dimensions: ["unit"], completion)
+        }
+        // Due visits are invited every few seconds; several instances share the work without overlap (SKIP LOCKED).
+        let inviter = Periodic("survey invitations", every: .seconds(2), gate: host.gate, logger: host.logger) {
+            while try await visits.invite() > 0 {}
+        }
+        return (router, [consumer, inviter, gauges])
     }
 
     static func hash(_ token: String) -> [UInt8] { Array(SHA256.hash(data: Data(token.utf8))) }
@@ -153,24 +176,6 @@ public struct ReturnVisits: Sendable {
                 """, logger: logger)
             try await Outbox.append(outbox, on: connection, logger: logger)
             return due.count
-        }
-    }
-}
-
-/// Invites due visits every few seconds; several instances share the work without overlap (SKIP LOCKED).
-struct SurveyInviter: Service {
-    let visits: ReturnVisits
-    let gate: StartupGate
-
-    func run() async throws {
-        await gate.wait()
-        while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            do {
-                while try await visits.invite() > 0 {}
-            } catch {
-                visits.logger.warning("survey invitations failed; retrying", metadata: ["error": "\(String(reflecting: error))"])
-            }
-            try? await Task.sleep(for: .seconds(2))
         }
     }
 }
@@ -337,42 +342,5 @@ extension Response {
         var response = self
         response.status = status
         return response
-    }
-}
-
-/// Satisfaction by unit, counted from the visits on an interval: the share of answers scoring 4–5
-/// (CSAT), the share of invitations answered, and the share of closed cases visited at all.
-final class SurveyGauges: Service, Sendable {
-    let postgres: PostgresClient
-    let gate: StartupGate
-    let logger: Logger
-
-    init(postgres: PostgresClient, gate: StartupGate, logger: Logger) {
-        self.postgres = postgres
-        self.gate = gate
-        self.logger = logger
-    }
-
-    func run() async throws {
-        await gate.wait()
-        while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            do {
-                let rows = try await postgres.query("""
-                    SELECT COALESCE(handling_unit, '?'),
-                        count(*) FILTER (WHERE status = 'answered' AND score >= 4)::float8 / greatest(1, count(*) FILTER (WHERE status = 'answered')),
-                        count(*) FILTER (WHERE status = 'answered')::float8 / greatest(1, count(*) FILTER (WHERE status IN ('invited', 'answered', 'expired'))),
-                        count(DISTINCT complaint_id) FILTER (WHERE status = 'answered')::float8 / greatest(1, count(DISTINCT complaint_id))
-                    FROM surveys GROUP BY 1
-                    """, logger: logger)
-                for try await (unit, csat, response, completion) in rows.decode((String, Double, Double, Double).self) {
-                    Gauge(label: "redress_survey_csat_ratio", dimensions: [("unit", unit)]).record(csat)
-                    Gauge(label: "redress_survey_response_ratio", dimensions: [("unit", unit)]).record(response)
-                    Gauge(label: "redress_survey_completion_ratio", dimensions: [("unit", unit)]).record(completion)
-                }
-            } catch {
-                logger.warning("survey gauges not refreshed", metadata: ["error": "\(String(reflecting: error))"])
-            }
-            try? await Task.sleep(for: .seconds(30))
-        }
     }
 }
