@@ -239,7 +239,9 @@ struct CaseAPI: Sendable {
         }
         let search = query.get("q").map { $0.trimmingCharacters(in: .whitespaces) }.flatMap { $0.isEmpty ? nil : $0 }
         if let search, search.count > 64 { errors.append(FieldError("q", "is longer than 64 characters")) }
-        let includeClosed = query.get("includeClosed") == "true" || statuses.contains(CaseStatus.closed.rawValue)
+        // 抽查: the province's list of "not liable" rulings from below to spot-check.
+        let spotCheck = query.get("spotCheck") == "true"
+        let includeClosed = query.get("includeClosed") == "true" || statuses.contains(CaseStatus.closed.rawValue) || spotCheck
         let unit = mine ? nil : (query.get("unit") ?? caller.unit)
         if !errors.isEmpty { throw CaseRefusal.invalid(errors).problem }
         let (pageSize, due, after) = (limit, dueBefore, cursor)
@@ -270,6 +272,7 @@ struct CaseAPI: Sendable {
             // The literal predicate matches the partial indexes' WHERE clause.
             if !includeClosed { conditions.append("c.status <> 'closed'") }
             if !statuses.isEmpty { conditions.append("c.status = ANY(\(try bind(statuses))::text[])") }
+            if spotCheck { conditions.append("c.spot_check") }
             if !categories.isEmpty { conditions.append("c.category = ANY(\(try bind(categories))::text[])") }
             if !priorities.isEmpty { conditions.append("c.priority = ANY(\(try bind(priorities))::text[])") }
             if !channels.isEmpty { conditions.append("c.channel = ANY(\(try bind(channels))::text[])") }

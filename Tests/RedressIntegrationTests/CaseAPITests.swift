@@ -131,6 +131,11 @@ enum CaseFixture {
             #expect(reopened["number"] as? String == "GD-SZ-20261122-000001-R1")
             let newID = try #require(UUID(uuidString: reopened["id"] as? String ?? ""))
             #expect(try await F.outboxTypes(db, newID) == ["case.reopened"])
+            // The province sees the ruling in its spot-check list; the taxonomy is served to staff.
+            let (_, spot) = try await F.get(client, "/v1/cases?spotCheck=true", as: F.token("GD-SUP01", .supervisor, "GD"))
+            #expect((spot["items"] as? [[String: Any]])?.compactMap { $0["number"] as? String } == ["GD-SZ-20261122-000001"])
+            let (_, taxonomy) = try await F.get(client, "/v1/closure-taxonomy", as: agent)
+            #expect((taxonomy["causes"] as? [[String: Any]])?.contains { $0["code"] as? String == "customer_misunderstanding" } == true)
             let (_, linked) = try await F.get(client, "/v1/cases/GD-SZ-20261122-000001-R1", as: agent)
             #expect(linked["status"] as? String == "reopened")
             #expect((linked["reopenedFrom"] as? [String: Any])?["number"] as? String == "GD-SZ-20261122-000001")
@@ -186,6 +191,24 @@ enum CaseFixture {
             // No token, bad token.
             let anonymous = try await client.execute(uri: "/v1/cases/mine", method: .get, headers: [:], body: nil)
             #expect(anonymous.status == .unauthorized)
+        }
+    }
+
+    @Test func theStaffInboxShowsOwnAndUnitNoticesOnly() async throws {
+        try await F.withApp { db, _, client in
+            let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", number: "GD-SZ-20261122-000020")
+            for (recipient, template) in [("staff:GD-SZ-AGE01", "case.assigned.owner"), ("supervisors:GD-SZ", "sla.warning.staff"), ("staff:GD-SZ-AGE02", "case.assigned.owner")] {
+                try await db.query("""
+                    INSERT INTO notifications (id, complaint_id, event_id, recipient, channel, template, status, body)
+                    VALUES (\(UUID()), \(id), \(UUID()), \(recipient), 'staff_inbox', \(template), 'delivered', 'x')
+                    """, logger: TestDatabase.logger)
+            }
+            let (_, mine) = try await F.get(client, "/v1/inbox", as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            #expect((mine["items"] as? [[String: Any]])?.compactMap { $0["template"] as? String } == ["case.assigned.owner"])
+            let (_, supervisor) = try await F.get(client, "/v1/inbox", as: F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
+            #expect((supervisor["items"] as? [[String: Any]])?.compactMap { $0["template"] as? String } == ["sla.warning.staff"])
+            let (_, outsider) = try await F.get(client, "/v1/inbox", as: F.token("GD-SZ-AGE01", .agent, "ZJ"))
+            #expect((outsider["items"] as? [[String: Any]])?.isEmpty == true, "a case outside the token's subtree stays out of its inbox")
         }
     }
 

@@ -9,10 +9,9 @@
 #   redress_service  LOGIN           the six services log in as this
 #
 # Needs a connection that may create roles (a superuser), given by the libpq variables PGHOST,
-# PGPORT, PGUSER, PGPASSWORD, PGDATABASE. Used by deploy/compose.yaml (the postgres-roles job, which
-# logs in as the image's POSTGRES_USER: redress, already a superuser, so it is not created again)
-# and deploy/k8s/db-roles-job.yaml. Also works as a /docker-entrypoint-initdb.d/ script of the
-# official postgres image (it then logs in as POSTGRES_USER over the local socket).
+# PGPORT, PGUSER, PGPASSWORD, PGDATABASE (default: the postgres maintenance database). Used by
+# deploy/compose.yaml (the postgres-roles job, which logs in as the image's POSTGRES_USER: redress,
+# already a superuser, so it is not created again) and deploy/k8s/db-roles-job.yaml.
 #
 #   REDRESS_SERVICE_PG_PASSWORD  required: password of redress_service
 #   REDRESS_OWNER_PG_PASSWORD    optional: password of redress (compose leaves it to POSTGRES_PASSWORD)
@@ -20,7 +19,6 @@
 set -euo pipefail
 
 : "${REDRESS_SERVICE_PG_PASSWORD:?set REDRESS_SERVICE_PG_PASSWORD, the password redress_service logs in with}"
-export PGUSER="${PGUSER:-${POSTGRES_USER:-postgres}}"
 export PGDATABASE="${PGDATABASE:-postgres}"
 
 psql -v ON_ERROR_STOP=1 --no-psqlrc --quiet \
