@@ -32,6 +32,9 @@ public final class ServiceHost: Sendable {
             .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
             .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
         ]
+        // How long an SLA clock ran before it was missed: hours to the statutory 60 days.
+        factory.valueHistogramBuckets["redress_sla_time_to_breach_seconds"] = [3600, 4 * 3600, 12 * 3600, 86_400, 2 * 86_400, 5 * 86_400,
+                                                                                10 * 86_400, 15 * 86_400, 30 * 86_400, 60 * 86_400]
         MetricsSystem.bootstrap(factory)
         return registry
     }()
