@@ -9,7 +9,8 @@ import RedressServiceKit
 import Testing
 
 /// The real executables — development broker and the six services — against a fresh database:
-/// a complaint posted to intake (and one published upstream) is assigned and visible through cases.
+/// a complaint posted to intake (and one published upstream) is assigned and visible through cases,
+/// investigated, closed, visited, found unresolved by the customer, and reopened one level up.
 @Suite(.serialized) struct EndToEndTests {
     static let services: [(name: String, port: Int)] = [
         ("intake", 1), ("cases", 2), ("surveys", 3), ("routing", 4), ("notify", 5), ("supervisor", 6),
@@ -152,7 +153,7 @@ import Testing
         """#.utf8)
     }
 
-    @Test func aComplaintFlowsFromIntakeToAnAssignedCase() async throws {
+    @Test func aComplaintGoesFromIntakeToClosureAndADissatisfiedVisitBringsItBackOneLevelUp() async throws {
         try await TestDatabase.withFresh { db, database in
             let stack = try Stack()
             let http = HTTPClient(eventLoopGroupProvider: .singleton)
@@ -233,6 +234,44 @@ import Testing
             #expect(started.status == 200, "\(started.text)")
             try await eventually("the first-contact clock stops") {
                 try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE kind = 'first_contact' AND stopped_at IS NOT NULL") == 1
+            }
+
+            // The case is resolved and closed; the return visit invites the customer (surveys → notify),
+            // the customer answers "not resolved", and the case comes back one level up (cases → routing).
+            let casesAPI = cases.replacingOccurrences(of: "/v1/complaints", with: "/v1/cases")
+            let ownerToken = tokens.mint(subject: owner, role: .agent, unit: unit)
+            var version = (started.json["version"] as? Int) ?? 0
+            for (action, body) in [("propose_resolution", #""text":"补发利息""#), ("customer_accepts", ""),
+                                   ("close", #""liability":"liable","responsibleLink":"claims","causeCode":"claim_delay""#)] {
+                let answer = try await EndToEndTests.call(http, .POST, "\(casesAPI)/\(id)/actions/\(action)", token: ownerToken,
+                                                          body: Array("{\"version\":\(version)\(body.isEmpty ? "" : "," + body)}".utf8))
+                #expect(answer.status == 200, "\(action): \(answer.text)")
+                version = (answer.json["version"] as? Int) ?? 0
+            }
+            var invitation = KafkaConsumerConfiguration(client: .init(bootstrapServers: stack.bootstrap, clientID: "e2e-survey"), groupID: "e2e-survey",
+                                                        topics: [EventType.surveyRequested.topic])
+            invitation.sessionTimeout = .seconds(6)
+            invitation.startFromEarliest = true
+            let invitations = try KafkaConsumer(configuration: invitation, logger: TestDatabase.logger)
+            var link: String?
+            let deadline = ContinuousClock.now + .seconds(60)
+            while link == nil, ContinuousClock.now < deadline {
+                for message in try await invitations.nextBatch(maxCount: 10, timeout: .milliseconds(500)) ?? [] {
+                    link = try EventCoding.decoder().decode(EventEnvelope<SurveyRequested>.self, from: Data(message.value)).payload.link
+                }
+            }
+            await invitations.close()
+            let token = try #require(link.map { String($0.split(separator: "/").last ?? "") })
+            try await eventually("the customer is sent the invitation") {
+                try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE template = 'survey.requested.customer' AND status = 'delivered'") == 1
+            }
+            let answered = try await EndToEndTests.call(http, .POST, "http://127.0.0.1:\(stack.port("surveys"))/v1/surveys/\(token)",
+                                                        body: Array(#"{"score":2,"resolved":false}"#.utf8))
+            #expect(answered.status == 201, "\(answered.text)")
+            try await eventually("the second complaint is assigned one level up", timeout: .seconds(60)) {
+                try await TestDatabase.count(db, """
+                    SELECT count(*) FROM complaints WHERE number = \(number + "-R1") AND status = 'assigned' AND handling_unit = 'HQ' AND priority = 'high'
+                    """) == 1
             }
 
             // Upstream channels publish to the inbound topic: same contract, same result; bad ones are dead-lettered.
