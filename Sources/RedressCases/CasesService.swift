@@ -79,7 +79,17 @@ public enum CasesService {
             for try await (unit, status, priority, count) in rows.decode((String, String, String, Int).self) { open[[unit, status, priority]] = Double(count) }
             series.record("redress_cases_open", dimensions: ["unit", "status", "priority"], open)
         }
-        return (router, [assignments, breaches, reopenings, gauges])
+        // 有责率: the share of the last 90 days' closures ruled liable, by unit (a slower cadence: it reads closed cases).
+        let liable = Periodic("liable-rate gauge", every: .seconds(60), gate: host.gate, logger: host.logger) { [postgres = host.postgres, logger = host.logger] in
+            var ratio: [[String]: Double] = [:]
+            let rows = try await postgres.query("""
+                SELECT COALESCE(handling_unit, branch), count(*) FILTER (WHERE liability = 'liable')::float8 / count(*)
+                FROM complaints WHERE status = 'closed' AND closed_at > now() - interval '90 days' GROUP BY 1
+                """, logger: logger)
+            for try await (unit, share) in rows.decode((String, Double).self) { ratio[[unit]] = share }
+            series.record("redress_case_liable_ratio", dimensions: ["unit"], ratio)
+        }
+        return (router, [assignments, breaches, reopenings, gauges, liable])
     }
 
     /// 超时升级: a missed deadline sends the case one level up (routing names the new unit and owner),
