@@ -108,6 +108,13 @@ struct CaseDetail: ResponseEncodable, Sendable {
     }
 }
 
+struct ActionDone: ResponseEncodable, Sendable {
+    var id: UUID
+    var number: String
+    var version: Int
+    var note: String
+}
+
 struct ReopenedCase: ResponseEncodable, Sendable {
     var id: UUID
     var number: String
@@ -279,7 +286,8 @@ struct CaseAPI: Sendable {
             if let due { conditions.append("c.promised_reply_by < \(try bind(due))") }
             if let search {
                 let q = try bind(search)
-                conditions.append("(c.number LIKE \(q) || '%' OR c.policy_number = \(q) OR c.claim_number = \(q))")
+                // starts_with, not LIKE: a % or _ in the search is a character, not a wildcard.
+                conditions.append("(starts_with(c.number, \(q)) OR c.policy_number = \(q) OR c.claim_number = \(q))")
             }
             if let after {
                 conditions.append("(c.promised_reply_by, c.id) > ('epoch'::timestamptz + \(try bind(after.0)) * interval '1 microsecond', \(try bind(after.1)))")
@@ -404,9 +412,15 @@ struct CaseAPI: Sendable {
             return try ReopenedCase(id: reopened.id, number: reopened.number, reopenedFrom: ComplaintReference(id: outcome.id, number: outcome.number))
                 .response(from: request, context: context).withStatus(.created)
         }
-        var detail = try await detail(key: outcome.id.uuidString, context)
-        detail.history = []
-        return try detail.response(from: request, context: context)
+        do {
+            var detail = try await detail(key: outcome.id.uuidString, context)
+            detail.history = []
+            return try detail.response(from: request, context: context)
+        } catch let problem as Problem where problem.status == 404 {
+            // Done, and routing has already moved the case out of the caller's part of the tree.
+            return try ActionDone(id: outcome.id, number: outcome.number, version: outcome.version,
+                                  note: "done; the case is now handled outside your part of the organisation").response(from: request, context: context)
+        }
     }
 
     // MARK: Inbox

@@ -57,6 +57,7 @@ struct CaseRow: Sendable {
     var receivedAt: Date
     var committeeStatus: String?
     var unitPath: String
+    var regulatorDeadline: Date?
 }
 
 /// What an action refused for: each maps to one HTTP status and to a DLQ reason for event-driven actions.
@@ -102,6 +103,7 @@ enum CaseAccess {
             return allowed.contains(action) ? nil : "committee members record rulings and notes; '\(action.rawValue)' is for the case's handler or a supervisor"
         case "agent":
             if action == .reassign { return "only a supervisor reassigns cases" }
+            if action == .excludeTime { return "only a supervisor stops the clocks for time the regulation excludes" }
             if action == .recordCommitteeRuling { return "a committee ruling is recorded by the committee or a supervisor" }
             guard assignee == actor.subject else {
                 return "the case is assigned to \(assignee ?? "nobody"), not to you: an agent changes only their own cases (ask a supervisor to reassign it)"
@@ -190,7 +192,7 @@ struct CaseWorkflow: Sendable {
 
     static let selectCase = """
         SELECT c.id, c.number, c.status, c.version, c.assignee, u.code, u.level, u.parent_code, c.decision_days, c.received_at,
-               c.committee_status, c.unit_path
+               c.committee_status, c.unit_path, c.regulator_deadline
         FROM complaints c JOIN org_units u ON u.code = COALESCE(c.handling_unit, c.branch)
         """
 
@@ -201,10 +203,10 @@ struct CaseWorkflow: Sendable {
         var query = PostgresQuery(unsafeSQL: Self.selectCase + (byID != nil ? " WHERE c.id = $1" : " WHERE c.number = $1") + " FOR NO KEY UPDATE OF c")
         if let byID { try query.binds.append(byID) } else { try query.binds.append(key) }
         let rows = try await connection.query(query, logger: logger)
-        for try await row in rows.decode((UUID, String, String, Int, String?, String, String, String?, Int, Date, String?, String).self) {
+        for try await row in rows.decode((UUID, String, String, Int, String?, String, String, String?, Int, Date, String?, String, Date?).self) {
             return CaseRow(id: row.0, number: row.1, status: CaseStatus(rawValue: row.2) ?? .registered, version: row.3, assignee: row.4,
                            handlingUnit: row.5, unitLevel: OrgLevel(rawValue: row.6) ?? .city, parentUnit: row.7, decisionDays: row.8,
-                           receivedAt: row.9, committeeStatus: row.10, unitPath: row.11)
+                           receivedAt: row.9, committeeStatus: row.10, unitPath: row.11, regulatorDeadline: row.12)
         }
         return nil
     }
@@ -285,6 +287,10 @@ struct CaseWorkflow: Sendable {
             if let type = request.contentType { change.payload["contentType"] = type }
         case .extend:
             var approver: DecisionDeadline.Approver?
+            if request.days == DecisionDeadline.maximumDays, change.actor.role != "service", request.approvedBy != change.actor.subject {
+                throw CaseRefusal.unprocessable("a \(DecisionDeadline.maximumDays)-day extension is made by the approving supervisor of the level above, "
+                                                + "in their own name: ask them to take this action (approvedBy is then themselves)")
+            }
             if let approvedBy = request.approvedBy {
                 let rows = try await connection.query("SELECT role, org_unit FROM staff WHERE id = \(approvedBy) AND active", logger: logger)
                 for try await (role, unit) in rows.decode((String, String).self) {
@@ -335,6 +341,13 @@ struct CaseWorkflow: Sendable {
             change.payload["responsibleLink"] = request.responsibleLink!
             change.payload["causeCode"] = request.causeCode!
         case .reopen:
+            // One second complaint per case: a further review goes through the reopened one.
+            var reopened = false
+            for try await _ in try await connection.query("SELECT 1 FROM case_events WHERE complaint_id = \(row.id) AND action = 'reopen'", logger: logger)
+                .decode(Int.self) { reopened = true }
+            if reopened {
+                throw CaseRefusal.conflict("the case was already reopened as a second complaint; act on that one (its number ends in -R1)")
+            }
             change.event = .reopened
         case .excludeTime, .includeTime:
             // One excluded period at a time, so every start has its end.
@@ -373,7 +386,9 @@ struct CaseWorkflow: Sendable {
         }
         if case .extended(let days, _) = change.event {
             decisionDays = days
-            promised = row.receivedAt.addingTimeInterval(Double(days) * 86_400)
+            // Never past a regulator's deadline (the earlier counts, as at intake).
+            let extended = row.receivedAt.addingTimeInterval(Double(days) * 86_400)
+            promised = row.regulatorDeadline.map { min($0, extended) } ?? extended
         }
         if case .closed(let liability, let link, let cause, let spotCheck) = change.event {
             closure = (liability.rawValue, link, cause, spotCheck)
@@ -448,7 +463,7 @@ struct CaseWorkflow: Sendable {
             INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name, customer_phone,
                 customer_id_number, customer_key, customer_flags, policy_number, claim_number, claim_stage, subject, content,
                 policy_agent, claim_handler, attachments, customer_contact, category, priority, handling_unit, status, reopened_from)
-            SELECT \(id), c.number || '-R' || n.k, c.channel, c.external_ref || '#R' || n.k, \(now), \(now.addingTimeInterval(15 * 86_400)),
+            SELECT \(id), c.number || '-R' || n.k, c.channel, c.external_ref || '#R' || n.k, now(), now() + interval '15 days',
                 c.branch, c.customer_name, c.customer_phone, c.customer_id_number, c.customer_key, c.customer_flags, c.policy_number,
                 c.claim_number, c.claim_stage, c.subject, c.content, c.policy_agent, c.claim_handler, c.attachments, c.customer_contact, c.category, c.priority,
                 c.handling_unit, 'reopened', c.id

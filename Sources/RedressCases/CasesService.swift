@@ -106,13 +106,7 @@ public enum CasesService {
     /// 回访不满意: the closed case comes back as a second complaint, handled one level up, once per case.
     static func reopenDissatisfied(_ events: [EventEnvelope<SurveyDissatisfied>], workflow: CaseWorkflow, on connection: PostgresConnection, logger: Logger) async throws {
         for event in events {
-            let open = try await connection.query("SELECT count(*) FROM complaints WHERE reopened_from = \(event.complaintId)", logger: logger)
-            var already = 0
-            for try await n in open.decode(Int.self) { already = n }
-            guard already == 0 else {
-                logger.info("dissatisfied answer for a case already reopened", metadata: ["complaint": "\(event.complaintId)", "wave": "\(event.payload.wave)"])
-                continue
-            }
+            // A case already reopened is refused (and logged) by the workflow, under the case's row lock.
             let p = event.payload
             let request = ActionRequest(version: nil, reason: "return visit \(p.wave): score \(p.score), \(p.resolved ? "resolved" : "not resolved")")
             try await applyAsService(.reopen, to: event.complaintId, request: request, workflow: workflow, on: connection, logger: logger)
@@ -200,7 +194,8 @@ public enum CasesService {
             complaintIDs.append(entry.event.complaintId)
             fromStatuses.append(entry.from.rawValue)
             reasons.append("routing: \(p.reason.rawValue); rules \(p.ruleIds.joined(separator: ",")) of \(p.rulesVersion)")
-            payloads.append(#"{"category":"\#(p.category.rawValue)","priority":"\#(p.priority.rawValue)","handlingUnit":"\#(p.handlingUnit)","assignee":\#(p.assignee.map { "\"\($0)\"" } ?? "null")}"#)
+            payloads.append(String(decoding: try JSONEncoder().encode(["category": p.category.rawValue, "priority": p.priority.rawValue,
+                                                                       "handlingUnit": p.handlingUnit, "assignee": p.assignee ?? ""]), as: UTF8.self))
         }
         try await connection.query("""
             INSERT INTO case_events (complaint_id, event_id, actor, actor_role, action, from_status, to_status, reason, payload)

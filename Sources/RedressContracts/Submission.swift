@@ -271,7 +271,9 @@ public enum SubmissionValidator {
         if let customer = s.customer {
             if let email = customer.email {
                 let parts = email.split(separator: "@", omittingEmptySubsequences: false)
-                if email.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !email.contains(" ") {
+                let forbidden: Set<Character> = [" ", "<", ">", "\"", "\\", ",", ";", "(", ")", "[", "]"]
+                if email.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."),
+                   !email.contains(where: { forbidden.contains($0) || $0.isNewline || $0.unicodeScalars.contains { $0.properties.generalCategory == .control } }) {
                     contact.email = email
                 } else {
                     errors.append(FieldError("customer.email", "is not an email address (name@example.com)"))

@@ -67,11 +67,14 @@ public struct SLAPolicy: Sendable, Codable, Equatable {
         for kind in Set(kinds) where kinds.filter({ $0 == kind }).count > 1 { problems.append("clock \(kind.rawValue) is listed twice") }
         for rule in clocks where !(rule.hours > 0) { problems.append("clock \(rule.kind.rawValue) needs hours above 0") }
         if !kinds.contains(.decision) { problems.append("the decision clock (15 days, regulation) must be in the policy") }
+        // The regulation counts the decision's days (and its 30- and 60-day extensions) in calendar time.
+        if clocks.contains(where: { $0.kind == .decision && $0.time == .working }) { problems.append("the decision clock counts calendar days (the regulation's), not working time") }
         return problems
     }
 
     public static let standard = SLAPolicy(warnShare: 0.8, urgentFactor: 0.5, clocks: [
-        ClockRule(kind: .acknowledge, hours: 24, time: .calendar, urgentShortens: false, pauses: false, stopsOn: [],
+        // A reopened case was acknowledged when the review request was taken: its own reopening meets the clock.
+        ClockRule(kind: .acknowledge, hours: 24, time: .calendar, urgentShortens: false, pauses: false, stopsOn: [.reopen],
                   stopsOnNotice: "complaint.registered.acknowledgement", escalates: false),
         ClockRule(kind: .firstContact, hours: 24, time: .calendar, urgentShortens: true, pauses: false, stopsOn: [.startInvestigation, .recordContact]),
         ClockRule(kind: .postClaim, hours: 48, time: .calendar, urgentShortens: true, pauses: true, stopsOn: [.proposeResolution], appliesTo: .postClaim),

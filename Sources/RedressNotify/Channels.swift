@@ -87,7 +87,8 @@ public struct HTTPGatewayChannel: NotificationChannel {
             case 408, 500..<600:
                 return .retry(reason: "gateway answered \(code)", after: nil)
             default:
-                return .failed(reason: "gateway refused the message (\(code)): \(PersonalData.scrub(String(buffer: reply).prefix(200).description))")
+                // The gateway's own words may quote the address: the status code says enough.
+                return .failed(reason: "gateway refused the message (\(code))")
             }
         } catch {
             return .retry(reason: "gateway unreachable or too slow: \(type(of: error))", after: nil)
@@ -115,6 +116,9 @@ public struct SMTPChannel: NotificationChannel {
     }
 
     public func send(_ message: OutgoingMessage) async -> DeliveryOutcome {
+        guard !message.address.contains(where: { $0.isNewline || $0 == "<" || $0 == ">" }) else {
+            return .failed(reason: "the email address holds characters no address may hold")
+        }
         do {
             let receipt = try await withThrowingTaskGroup(of: String.self) { group in
                 group.addTask { try await transact(message) }
@@ -128,7 +132,8 @@ public struct SMTPChannel: NotificationChannel {
             return .delivered(receipt: receipt)
         } catch let refused as Refused {
             // 4xx is temporary in SMTP; 5xx is permanent.
-            let reason = "mail server answered \(refused.code): \(PersonalData.scrub(refused.line))"
+            // The server's text often quotes the address: the code says enough.
+            let reason = "mail server answered \(refused.code)"
             return refused.code >= 500 ? .failed(reason: reason) : .retry(reason: reason, after: nil)
         } catch {
             return .retry(reason: "mail server unreachable or too slow: \(type(of: error))", after: nil)

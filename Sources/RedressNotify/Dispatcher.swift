@@ -102,7 +102,7 @@ public final class Dispatcher: Service, Sendable {
             let rows = try await connection.query("""
                 WITH due AS (
                     SELECT id FROM notifications
-                    WHERE status IN ('pending', 'sending', 'retrying') AND next_attempt_at <= \(at)
+                    WHERE status IN ('pending', 'sending', 'retrying') AND next_attempt_at <= \(at) AND channel <> 'staff_inbox'
                     ORDER BY next_attempt_at LIMIT \(limit)
                     FOR UPDATE SKIP LOCKED
                 )
@@ -205,7 +205,9 @@ public final class Dispatcher: Service, Sendable {
             }
             if !failed.isEmpty {
                 try await connection.query("""
-                    UPDATE notifications n SET status = 'failed', last_error = t.reason, address_masked = NULLIF(t.address, '')
+                    UPDATE notifications n SET status = 'failed', last_error = t.reason, address_masked = NULLIF(t.address, ''),
+                        body = CASE WHEN n.template = 'survey.requested.customer' THEN regexp_replace(n.body, 'https?://[^[:space:]]+', '[link not sent]', 'g')
+                                    ELSE n.body END
                     FROM unnest(\(failed.map(\.0.id))::uuid[], \(failed.map(\.1))::text[], \(failed.map { $0.2 ?? "" })::text[]) AS t(id, reason, address)
                     WHERE n.id = t.id
                     """, logger: logger)

@@ -28,7 +28,8 @@ public struct Periodic: Service {
             } catch {
                 logger.warning("\(name) failed; trying again in \(interval)", metadata: ["error": "\(String(reflecting: error))"])
             }
-            try? await Task.sleep(for: interval)
+            // The wait ends with a graceful shutdown too: a minute-long interval must not hold up SIGTERM.
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
     }
 }

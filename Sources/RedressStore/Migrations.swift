@@ -236,6 +236,15 @@ public enum Migrations {
     END $$;
     CREATE TRIGGER complaints_unit_path BEFORE INSERT OR UPDATE OF handling_unit, branch ON complaints
         FOR EACH ROW EXECUTE FUNCTION complaints_unit_path();
+    -- A unit moved in the tree takes its cases (and its children's) along.
+    CREATE FUNCTION org_units_moved() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE complaints SET unit_path = NEW.path || substr(unit_path, length(OLD.path) + 1)
+        WHERE unit_path = OLD.path OR unit_path LIKE OLD.path || '/%';
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER org_units_moved AFTER UPDATE OF path ON org_units
+        FOR EACH ROW WHEN (OLD.path IS DISTINCT FROM NEW.path) EXECUTE FUNCTION org_units_moved();
 
     -- "My queue": an agent's open cases, soonest due first, read straight off the index.
     DROP INDEX complaints_assignee_open;
@@ -322,6 +331,9 @@ public enum Migrations {
         ADD COLUMN address_masked     text;
     ALTER TABLE notifications ADD CONSTRAINT notifications_status
         CHECK (status IN ('pending', 'sending', 'retrying', 'delivered', 'failed', 'suppressed'));
+    -- Staff-inbox rows are delivered when written (the row is the inbox); rows from before this
+    -- migration said pending.
+    UPDATE notifications SET status = 'delivered', delivered_at = created_at WHERE channel = 'staff_inbox';
     CREATE INDEX notifications_due ON notifications (next_attempt_at) WHERE status IN ('pending', 'sending', 'retrying');
     CREATE INDEX notifications_staff_inbox ON notifications (recipient, created_at) WHERE channel = 'staff_inbox';
 
@@ -340,5 +352,6 @@ public enum Migrations {
         ADD COLUMN handler       text;
     ALTER TABLE surveys ADD CONSTRAINT surveys_status CHECK (status IN ('scheduled', 'invited', 'answered', 'expired'));
     CREATE INDEX surveys_due ON surveys (due_at) WHERE status = 'scheduled';
+    CREATE INDEX surveys_expiring ON surveys (expires_at) WHERE status = 'invited';
     """#
 }

@@ -195,6 +195,11 @@ public struct ClockKeeper: Sendable {
 
     public func rebuild(_ ids: [UUID], on connection: PostgresConnection, logger: Logger) async throws {
         guard !ids.isEmpty else { return }
+        // One rebuild of a complaint at a time (the consumer, another instance after a rebalance,
+        // `redressctl sla recompute`): each reads the history and writes the clocks whole. Sorted, so two never deadlock.
+        try await connection.query("""
+            SELECT pg_advisory_xact_lock(hashtextextended(x::text, 7)) FROM (SELECT unnest(\(ids.sorted { $0.uuidString < $1.uuidString })::uuid[]) AS x) t
+            """, logger: logger)
         var subjects: [UUID: (ClockSubject, String)] = [:]
         let rows = try await connection.query("""
             SELECT c.id, c.received_at, COALESCE(c.priority, 'normal'), c.claim_stage, c.regulator_deadline, u.region
@@ -205,10 +210,11 @@ public struct ClockKeeper: Sendable {
             subjects[id] = (ClockSubject(receivedAt: received, priority: Priority(rawValue: priority) ?? .normal,
                                          postClaim: stage == "post_claim", regulatorDeadline: deadline), region)
         }
-        // Notices delivered: the acknowledgement meets its clock.
+        // Notices delivered — or suppressed because the customer consented to no channel we can use,
+        // where there is no one to tell: the acknowledgement meets its clock.
         let notices = try await connection.query("""
-            SELECT complaint_id, template, min(delivered_at) FROM notifications
-            WHERE complaint_id = ANY(\(ids)::uuid[]) AND status = 'delivered' AND channel <> 'staff_inbox' GROUP BY 1, 2
+            SELECT complaint_id, template, min(COALESCE(delivered_at, created_at)) FROM notifications
+            WHERE complaint_id = ANY(\(ids)::uuid[]) AND status IN ('delivered', 'suppressed') AND channel <> 'staff_inbox' GROUP BY 1, 2
             """, logger: logger)
         for try await (id, template, at) in notices.decode((UUID, String, Date).self) { subjects[id]?.0.notices[template] = at }
         var histories: [UUID: [ClockHistoryEntry]] = [:]
@@ -342,6 +348,8 @@ public final class DeadlineScanner: Service, Sendable {
                     )
                     UPDATE sla_clocks s SET \(unescaped: column) = \(now) FROM due, complaints c
                     WHERE s.complaint_id = due.complaint_id AND s.kind = due.kind AND c.id = s.complaint_id
+                      -- A closed case whose clocks the consumer has not caught up with yet fires nothing.
+                      AND c.status <> 'closed'
                     RETURNING s.complaint_id, s.kind, s.started_at, s.due_at, c.number, COALESCE(c.handling_unit, c.branch), c.assignee
                     """, logger: logger)
                 var entries: [OutboxEntry] = []

@@ -267,6 +267,14 @@ struct SurveyAPI: Sendable {
         return client
     }
 
+    /// Only a token no visit ever had counts against the client: a customer clicking an old or
+    /// answered link is not guessing.
+    func miss(_ token: String, client: String, _ context: RedressRequestContext) async throws {
+        let rows = try await postgres.query("SELECT 1 FROM surveys WHERE token_hash = \(ByteBuffer(bytes: SurveysService.hash(token)))", logger: context.logger)
+        for try await _ in rows.decode(Int.self) { return }
+        `guard`.miss(client)
+    }
+
     func show(_ context: RedressRequestContext) async throws -> SurveyForm {
         let client = try checkClient(context)
         let token = try context.parameters.require("token")
@@ -277,7 +285,7 @@ struct SurveyAPI: Sendable {
         for try await (number, wave, expires) in rows.decode((String, String, Date).self) {
             return SurveyForm(number: number, wave: wave, expiresAt: Timestamp.format(expires), questions: Self.questions)
         }
-        `guard`.miss(client)
+        try await miss(token, client: client, context)
         throw Self.notFound
     }
 
@@ -330,7 +338,7 @@ struct SurveyAPI: Sendable {
             return nil
         }
         guard let thanks else {
-            `guard`.miss(client)
+            try await miss(token, client: client, context)
             throw Self.notFound
         }
         return try thanks.response(from: request, context: context).withStatus(.created)

@@ -98,7 +98,9 @@ enum CaseFixture {
             _ = try await step("extend", ["days": 30, "reason": "需要医院出具鉴定报告"])
             // Sixty days needs a supervisor of the level above (GD for GD-SZ).
             _ = try await step("extend", ["days": 60, "reason": "鉴定未完成", "approvedBy": "GD-SZ-SUP01"], expect: .unprocessableContent)
-            let extended = try await step("extend", ["days": 60, "reason": "鉴定未完成", "approvedBy": "GD-SUP01"])
+            // …and it is that supervisor who takes the action; naming them is not enough.
+            _ = try await step("extend", ["days": 60, "reason": "鉴定未完成", "approvedBy": "GD-SUP01"], expect: .unprocessableContent)
+            let extended = try await step("extend", ["days": 60, "reason": "鉴定未完成", "approvedBy": "GD-SUP01"], as: F.token("GD-SUP01", .supervisor, "GD"))
             #expect(extended["decisionDays"] as? Int == 60)
             _ = try await step("refer_to_committee", ["reason": "重大疑难"])
             _ = try await step("record_committee_ruling", ["text": "维持原理赔结论", "members": ["GD-COM01", "GD-SUP01"]], as: F.token("GD-COM01", .committee, "GD"))
@@ -130,6 +132,8 @@ enum CaseFixture {
             #expect(status == .created)
             #expect(reopened["number"] as? String == "GD-SZ-20261122-000001-R1")
             let newID = try #require(UUID(uuidString: reopened["id"] as? String ?? ""))
+            let (again, _) = try await F.act(client, id, "reopen", ["version": version, "reason": "再次申请"], as: F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
+            #expect(again == .conflict, "one second complaint per case")
             #expect(try await F.outboxTypes(db, newID) == ["case.reopened"])
             // The province sees the ruling in its spot-check list; the taxonomy is served to staff.
             let (_, spot) = try await F.get(client, "/v1/cases?spotCheck=true", as: F.token("GD-SUP01", .supervisor, "GD"))
@@ -191,6 +195,17 @@ enum CaseFixture {
             // No token, bad token.
             let anonymous = try await client.execute(uri: "/v1/cases/mine", method: .get, headers: [:], body: nil)
             #expect(anonymous.status == .unauthorized)
+        }
+    }
+
+    @Test func anExtensionNeverPromisesPastTheRegulatorsDeadline() async throws {
+        try await F.withApp { db, _, client in
+            let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000030")
+            try await db.query("UPDATE complaints SET regulator_deadline = received_at + interval '20 days' WHERE id = \(id)", logger: TestDatabase.logger)
+            let (status, json) = try await F.act(client, id, "extend", ["version": 1, "days": 30, "reason": "等待鉴定"], as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            #expect(status == .ok)
+            #expect(json["decisionDays"] as? Int == 30)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM complaints WHERE id = \(id) AND promised_reply_by = regulator_deadline") == 1)
         }
     }
 
@@ -360,9 +375,11 @@ enum CaseFixture {
     @Test func excludedTimeOpensAndClosesOnceAtATime() async throws {
         try await F.withApp { db, _, client in
             let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000010")
-            let agent = F.token("GD-SZ-AGE01", .agent, "GD-SZ")
+            let agent = F.token("GD-SZ-SUP01", .supervisor, "GD-SZ")
             var (status, _) = try await F.act(client, id, "exclude_time", ["version": 1], as: agent)
             #expect(status == .badRequest, "the regulation's ground is the reason")
+            (status, _) = try await F.act(client, id, "exclude_time", ["version": 1, "reason": "外部医疗鉴定"], as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            #expect(status == .forbidden, "an agent does not stop their own clocks")
             (status, _) = try await F.act(client, id, "exclude_time", ["version": 1, "reason": "外部医疗鉴定"], as: agent)
             #expect(status == .ok)
             (status, _) = try await F.act(client, id, "exclude_time", ["version": 2, "reason": "again"], as: agent)

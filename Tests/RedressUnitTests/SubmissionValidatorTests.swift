@@ -26,6 +26,26 @@ import Testing
         #expect(result.channel == .online)
     }
 
+    @Test func contactPreferencesAreCheckedAndAnAddressCannotCarryHeaders() throws {
+        var s = Self.valid()
+        s.customer?.email = "li@example.com"
+        s.customer?.preferredChannel = "email"
+        s.customer?.smsConsent = false
+        s.customer?.language = "en"
+        let contact = try SubmissionValidator.validate(s, now: Self.now).get().contact
+        #expect(contact == CustomerContact(email: "li@example.com", preferredChannel: .email, smsConsent: false, language: .en))
+        for bad in ["li@example.com\r\nBcc: all@example.com", "<li@example.com>", "li example@x.cn", "no-at-sign", "li@localhost"] {
+            var t = Self.valid()
+            t.customer?.email = bad
+            #expect(errors(t) == ["customer.email"], "\(bad)")
+        }
+        var u = Self.valid()
+        u.customer?.preferredChannel = "fax"
+        u.customer?.language = "fr"
+        u.customer?.wechatOpenId = "o x"
+        #expect(Set(errors(u)) == ["customer.preferredChannel", "customer.language", "customer.wechatOpenId"])
+    }
+
     @Test func namesEveryMissingField() {
         #expect(Set(errors(ComplaintSubmission())) == ["channel", "externalRef", "receivedAt", "customer", "branch", "subject", "content"])
     }
