@@ -46,11 +46,11 @@ struct CaseHistoryEntry: Codable, Sendable {
     var fromStatus: String?
     var toStatus: String
     var reason: String?
-    var payload: [String: AnyDecodedJSON]
+    var payload: [String: AuditValue]
 }
 
-/// Audit payloads hold strings and arrays of strings.
-enum AnyDecodedJSON: Codable, Sendable {
+/// What an audit payload (`case_events.payload`) holds: strings, and arrays of strings (committee members).
+enum AuditValue: Codable, Sendable {
     case string(String)
     case array([String])
 
@@ -352,7 +352,7 @@ struct CaseAPI: Sendable {
                 """, logger: context.logger)
             let decoder = JSONDecoder()
             for try await e in events.decode((Date, String, String?, String?, String, String?, String, String?, String).self) {
-                let payload = (try? decoder.decode([String: AnyDecodedJSON].self, from: Data(e.8.utf8))) ?? [:]
+                let payload = (try? decoder.decode([String: AuditValue].self, from: Data(e.8.utf8))) ?? [:]
                 detail.history.append(CaseHistoryEntry(at: Timestamp.format(e.0), actor: e.1, actorRole: e.2, actorUnit: e.3, action: e.4,
                                                        fromStatus: e.5, toStatus: e.6, reason: e.7, payload: payload))
             }
@@ -443,13 +443,5 @@ struct CaseAPI: Sendable {
             }
             return Inbox(items: items)
         }
-    }
-}
-
-extension Response {
-    func withStatus(_ status: HTTPResponse.Status) -> Response {
-        var response = self
-        response.status = status
-        return response
     }
 }

@@ -343,7 +343,11 @@ struct CaseWorkflow: Sendable {
         case .reopen:
             // One second complaint per case: a further review goes through the reopened one.
             var reopened = false
-            for try await _ in try await connection.query("SELECT 1 FROM case_events WHERE complaint_id = \(row.id) AND action = 'reopen'", logger: logger)
+            // (The linked case's own history starts with a reopen into `reopened`; only a reopen that left
+            // this case closed counts, so a second complaint closed in its turn can come back once more.)
+            for try await _ in try await connection.query("""
+                SELECT 1 FROM case_events WHERE complaint_id = \(row.id) AND action = 'reopen' AND to_status = 'closed'
+                """, logger: logger)
                 .decode(Int.self) { reopened = true }
             if reopened {
                 throw CaseRefusal.conflict("the case was already reopened as a second complaint; act on that one (its number ends in -R1)")
@@ -485,27 +489,13 @@ struct CaseWorkflow: Sendable {
 
     private func record(complaint: UUID, eventID: UUID, actor: CaseActor, action: CaseAction, from: CaseStatus, to: CaseStatus,
                         reason: String?, payload: [String: String], members: [String], on connection: PostgresConnection, logger: Logger) async throws {
-        var object = payload.mapValues { AnyJSON.string($0) }
-        if !members.isEmpty { object["members"] = .array(members.map { .string($0) }) }
+        var object = payload.mapValues { AuditValue.string($0) }
+        if !members.isEmpty { object["members"] = .array(members) }
         let json = String(decoding: try JSONEncoder().encode(object), as: UTF8.self)
         try await connection.query("""
             INSERT INTO case_events (complaint_id, event_id, actor, actor_role, actor_unit, action, from_status, to_status, reason, payload)
             VALUES (\(complaint), \(eventID), \(actor.subject), \(actor.role), \(actor.unit), \(action.rawValue), \(from.rawValue), \(to.rawValue),
                     \(reason), \(json)::jsonb)
             """, logger: logger)
-    }
-}
-
-/// Strings and arrays of strings: all an audit payload holds.
-enum AnyJSON: Encodable {
-    case string(String)
-    case array([AnyJSON])
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        switch self {
-        case .string(let value): try container.encode(value)
-        case .array(let values): try container.encode(values)
-        }
     }
 }

@@ -188,3 +188,12 @@ public struct CounterTally {
         }
     }
 }
+
+extension Response {
+    /// The same response with another status (a 201 for a created resource, say).
+    public func withStatus(_ status: HTTPResponse.Status) -> Response {
+        var response = self
+        response.status = status
+        return response
+    }
+}

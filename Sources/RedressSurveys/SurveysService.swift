@@ -345,10 +345,3 @@ struct SurveyAPI: Sendable {
     }
 }
 
-extension Response {
-    func withStatus(_ status: HTTPResponse.Status) -> Response {
-        var response = self
-        response.status = status
-        return response
-    }
-}

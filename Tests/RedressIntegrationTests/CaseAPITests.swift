@@ -143,6 +143,11 @@ enum CaseFixture {
             let (_, linked) = try await F.get(client, "/v1/cases/GD-SZ-20261122-000001-R1", as: agent)
             #expect(linked["status"] as? String == "reopened")
             #expect((linked["reopenedFrom"] as? [String: Any])?["number"] as? String == "GD-SZ-20261122-000001")
+            // The second complaint, closed in its turn, may itself come back once.
+            try await db.query("UPDATE complaints SET status = 'closed' WHERE id = \(newID)", logger: TestDatabase.logger)
+            let (third, thirdCase) = try await F.act(client, newID, "reopen", ["version": 1, "reason": "仍不满意"], as: F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
+            #expect(third == .created)
+            #expect(thirdCase["number"] as? String == "GD-SZ-20261122-000001-R1-R1")
         }
     }
 
