@@ -108,13 +108,6 @@ struct CaseDetail: ResponseEncodable, Sendable {
     }
 }
 
-struct ActionDone: ResponseEncodable, Sendable {
-    var id: UUID
-    var number: String
-    var version: Int
-    var note: String
-}
-
 struct ReopenedCase: ResponseEncodable, Sendable {
     var id: UUID
     var number: String
@@ -322,17 +315,21 @@ struct CaseAPI: Sendable {
     // MARK: One case
 
     func detail(key: String, _ context: RedressRequestContext) async throws -> CaseDetail {
-        try try await scoped(context) { connection, _ in
-            let byID = UUID(uuidString: key)
-            var query = PostgresQuery(unsafeSQL: """
+        try await scoped(context) { connection, _ in
+            try await load(key: key, history: true, on: connection, logger: context.logger)
+        }
+    }
+
+    /// The case `key` as the caller's transaction sees it (under row-level security), with or without its history.
+    func load(key: String, history: Bool, on connection: PostgresConnection, logger: Logger) async throws -> CaseDetail {
+            let query = CaseWorkflow.query("""
                 SELECT \(Self.summaryColumns), c.branch, c.registered_at, c.decision_days, c.liability, c.responsible_link, c.cause_code,
                        c.spot_check, c.committee_status, c.next_contact_at, c.reopened_from, f.number, c.repeat_of, r.number
                 FROM complaints c LEFT JOIN complaints f ON f.id = c.reopened_from LEFT JOIN complaints r ON r.id = c.repeat_of
-                WHERE \(byID != nil ? "c.id = $1" : "c.number = $1")
-                """)
-            if let byID { try query.binds.append(byID) } else { try query.binds.append(key) }
+                WHERE
+                """, byKey: key)
             var detail: CaseDetail?
-            for try await row in try await connection.query(query, logger: context.logger).decode(
+            for try await row in try await connection.query(query, logger: logger).decode(
                 (UUID, String, String, String, String?, String?, String?, String?, Date, Date, String, String?, String?, String, String, Int,
                  String, Date, Int, String?, String?, String?, Bool, String?, Date?, UUID?, String?, UUID?, String?).self) {
                 let summary = Self.summary((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12, row.13, row.14, row.15))
@@ -346,10 +343,11 @@ struct CaseAPI: Sendable {
                     history: [])
             }
             guard var detail else { throw CaseRefusal.notFound(key) }
+            guard history else { return detail }
             let events = try await connection.query("""
                 SELECT at, actor, actor_role, actor_unit, action, from_status, to_status, reason, payload::text
                 FROM case_events WHERE complaint_id = \(detail.summary.id) ORDER BY id
-                """, logger: context.logger)
+                """, logger: logger)
             let decoder = JSONDecoder()
             for try await e in events.decode((Date, String, String?, String?, String, String?, String, String?, String).self) {
                 let payload = (try? decoder.decode([String: AuditValue].self, from: Data(e.8.utf8))) ?? [:]
@@ -357,7 +355,6 @@ struct CaseAPI: Sendable {
                                                        fromStatus: e.5, toStatus: e.6, reason: e.7, payload: payload))
             }
             return detail
-        }
     }
 
     /// Full personal data, to those who handle the case; every read is on record with its purpose.
@@ -368,10 +365,8 @@ struct CaseAPI: Sendable {
             throw CaseRefusal.invalid([FieldError("purpose", "say why you need the customer's full details (1 to 200 characters)")]).problem
         }
         return try await scoped(context) { connection, _ in
-            let byID = UUID(uuidString: key)
-            var query = PostgresQuery(unsafeSQL: "SELECT c.id, c.assignee, c.customer_name, c.customer_phone, c.customer_id_number FROM complaints c WHERE "
-                                      + (byID != nil ? "c.id = $1" : "c.number = $1"))
-            if let byID { try query.binds.append(byID) } else { try query.binds.append(key) }
+            let query = CaseWorkflow.query("SELECT c.id, c.assignee, c.customer_name, c.customer_phone, c.customer_id_number FROM complaints c WHERE",
+                                           byKey: key)
             for try await row in try await connection.query(query, logger: context.logger).decode((UUID, String?, String, String, String?).self) {
                 guard CaseAccess.mayReadPersonalData(.staff(caller), assignee: row.1) else {
                     throw CaseRefusal.forbidden("full personal data is for the case's handler (its agent, or a supervisor above it); the masked case is at GET /v1/cases/\(key)")
@@ -405,22 +400,18 @@ struct CaseAPI: Sendable {
             throw Problem(status: .badRequest, title: "Body is not valid JSON",
                           detail: "send a JSON object with at least the case's \"version\"; fields must have the documented types")
         }
-        let outcome = try await scoped(context) { connection, _ in
-            try await workflow.apply(action, key: key, request: body, by: .staff(caller), on: connection, logger: context.logger)
+        // The answer is read in the action's own transaction: the case as this change left it, before
+        // routing (for an escalation or transfer) can move it out of the caller's part of the tree.
+        let (outcome, detail) = try await scoped(context) { connection, _ in
+            let outcome = try await workflow.apply(action, key: key, request: body, by: .staff(caller), on: connection, logger: context.logger)
+            let detail = outcome.reopened == nil ? try await load(key: outcome.id.uuidString, history: false, on: connection, logger: context.logger) : nil
+            return (outcome, detail)
         }
         if let reopened = outcome.reopened {
             return try ReopenedCase(id: reopened.id, number: reopened.number, reopenedFrom: ComplaintReference(id: outcome.id, number: outcome.number))
                 .response(from: request, context: context).withStatus(.created)
         }
-        do {
-            var detail = try await detail(key: outcome.id.uuidString, context)
-            detail.history = []
-            return try detail.response(from: request, context: context)
-        } catch let problem as Problem where problem.status == 404 {
-            // Done, and routing has already moved the case out of the caller's part of the tree.
-            return try ActionDone(id: outcome.id, number: outcome.number, version: outcome.version,
-                                  note: "done; the case is now handled outside your part of the organisation").response(from: request, context: context)
-        }
+        return try detail!.response(from: request, context: context)
     }
 
     // MARK: Inbox

@@ -123,8 +123,9 @@ enum CaseAccess {
         }
     }
 
-    /// The per-action field requirements, all reported at once.
-    static func fieldErrors(_ action: CaseAction, _ request: ActionRequest) -> [FieldError] {
+    /// The per-action field requirements, all reported at once. Staff must send the version they saw;
+    /// a service acting on an event acts on the case as it finds it under the lock.
+    static func fieldErrors(_ action: CaseAction, _ request: ActionRequest, versionRequired: Bool = true) -> [FieldError] {
         var errors: [FieldError] = []
         func need(_ value: String?, _ field: String, max: Int = 2000) {
             guard let value, !value.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
@@ -133,7 +134,7 @@ enum CaseAccess {
             }
             if value.count > max { errors.append(FieldError(field, "is longer than \(max) characters")) }
         }
-        if request.version == nil {
+        if versionRequired, request.version == nil {
             errors.append(FieldError("version", "is required: send the case version you saw, so a concurrent change is not overwritten"))
         }
         if let reason = request.reason, reason.count > 2000 { errors.append(FieldError("reason", "is longer than 2000 characters")) }
@@ -196,13 +197,24 @@ struct CaseWorkflow: Sendable {
         FROM complaints c JOIN org_units u ON u.code = COALESCE(c.handling_unit, c.branch)
         """
 
+    /// `sql` then the condition that picks the case (alias `c`) by its key: the id when the key is a
+    /// UUID, else the number people read out. The key is bound, never spliced.
+    static func query(_ sql: String, byKey key: String, then suffix: String = "") -> PostgresQuery {
+        var query: PostgresQuery
+        if let id = UUID(uuidString: key) {
+            query = PostgresQuery(unsafeSQL: sql + " c.id = $1" + suffix)
+            query.binds.append(id)
+        } else {
+            query = PostgresQuery(unsafeSQL: sql + " c.number = $1" + suffix)
+            query.binds.append(key)
+        }
+        return query
+    }
+
     /// Reads the case under a row lock (NO KEY UPDATE: writers of the case queue behind it, rows that
     /// only refer to it do not). Under the staff role, row-level security hides cases outside the caller's subtree.
     func lock(key: String, on connection: PostgresConnection, logger: Logger) async throws -> CaseRow? {
-        let byID = UUID(uuidString: key)
-        var query = PostgresQuery(unsafeSQL: Self.selectCase + (byID != nil ? " WHERE c.id = $1" : " WHERE c.number = $1") + " FOR NO KEY UPDATE OF c")
-        if let byID { try query.binds.append(byID) } else { try query.binds.append(key) }
-        let rows = try await connection.query(query, logger: logger)
+        let rows = try await connection.query(Self.query(Self.selectCase + " WHERE", byKey: key, then: " FOR NO KEY UPDATE OF c"), logger: logger)
         for try await row in rows.decode((UUID, String, String, Int, String?, String, String, String?, Int, Date, String?, String, Date?).self) {
             return CaseRow(id: row.0, number: row.1, status: CaseStatus(rawValue: row.2) ?? .registered, version: row.3, assignee: row.4,
                            handlingUnit: row.5, unitLevel: OrgLevel(rawValue: row.6) ?? .city, parentUnit: row.7, decisionDays: row.8,
@@ -214,7 +226,7 @@ struct CaseWorkflow: Sendable {
     /// Takes `action` on the case `key`, or refuses with a `CaseRefusal`. Runs inside the caller's transaction.
     func apply(_ action: CaseAction, key: String, request: ActionRequest, by actor: CaseActor,
                on connection: PostgresConnection, logger: Logger, now: Date = Date()) async throws -> ActionOutcome {
-        let errors = CaseAccess.fieldErrors(action, request)
+        let errors = CaseAccess.fieldErrors(action, request, versionRequired: actor.role != CaseActor.service.role)
         if !errors.isEmpty { throw CaseRefusal.invalid(errors) }
         guard let row = try await lock(key: key, on: connection, logger: logger) else { throw CaseRefusal.notFound(key) }
         if let why = CaseAccess.refusal(of: action, by: actor, assignee: row.assignee) { throw CaseRefusal.forbidden(why) }

@@ -113,15 +113,10 @@ public enum CasesService {
         }
     }
 
-    /// Applies an action for a service at the case's current version; a refusal is logged, not retried.
+    /// Applies an action for a service to the case as it is; a refusal (no such case, a state that
+    /// does not allow it) is logged, not retried.
     static func applyAsService(_ action: CaseAction, to id: UUID, request: ActionRequest, workflow: CaseWorkflow,
                                on connection: PostgresConnection, logger: Logger) async throws {
-        var request = request
-        guard let row = try await workflow.lock(key: id.uuidString, on: connection, logger: logger) else {
-            logger.warning("event for a case that does not exist", metadata: ["complaint": "\(id)", "action": "\(action.rawValue)"])
-            return
-        }
-        request.version = row.version
         do {
             _ = try await workflow.apply(action, key: id.uuidString, request: request, by: .service, on: connection, logger: logger)
         } catch let refusal as CaseRefusal {
@@ -183,6 +178,7 @@ public enum CasesService {
             """, logger: logger)
         var outbox: [OutboxEntry] = []
         let encoder = EventCoding.encoder()
+        let auditEncoder = JSONEncoder()
         var eventIDs: [UUID] = [], complaintIDs: [UUID] = [], fromStatuses: [String] = [], reasons: [String] = [], payloads: [String] = []
         for entry in audit {
             let p = entry.event.payload
@@ -194,7 +190,7 @@ public enum CasesService {
             complaintIDs.append(entry.event.complaintId)
             fromStatuses.append(entry.from.rawValue)
             reasons.append("routing: \(p.reason.rawValue); rules \(p.ruleIds.joined(separator: ",")) of \(p.rulesVersion)")
-            payloads.append(String(decoding: try JSONEncoder().encode(["category": p.category.rawValue, "priority": p.priority.rawValue,
+            payloads.append(String(decoding: try auditEncoder.encode(["category": p.category.rawValue, "priority": p.priority.rawValue,
                                                                        "handlingUnit": p.handlingUnit, "assignee": p.assignee ?? ""]), as: UTF8.self))
         }
         try await connection.query("""

@@ -44,61 +44,50 @@ public enum NotifyService {
             self.timeZone = timeZone
         }
 
-        public static func fromEnvironment(_ env: [String: String], logger: Logger) throws -> Settings {
-            var problems: [String] = []
+        public static func fromEnvironment(_ environment: [String: String], logger: Logger) throws -> Settings {
+            var env = EnvironmentReader(environment)
             var templates: TemplateBook?
             do {
-                templates = try TemplateBook.load(file: env["REDRESS_NOTIFY_TEMPLATES"] ?? "deploy/notify/templates.json")
+                templates = try TemplateBook.load(file: env.value("REDRESS_NOTIFY_TEMPLATES") ?? "deploy/notify/templates.json")
             } catch {
-                problems.append("\(error)")
+                env.problems.append("\(error)")
             }
-            let zone = TimeZone(identifier: env["REDRESS_NOTIFY_TIME_ZONE"] ?? "Asia/Shanghai")
-            if zone == nil { problems.append("REDRESS_NOTIFY_TIME_ZONE is not an IANA time zone (Asia/Shanghai)") }
+            let zone = TimeZone(identifier: env.value("REDRESS_NOTIFY_TIME_ZONE") ?? "Asia/Shanghai")
+            if zone == nil { env.problems.append("REDRESS_NOTIFY_TIME_ZONE is not an IANA time zone (Asia/Shanghai)") }
             var quiet: QuietHours?
-            let quietText = env["REDRESS_QUIET_HOURS"] ?? "21:00-08:00"
+            let quietText = env.value("REDRESS_QUIET_HOURS") ?? "21:00-08:00"
             if quietText != "off", let zone {
-                let text = quietText
-                quiet = QuietHours.parse(text, timeZone: zone)
-                if quiet == nil { problems.append("REDRESS_QUIET_HOURS '\(text)' is not HH:MM-HH:MM (or off)") }
+                quiet = QuietHours.parse(quietText, timeZone: zone)
+                if quiet == nil { env.problems.append("REDRESS_QUIET_HOURS '\(quietText)' is not HH:MM-HH:MM (or off)") }
             }
-            let timeout = TimeAmount.milliseconds(Int64(env["REDRESS_GATEWAY_TIMEOUT_MS"].flatMap(Int.init) ?? 5000))
+            let timeout = TimeAmount.milliseconds(Int64(env.integer("REDRESS_GATEWAY_TIMEOUT_MS", 5000, 100...120_000)))
             var channels: [String: any NotificationChannel] = [:]
             for (channel, variable) in [("sms", "REDRESS_SMS_GATEWAY_URL"), ("wechat", "REDRESS_WECHAT_GATEWAY_URL")] {
-                guard let url = env[variable] else { continue }
+                guard let url = env.value(variable) else { continue }
                 if url == "log:" {
                     channels[channel] = LogChannel(logger: logger)
                 } else if url.hasPrefix("http://") || url.hasPrefix("https://") {
-                    channels[channel] = HTTPGatewayChannel(url: url, authorization: env["REDRESS_GATEWAY_AUTHORIZATION"], timeout: timeout)
+                    channels[channel] = HTTPGatewayChannel(url: url, authorization: env.value("REDRESS_GATEWAY_AUTHORIZATION"), timeout: timeout)
                 } else {
-                    problems.append("\(variable) must be an http(s) URL or log: (development)")
+                    env.problems.append("\(variable) must be an http(s) URL or log: (development)")
                 }
             }
-            if let smtp = env["REDRESS_SMTP"] {
+            if let smtp = env.value("REDRESS_SMTP") {
+                let parts = smtp.split(separator: ":")
                 if smtp == "log:" {
                     channels["email"] = LogChannel(logger: logger)
+                } else if parts.count == 2, let port = Int(parts[1]) {
+                    channels["email"] = SMTPChannel(host: String(parts[0]), port: port, from: env.value("REDRESS_SMTP_FROM") ?? "complaints@redress.example", timeout: timeout)
                 } else {
-                    let parts = smtp.split(separator: ":")
-                    if parts.count == 2, let port = Int(parts[1]) {
-                        channels["email"] = SMTPChannel(host: String(parts[0]), port: port, from: env["REDRESS_SMTP_FROM"] ?? "complaints@redress.example", timeout: timeout)
-                    } else {
-                        problems.append("REDRESS_SMTP must be host:port (or log: for development)")
-                    }
+                    env.problems.append("REDRESS_SMTP must be host:port (or log: for development)")
                 }
             }
-            let attempts = env["REDRESS_NOTIFY_MAX_ATTEMPTS"].flatMap(Int.init) ?? 6
-            if !(1...20).contains(attempts) { problems.append("REDRESS_NOTIFY_MAX_ATTEMPTS must be 1 to 20") }
-            let rate = env["REDRESS_NOTIFY_RATE_PER_SECOND"].flatMap(Double.init) ?? 50
-            if !(rate > 0) { problems.append("REDRESS_NOTIFY_RATE_PER_SECOND must be above 0") }
-            guard problems.isEmpty, let templates, let zone else {
-                throw ConfigurationProblems(problems: problems)
-            }
-            return Settings(templates: templates, channels: channels, quietHours: quiet, maxAttempts: attempts, ratePerSecond: rate, timeZone: zone)
+            let attempts = env.integer("REDRESS_NOTIFY_MAX_ATTEMPTS", 6, 1...20)
+            let rate = env.integer("REDRESS_NOTIFY_RATE_PER_SECOND", 50, 1...100_000)
+            try env.check()
+            // Neither is nil here: a missing one is a problem `check` has thrown for.
+            return Settings(templates: templates!, channels: channels, quietHours: quiet, maxAttempts: attempts, ratePerSecond: Double(rate), timeZone: zone!)
         }
-    }
-
-    public struct ConfigurationProblems: Error, CustomStringConvertible {
-        public var problems: [String]
-        public var description: String { "redress-notify cannot start: " + problems.joined(separator: "; ") }
     }
 
     public static func main() async throws {
@@ -145,14 +134,19 @@ struct NoticeRow: Sendable {
 
 /// Turns events into rendered notifications.
 public struct Composer: Sendable {
-    let settings: NotifySettingsView
+    let templates: TemplateBook
+    /// Customer-facing dates are written in the deployment's zone.
+    let calendar: Calendar
 
-    init(settings: NotifyService.Settings) { self.settings = NotifySettingsView(templates: settings.templates, timeZone: settings.timeZone) }
+    init(settings: NotifyService.Settings) {
+        templates = settings.templates
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = settings.timeZone
+        self.calendar = calendar
+    }
 
     /// Customer-facing dates: local time, to the minute.
     func local(_ date: Date) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = settings.timeZone
         let c = calendar.dateComponents([.year, .month, .day, .hour, .minute], from: date)
         return String(format: "%04d-%02d-%02d %02d:%02d", c.year!, c.month!, c.day!, c.hour!, c.minute!)
     }
@@ -188,7 +182,7 @@ public struct Composer: Sendable {
             fields["customerName"] = PersonalData.maskName(customer.name)
             let language = customer.contact.language.rawValue
             if let channel = customer.contact.channels(complainedThrough: customer.channel).first {
-                let text = settings.templates.render(notice.template, language: language, channel: channel.rawValue, fields: fields)
+                let text = templates.render(notice.template, language: language, channel: channel.rawValue, fields: fields)
                 notes.append(NoticeRow(complaintID: notice.complaintID, eventID: notice.eventID, recipient: "customer:" + customer.key, channel: channel.rawValue,
                                        template: notice.template, language: language, subject: text.subject, body: text.body, status: "pending"))
             } else {
@@ -201,7 +195,7 @@ public struct Composer: Sendable {
     }
 
     func staffNotice(_ template: String, complaint: UUID, event: UUID, recipient: String, fields: [String: String]) -> NoticeRow {
-        let text = settings.templates.render(template, language: "zh-CN", channel: "staff_inbox", fields: fields)
+        let text = templates.render(template, language: "zh-CN", channel: "staff_inbox", fields: fields)
         return NoticeRow(complaintID: complaint, eventID: event, recipient: recipient, channel: "staff_inbox", template: template, language: "zh-CN",
                          subject: nil, body: text.body, status: "delivered")
     }
@@ -260,12 +254,6 @@ public struct Composer: Sendable {
         for note in notes { tally.add(note.template, note.channel, note.status) }
         tally.record()
     }
-}
-
-/// The parts of the settings the composer reads.
-struct NotifySettingsView: Sendable {
-    var templates: TemplateBook
-    var timeZone: TimeZone
 }
 
 /// A customer notice to compose: which template, for which complaint, with the event's fields.

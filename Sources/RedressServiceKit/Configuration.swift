@@ -62,6 +62,7 @@ public struct ServiceConfiguration: Sendable {
     /// What was wrong with the environment, all of it at once, and what to set.
     public struct Invalid: Error, CustomStringConvertible {
         public var problems: [String]
+        public init(problems: [String]) { self.problems = problems }
         public var description: String {
             "configuration is invalid:\n" + problems.map { "  - \($0)" }.joined(separator: "\n")
         }
@@ -135,20 +136,21 @@ public struct ServiceConfiguration: Sendable {
 }
 
 /// Reads variables and collects every problem, so one start-up error lists all that needs fixing.
-struct EnvironmentReader {
+/// Services with settings of their own read them with it too.
+public struct EnvironmentReader {
     let environment: [String: String]
-    var problems: [String] = []
+    public var problems: [String] = []
 
-    init(_ environment: [String: String]) {
+    public init(_ environment: [String: String]) {
         self.environment = environment
     }
 
-    func value(_ name: String) -> String? {
+    public func value(_ name: String) -> String? {
         guard let v = environment[name], !v.isEmpty else { return nil }
         return v
     }
 
-    mutating func integer(_ name: String, _ fallback: Int, _ range: ClosedRange<Int>) -> Int {
+    public mutating func integer(_ name: String, _ fallback: Int, _ range: ClosedRange<Int>) -> Int {
         guard let raw = value(name) else { return fallback }
         guard let number = Int(raw), range.contains(number) else {
             problems.append("\(name)='\(raw)' must be a whole number in \(range.lowerBound)...\(range.upperBound)")
@@ -157,13 +159,13 @@ struct EnvironmentReader {
         return number
     }
 
-    mutating func required(_ name: String, _ why: String) -> String {
+    public mutating func required(_ name: String, _ why: String) -> String {
         if let v = value(name) { return v }
         problems.append("\(name) is not set: \(why)")
         return ""
     }
 
-    func check() throws {
+    public func check() throws {
         guard problems.isEmpty else { throw ServiceConfiguration.Invalid(problems: problems) }
     }
 }

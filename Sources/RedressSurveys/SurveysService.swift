@@ -39,28 +39,22 @@ public enum SurveysService {
             self.missesPerMinute = missesPerMinute
         }
 
-        public static func fromEnvironment(_ env: [String: String]) throws -> Settings {
+        public static func fromEnvironment(_ environment: [String: String]) throws -> Settings {
             var settings = Settings()
-            var problems: [String] = []
-            if let text = env["REDRESS_SURVEY_WAVES"] {
+            var env = EnvironmentReader(environment)
+            if let text = env.value("REDRESS_SURVEY_WAVES") {
                 let days = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
                 if days.isEmpty || days.count != text.split(separator: ",").count || days.contains(where: { $0 < 0 || $0 > 365 }) || Set(days).count != days.count {
-                    problems.append("REDRESS_SURVEY_WAVES must list distinct days after closure, 0 to 365, e.g. 0,7,30")
+                    env.problems.append("REDRESS_SURVEY_WAVES must list distinct days after closure, 0 to 365, e.g. 0,7,30")
                 } else {
                     settings.waves = days.sorted()
                 }
             }
-            if let text = env["REDRESS_SURVEY_TOKEN_DAYS"] {
-                if let days = Int(text), (1...90).contains(days) { settings.tokenLifetime = Double(days) * 86_400 } else { problems.append("REDRESS_SURVEY_TOKEN_DAYS must be 1 to 90") }
-            }
-            if let base = env["REDRESS_SURVEY_LINK_BASE"] { settings.linkBase = base }
-            guard problems.isEmpty else { throw Invalid(description: "redress-surveys cannot start: " + problems.joined(separator: "; ")) }
+            settings.tokenLifetime = Double(env.integer("REDRESS_SURVEY_TOKEN_DAYS", 14, 1...90)) * 86_400
+            if let base = env.value("REDRESS_SURVEY_LINK_BASE") { settings.linkBase = base }
+            try env.check()
             return settings
         }
-    }
-
-    public struct Invalid: Error, CustomStringConvertible {
-        public var description: String
     }
 
     public static func main() async throws {
