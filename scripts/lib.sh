@@ -25,6 +25,22 @@ ensure_packages() {
     fi
 }
 
+# libfaketime, for running the tests at another date (scripts/test, REDRESS_TEST_CLOCK_OFFSET).
+ensure_faketime() {
+    faketime_library >/dev/null 2>&1 && return 0
+    log "installing faketime (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq faketime >/dev/null
+}
+
+faketime_library() {
+    local lib
+    lib=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
+    [[ -n "$lib" ]] || return 1
+    echo "$lib"
+}
+
 # The directory holding initdb and pg_ctl (Debian keeps them out of PATH).
 pg_bin() {
     local dir
@@ -55,7 +71,9 @@ start_postgres() {
         # Tests: durability buys nothing for data thrown away after the run.
         opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     fi
-    runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -o "$opts" -w start >/dev/null \
+    # PG_WRAPPER: a command prefix for the server (scripts/test moves its clock with libfaketime).
+    # shellcheck disable=SC2086
+    runuser -u postgres -- ${PG_WRAPPER:-} "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -o "$opts" -w start >/dev/null \
         || die "PostgreSQL did not start: see $dir/postgres.log"
     # redress owns the schema and migrates; the services log in as redress_service, which may read
     # and append to the audit trails but never change them; the staff API acts as redress_staff

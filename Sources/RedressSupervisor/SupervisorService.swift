@@ -40,12 +40,19 @@ public enum SupervisorService {
         try await ServiceHost.serve(service: name, defaultPort: defaultPort) { host in
             do {
                 let book = ClockBookHolder(try ClockBook.load(policyFile: policy, calendarDirectory: calendars))
-                var (router, services) = build(host: host, book: book)
+                let watch = CalendarWatch()
+                let gaps = book.current.coverage.missing(now: Date())
+                if !gaps.isEmpty { host.logger.warning("\(CalendarCoverage.describe(gaps))") }
+                var (router, services) = build(host: host, book: book, watch: watch)
                 // A bad file is refused with its problems logged; the policy and calendars in force stay.
                 services.append(ReloadListener(channel: reloadChannel, postgres: host.postgres, gate: host.gate, logger: host.logger) { [logger = host.logger] why in
                     do {
                         book.replace(try ClockBook.load(policyFile: policy, calendarDirectory: calendars))
                         logger.notice("SLA policy and calendars reloaded", metadata: ["trigger": "\(why)"])
+                        // The next gauge round reports the calendars' coverage afresh, gaps or none.
+                        watch.reset()
+                        let gaps = book.current.coverage.missing(now: Date())
+                        if !gaps.isEmpty { logger.warning("\(CalendarCoverage.describe(gaps))") }
                     } catch {
                         logger.error("\(error)")
                     }
@@ -59,7 +66,8 @@ public enum SupervisorService {
         }
     }
 
-    public static func build(host: ServiceHost, book: ClockBookHolder, scanInterval: Duration = .seconds(1), gaugeInterval: Duration = .seconds(15))
+    public static func build(host: ServiceHost, book: ClockBookHolder, watch: CalendarWatch = CalendarWatch(), scanInterval: Duration = .seconds(1),
+                             gaugeInterval: Duration = .seconds(15))
         -> (Router<RedressRequestContext>, [any Service]) {
         let consumer = host.consumer(group: consumerGroup, topics: topics, handler: ClockHandler(book: book))
         let scanner = DeadlineScanner(postgres: host.postgres, gate: host.gate, interval: scanInterval, logger: host.logger,
@@ -87,6 +95,10 @@ public enum SupervisorService {
                                     ("redress_sla_clocks_breached", breached), ("redress_sla_breach_ratio", ratio)] {
                 series.record(label, dimensions: ["kind", "unit"], values)
             }
+            // A year some region's working calendar lacks, while a clock or the coming weeks need it: 1 while missing.
+            let gaps = try await watch.check(book: book.current, postgres: postgres, logger: logger)
+            series.record("redress_sla_calendar_missing", dimensions: ["region", "year"],
+                          Dictionary(uniqueKeysWithValues: gaps.map { ([$0.region, String($0.year)], 1.0) }))
         }
         return (host.router(), [consumer, scanner, gauges])
     }
@@ -96,10 +108,32 @@ public enum SupervisorService {
 public struct ClockBook: Sendable {
     public var policy: SLAPolicy
     public var calendars: [String: WorkingCalendar]
+    /// Which years the calendar files cover (none known for a book built in code: no gaps reported).
+    public var coverage: CalendarCoverage
 
-    public init(policy: SLAPolicy, calendars: [String: WorkingCalendar]) {
+    public init(policy: SLAPolicy, calendars: [String: WorkingCalendar], coverage: CalendarCoverage? = nil) {
         self.policy = policy
         self.calendars = calendars
+        self.coverage = coverage ?? CalendarCoverage(years: [:], timeZones: [:])
+    }
+
+    /// Years some region's calendar lacks: from 60 days before a year begins, and every year a
+    /// running working-time clock reaches.
+    public func calendarGaps(now: Date, on postgres: PostgresClient, logger: Logger) async throws -> [CalendarCoverage.Gap] {
+        let working = policy.clocks.filter { $0.time == .working }.map(\.kind.rawValue)
+        var spans: [CalendarCoverage.Span] = []
+        if !working.isEmpty {
+            let rows = try await postgres.query("""
+                SELECT u.region, min(s.started_at), max(s.due_at)
+                FROM sla_clocks s JOIN complaints c ON c.id = s.complaint_id JOIN org_units u ON u.code = COALESCE(c.handling_unit, c.branch)
+                WHERE s.stopped_at IS NULL AND s.breached_at IS NULL AND s.kind = ANY(\(working)::text[])
+                GROUP BY 1
+                """, logger: logger)
+            for try await (region, from, to) in rows.decode((String, Date, Date).self) {
+                spans.append(CalendarCoverage.Span(region: region, from: from, to: to))
+            }
+        }
+        return coverage.missing(now: now, spans: spans)
     }
 
     public struct Invalid: Error, CustomStringConvertible {
@@ -125,11 +159,14 @@ public struct ClockBook: Sendable {
             throw Invalid(description: "no calendars in \(calendarDirectory): set REDRESS_CALENDARS to the directory of <REGION>-<YEAR>.json files")
         }
         var byRegion: [String: [WorkingCalendar]] = [:]
+        var covered: [String: Set<Int>] = [:]
         for file in files {
             let path = calendarDirectory + "/" + file
             do {
-                let calendar = try JSONDecoder().decode(CalendarFile.self, from: Data(contentsOf: URL(fileURLWithPath: path))).calendar()
+                let parsed = try JSONDecoder().decode(CalendarFile.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+                let calendar = try parsed.calendar()
                 byRegion[calendar.region, default: []].append(calendar)
+                covered[calendar.region, default: []].insert(parsed.year)
             } catch {
                 throw Invalid(description: "calendar \(path) is not valid: \(error)")
             }
@@ -142,12 +179,40 @@ public struct ClockBook: Sendable {
                                                 holidays: years.reduce(into: Set()) { $0.formUnion($1.holidays) },
                                                 makeUpWorkingDays: years.reduce(into: Set()) { $0.formUnion($1.makeUpWorkingDays) })
         }
-        return ClockBook(policy: policy, calendars: calendars)
+        let coverage = CalendarCoverage(years: covered, timeZones: calendars.mapValues(\.timeZone),
+                                        fallbackRegion: calendars["CN"] != nil ? "CN" : calendars.keys.sorted().first)
+        return ClockBook(policy: policy, calendars: calendars, coverage: coverage)
     }
 
     /// The region's calendar; a region without one falls back to CN's, which every deployment ships.
     public func calendar(for region: String) -> WorkingCalendar {
         calendars[region] ?? calendars["CN"] ?? calendars.values.first!
+    }
+}
+
+/// Reports the calendars' gaps in the log when they change: on the first round after start and
+/// after each reload, and whenever a clock or the date brings a new one.
+public final class CalendarWatch: Sendable {
+    private let reported = NIOLockedValueBox<[CalendarCoverage.Gap]?>(nil)
+
+    public init() {}
+
+    public func reset() { reported.withLockedValue { $0 = nil } }
+
+    public func check(book: ClockBook, postgres: PostgresClient, logger: Logger, now: Date = Date()) async throws -> [CalendarCoverage.Gap] {
+        let gaps = try await book.calendarGaps(now: now, on: postgres, logger: logger)
+        let changed = reported.withLockedValue { last in
+            defer { last = gaps }
+            return last != gaps
+        }
+        if changed {
+            if gaps.isEmpty {
+                logger.notice("working calendars cover every year running clocks and the next \(CalendarCoverage.warningDays) days need")
+            } else {
+                logger.warning("\(CalendarCoverage.describe(gaps))", metadata: ["gaps": "\(gaps.map(\.description).joined(separator: ","))"])
+            }
+        }
+        return gaps
     }
 }
 

@@ -68,10 +68,12 @@ public enum SurveysService {
         }
     }
 
-    public static func build(host: ServiceHost, settings: Settings = Settings()) -> (Router<RedressRequestContext>, [any Service]) {
+    /// `now` is the limiter's clock: tests pin it so that their misses fall in one minute whatever the hour.
+    public static func build(host: ServiceHost, settings: Settings = Settings(), now: @escaping @Sendable () -> Date = Date.init)
+        -> (Router<RedressRequestContext>, [any Service]) {
         let router = host.router()
         let visits = ReturnVisits(postgres: host.postgres, settings: settings, logger: host.logger)
-        SurveyAPI(postgres: host.postgres, guard: MissLimiter(perMinute: settings.missesPerMinute)).add(to: router)
+        SurveyAPI(postgres: host.postgres, guard: MissLimiter(perMinute: settings.missesPerMinute, now: now)).add(to: router)
         let consumer = host.consumer(group: consumerGroup, topics: [EventType.caseClosed.topic],
                                      handler: EventHandler<CaseClosed> { try await visits.schedule($0, on: $1, logger: $2) })
         let series = GaugeSeries()
@@ -178,17 +180,24 @@ public struct ReturnVisits: Sendable {
 /// until the minute is over, so tokens cannot be found by trying.
 public final class MissLimiter: Sendable {
     let perMinute: Int
+    let now: @Sendable () -> Date
     private let misses = NIOLockedValueBox<[String: (minute: Int, count: Int)]>([:])
 
-    public init(perMinute: Int) { self.perMinute = perMinute }
+    public init(perMinute: Int, now: @escaping @Sendable () -> Date = Date.init) {
+        self.perMinute = perMinute
+        self.now = now
+    }
 
-    public func isBlocked(_ client: String, now: Date = Date()) -> Bool {
-        let minute = Int(now.timeIntervalSince1970 / 60)
+    public func isBlocked(_ client: String) -> Bool {
+        let minute = Int(now().timeIntervalSince1970 / 60)
         return misses.withLockedValue { ($0[client]?.minute == minute) && ($0[client]?.count ?? 0) >= perMinute }
     }
 
-    public func miss(_ client: String, now: Date = Date()) {
-        let minute = Int(now.timeIntervalSince1970 / 60)
+    /// When the current minute's budget is renewed (for Retry-After).
+    public func secondsToNextMinute() -> Int { 60 - Int(now().timeIntervalSince1970) % 60 }
+
+    public func miss(_ client: String) {
+        let minute = Int(now().timeIntervalSince1970 / 60)
         misses.withLockedValue { all in
             if all.count > 10_000 { all = all.filter { $0.value.minute == minute } }
             let current = all[client].flatMap { $0.minute == minute ? $0.count : nil } ?? 0
@@ -256,7 +265,7 @@ struct SurveyAPI: Sendable {
         if `guard`.isBlocked(client) {
             throw Problem(status: .tooManyRequests, title: "Too many unknown links",
                           detail: "too many requests for unknown survey links from your address; try again in a minute",
-                          retryAfter: 60 - Int(Date().timeIntervalSince1970) % 60)
+                          retryAfter: `guard`.secondsToNextMinute())
         }
         return client
     }

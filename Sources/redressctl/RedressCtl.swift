@@ -159,12 +159,36 @@ struct SLA: AsyncParsableCommand {
     }
 
     struct Check: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Validate the SLA policy and the calendars; every problem is named.")
+        static let configuration = CommandConfiguration(
+            abstract: "Validate the SLA policy and the calendars; every problem is named.",
+            discussion: """
+                Also refuses (exit 1) when a region's calendar lacks a year that is needed: the current year, the year \
+                \(CalendarCoverage.warningDays) days ahead, or — with a database configured (REDRESS_PG_*) — any year a running \
+                working-time clock reaches.
+                """)
         @OptionGroup var files: Files
+
+        @Option(help: "Check as of this instant (RFC 3339), e.g. to see what the check will say on the 1st of next month.")
+        var at: String?
+
+        @Flag(help: "Check the files only, without asking the database about running clocks.")
+        var offline = false
 
         func run() async throws {
             let book = try files.load()
-            print("\(files.policy): \(book.policy.clocks.map(\.kind.rawValue).joined(separator: ", ")) clocks; calendars for \(book.calendars.keys.sorted().joined(separator: ", ")): valid")
+            guard let now = at.map(Timestamp.parse) ?? Date() else { throw ValidationError("--at '\(at ?? "")' is not an RFC 3339 instant (2026-12-01T00:00:00+08:00)") }
+            let useDatabase = !offline && ProcessInfo.processInfo.environment["REDRESS_PG_HOST"] != nil
+            let gaps = useDatabase
+                ? try await withPostgres { client, logger in try await book.calendarGaps(now: now, on: client, logger: logger) }
+                : book.coverage.missing(now: now)
+            let covered = book.coverage.years.keys.sorted().map { "\($0) \(book.coverage.years[$0]!.sorted().map(String.init).joined(separator: ","))" }
+            print("\(files.policy): \(book.policy.clocks.map(\.kind.rawValue).joined(separator: ", ")) clocks; calendars: \(covered.joined(separator: "; "))"
+                  + (useDatabase ? "; running clocks checked" : "; running clocks not checked (no database configured)"))
+            guard gaps.isEmpty else {
+                FileHandle.standardError.write(Data("error: \(CalendarCoverage.describe(gaps))\n".utf8))
+                throw ExitCode(1)
+            }
+            print("valid")
         }
     }
 

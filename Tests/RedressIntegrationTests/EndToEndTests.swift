@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import PostgresNIO
+import RedressDomain
 import RedressContracts
 import RedressKafka
 import RedressServiceKit
@@ -59,6 +60,8 @@ import Testing
             "REDRESS_CALENDARS": TestDatabase.repo.appendingPathComponent("deploy/calendars").path,
             "REDRESS_NOTIFY_TEMPLATES": TestDatabase.repo.appendingPathComponent("deploy/notify/templates.json").path,
             "REDRESS_SMS_GATEWAY_URL": "log:", "REDRESS_WECHAT_GATEWAY_URL": "log:", "REDRESS_SMTP": "log:",
+            // Set, not defaulted: the flow waits for texts to be delivered, which quiet hours would hold to the morning.
+            "REDRESS_QUIET_HOURS": "off",
         ]
 
         /// The environment of a service process of this stack.
@@ -66,7 +69,8 @@ import Testing
             let env = ProcessInfo.processInfo.environment
             return [
                 "REDRESS_PG_HOST": env["REDRESS_PG_HOST"] ?? "127.0.0.1", "REDRESS_PG_PORT": env["REDRESS_PG_PORT"] ?? "5432",
-                "REDRESS_PG_USER": env["REDRESS_PG_USER"] ?? "redress", "REDRESS_PG_DATABASE": database, "REDRESS_PG_POOL_SIZE": "4",
+                // As production runs: the service role (row-level security applies), the schema migrated beforehand.
+                "REDRESS_PG_USER": "redress_service", "REDRESS_MIGRATE_ON_START": "false", "REDRESS_PG_DATABASE": database, "REDRESS_PG_POOL_SIZE": "4",
                 "REDRESS_KAFKA_BOOTSTRAP_FILE": directory.appendingPathComponent("kafka.bootstrap").path, "REDRESS_KAFKA_SESSION_TIMEOUT_MS": "6000",
                 "REDRESS_JWT_SECRET": secret, "REDRESS_PII_KEY": secret + "-pii", "REDRESS_HTTP_PORT": "\(port)",
                 "REDRESS_LOG_LEVEL": "info", "REDRESS_INSTANCE": "\(service)-\(port)",
@@ -145,9 +149,13 @@ import Testing
         return Answer(status: Int(response.status.code), json: json, text: text)
     }
 
-    static func submission(ref: String, phone: String = "13812345678") -> [UInt8] {
+    /// Received five minutes ago, on whole seconds: every clock starts from it, so the flow reads the
+    /// same on any date and at any hour.
+    static func receivedAt() -> Date { Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 300).rounded(.down)) }
+
+    static func submission(ref: String, phone: String = "13812345678", receivedAt: Date = receivedAt()) -> [UInt8] {
         Array(#"""
-        {"channel":"online","externalRef":"\#(ref)","receivedAt":"2026-11-22T09:30:00+08:00",
+        {"channel":"online","externalRef":"\#(ref)","receivedAt":"\#(Timestamp.format(receivedAt))",
          "customer":{"name":"张三","phone":"\#(phone)","idNumber":"11010519491231002X","flags":["elderly"]},
          "policyNumber":"P20260001","branch":"GD-SZ","subject":"理赔太慢","content":"理赔申请一个月没有结果，请回电\#(phone)"}
         """#.utf8)
@@ -183,15 +191,17 @@ import Testing
             let cases = "http://127.0.0.1:\(stack.port("cases"))/v1/complaints"
 
             // Registered, numbered, promised a reply date.
-            let created = try await EndToEndTests.call(http, .POST, intake, token: channel, body: EndToEndTests.submission(ref: "WEB-E2E-1"))
+            let receivedAt = EndToEndTests.receivedAt()
+            let created = try await EndToEndTests.call(http, .POST, intake, token: channel, body: EndToEndTests.submission(ref: "WEB-E2E-1", receivedAt: receivedAt))
             #expect(created.status == 201, "\(created.text)")
             let id = try #require(created.json["id"] as? String)
             let number = try #require(created.json["number"] as? String)
             #expect(number.hasPrefix("GD-SZ-"))
-            #expect(created.json["promisedReplyBy"] as? String == "2026-12-07T01:30:00.000Z")
+            // The regulation's 15 calendar days from receipt.
+            #expect(created.json["promisedReplyBy"] as? String == Timestamp.format(receivedAt.addingTimeInterval(15 * 86_400)))
 
             // The same channel reference again is the same complaint.
-            let again = try await EndToEndTests.call(http, .POST, intake, token: channel, body: EndToEndTests.submission(ref: "WEB-E2E-1"))
+            let again = try await EndToEndTests.call(http, .POST, intake, token: channel, body: EndToEndTests.submission(ref: "WEB-E2E-1", receivedAt: receivedAt))
             #expect(again.status == 200)
             #expect(again.json["number"] as? String == number)
             #expect(again.json["duplicate"] as? Bool == true)

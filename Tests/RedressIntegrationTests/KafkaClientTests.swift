@@ -62,9 +62,8 @@ import Testing
         }
         #expect(first.assignment.isDisjoint(with: second.assignment))
         _ = try await producer.send((0..<300).map { TestKafka.message("t.shared", key: "k\($0)", "\($0)") })
-        async let a = TestKafka.drain(first, count: 300, timeout: .seconds(8))
-        async let b = TestKafka.drain(second, count: 300, timeout: .seconds(8))
-        let (fromFirst, fromSecond) = try await (a, b)
+        let both = try await TestKafka.drain([first, second], distinct: 300)
+        let (fromFirst, fromSecond) = (both[0], both[1])
         #expect(!fromFirst.isEmpty)
         #expect(!fromSecond.isEmpty)
         #expect(Set((fromFirst + fromSecond).map { String(decoding: $0.value, as: UTF8.self) }).count == 300)
@@ -108,10 +107,10 @@ import Testing
             first.assignment.count + second.assignment.count == 4 && !second.assignment.isEmpty && !first.assignment.isEmpty
         }
         let kept = first.assignment
-        let fromFirst = try await TestKafka.drain(first, count: 100, timeout: .seconds(3))
+        let both = try await TestKafka.drain([first, second], distinct: 100)
+        let (fromFirst, fromSecond) = (both[0], both[1])
         // Nothing of a partition the first member lost reaches its handler.
         #expect(fromFirst.allSatisfy { kept.contains($0.topicPartition) })
-        let fromSecond = try await TestKafka.drain(second, count: 100, timeout: .seconds(5))
         #expect(fromSecond.allSatisfy { second.assignment.contains($0.topicPartition) })
         // Nothing committed: between them they saw every message.
         #expect(Set((fromFirst + fromSecond).map { String(decoding: $0.value, as: UTF8.self) }).count == 100)

@@ -59,7 +59,8 @@ final class GatewayStub: Sendable {
             case .flaky:
                 return Response(status: .internalServerError)
             case .hang:
-                try await Task.sleep(for: .seconds(3))
+                // Far longer than any client timeout under test, so an answer before it proves the timeout cut in.
+                try await Task.sleep(for: .seconds(12))
                 return Response(status: .ok)
             case .rateLimit(let after):
                 return Response(status: .tooManyRequests, headers: [.retryAfter: String(after)])

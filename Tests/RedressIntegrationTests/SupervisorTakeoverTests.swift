@@ -34,24 +34,44 @@ import Testing
                 let leader = leaders[0]
                 let standby = ports.first { $0 != leader }!
                 kill(processes[leader]!.processIdentifier, SIGKILL)
-                let killedAt = ContinuousClock.now
                 // PostgreSQL ends the dead session, frees its advisory lock, and the standby's next attempt wins.
-                try await eventually("the standby leads", timeout: .seconds(20)) { await Self.isLeader(http, port: standby) }
-                let takeover = ContinuousClock.now - killedAt
-                #expect(takeover < .seconds(10), "took over after \(takeover)")
-                // A clock comes due: the new leader fires it, once.
-                let id = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", number: "GD-SZ-20261122-000777")
-                try await db.query("""
-                    INSERT INTO sla_clocks (complaint_id, kind, started_at, warn_at, due_at) VALUES (\(id), 'decision', now() - interval '15 days',
-                        now() - interval '3 days', now() - interval '1 second')
-                    """, logger: TestDatabase.logger)
-                try await eventually("the new leader fires the due clock") {
-                    try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE complaint_id = \(id) AND breached_at IS NOT NULL") == 1
+                // Awaited as a condition with a generous ceiling: the suite may share the cores with a benchmark.
+                try await eventually("the standby leads", timeout: .seconds(60)) { await Self.isLeader(http, port: standby) }
+                // The killed one comes back as a standby: from here two live scanners compete for every due clock.
+                processes[leader] = try stack.launch("redress-supervisor", environment: stack.environment(service: "supervisor", database: database, port: leader),
+                                                     log: "supervisor-\(leader)-restarted.log")
+                try await eventually("the restarted supervisor is up", timeout: .seconds(60)) {
+                    (try? await EndToEndTests.call(http, .GET, "http://127.0.0.1:\(leader)/ready"))?.status == 200
                 }
-                try await Task.sleep(for: .seconds(2))
-                let metrics = try await EndToEndTests.call(http, .GET, "http://127.0.0.1:\(standby)/metrics").text
-                let breaches = metrics.split(separator: "\n").filter { $0.hasPrefix("redress_sla_breaches_total") && $0.contains("decision") }
-                #expect(breaches.count == 1 && breaches.first?.split(separator: " ").last.flatMap { Double($0) } == 1, "one breach fired: \(breaches)")
+                // Two clocks come due one after the other. The second is a sentinel: once it has fired, every
+                // scan that could have fired the first a second time has run.
+                func dueClock(_ number: String) async throws -> UUID {
+                    let id = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", number: number)
+                    try await db.query("""
+                        INSERT INTO sla_clocks (complaint_id, kind, started_at, warn_at, due_at) VALUES (\(id), 'decision', now() - interval '15 days',
+                            now() - interval '3 days', now() - interval '1 second')
+                        """, logger: TestDatabase.logger)
+                    return id
+                }
+                let first = try await dueClock("GD-SZ-20261122-000777")
+                try await eventually("the new leader fires the due clock") {
+                    try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE complaint_id = \(first) AND breached_at IS NOT NULL") == 1
+                }
+                let sentinel = try await dueClock("GD-SZ-20261122-000778")
+                func fired() async throws -> Double {
+                    var total = 0.0
+                    for port in ports {
+                        let metrics = try await EndToEndTests.call(http, .GET, "http://127.0.0.1:\(port)/metrics").text
+                        total += metrics.split(separator: "\n").filter { $0.hasPrefix("redress_sla_breaches_total") && $0.contains("decision") }
+                            .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
+                    }
+                    return total
+                }
+                try await eventually("the sentinel fires too") {
+                    try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE complaint_id = \(sentinel) AND breached_at IS NOT NULL") == 1
+                }
+                try await eventually("both breaches are counted") { try await fired() >= 2 }
+                #expect(try await fired() == 2, "each due clock fired once across two live supervisors")
             } catch {
                 print(try stack.logs())
                 _ = await stack.stop()

@@ -101,6 +101,22 @@ enum TestKafka {
         return received
     }
 
+    /// Reads from every consumer in turn until `count` distinct values arrived between them (or a
+    /// generous ceiling passed); returns what each one received. A condition, not a fixed wait.
+    static func drain(_ consumers: [KafkaConsumer], distinct count: Int, timeout: Duration = .seconds(60)) async throws -> [[KafkaMessage]] {
+        var received = Array(repeating: [KafkaMessage](), count: consumers.count)
+        var seen = Set<String>()
+        let deadline = ContinuousClock.now + timeout
+        while seen.count < count, ContinuousClock.now < deadline {
+            for (index, consumer) in consumers.enumerated() {
+                guard let batch = try await consumer.nextBatch(maxCount: 1000, timeout: .milliseconds(100)) else { continue }
+                received[index] += batch
+                for message in batch { seen.insert(String(decoding: message.value, as: UTF8.self)) }
+            }
+        }
+        return received
+    }
+
     static func message(_ topic: String, key: String, _ text: String) -> KafkaOutgoingMessage {
         KafkaOutgoingMessage(topic: topic, key: key, value: Array(text.utf8))
     }

@@ -37,10 +37,10 @@ import Testing
             repeatOf: entry.repeat ? ComplaintReference(id: UUID(), number: "GD-SZ-20261101-000007") : nil)
     }
 
-    @Test func theCorpusIsClassifiedAndPrioritisedWell() throws {
+    /// Category and priority accuracy of the rules in force on a corpus file, with every miss printed.
+    static func accuracy(of file: String) throws -> (count: Int, category: Double, priority: Double) {
         let triage = Triage(rules: try Self.rules())
-        let corpus = try JSONDecoder().decode([CorpusEntry].self, from: Data(contentsOf: Self.repo.appendingPathComponent("Tests/RedressUnitTests/Fixtures/routing-corpus.json")))
-        #expect(corpus.count >= 100)
+        let corpus = try JSONDecoder().decode([CorpusEntry].self, from: Data(contentsOf: Self.repo.appendingPathComponent("Tests/RedressUnitTests/Fixtures/\(file)")))
         var categoryHits = 0
         var priorityHits = 0
         var misses: [String] = []
@@ -57,11 +57,33 @@ import Testing
         }
         let categoryAccuracy = Double(categoryHits) / Double(corpus.count)
         let priorityAccuracy = Double(priorityHits) / Double(corpus.count)
-        print(String(format: "routing corpus: %d complaints, category accuracy %.1f%%, priority accuracy %.1f%% (rules %@)",
-                     corpus.count, categoryAccuracy * 100, priorityAccuracy * 100, triage.rules.version))
+        print(String(format: "routing %@: %d complaints, category accuracy %.1f%%, priority accuracy %.1f%% (rules %@)",
+                     file, corpus.count, categoryAccuracy * 100, priorityAccuracy * 100, triage.rules.version))
         misses.forEach { print("  miss \($0)") }
-        #expect(categoryAccuracy >= 0.9)
-        #expect(priorityAccuracy >= 0.95)
+        return (corpus.count, categoryAccuracy, priorityAccuracy)
+    }
+
+    /// The corpus the rules were written with: a regression set, not a measure of accuracy.
+    @Test func theRulesStillFitTheCorpusTheyWereWrittenWith() throws {
+        let result = try Self.accuracy(of: "routing-corpus.json")
+        #expect(result.count >= 100)
+        #expect(result.category >= 0.9)
+        #expect(result.priority >= 0.95)
+    }
+
+    /// The held-out corpus, written from the domain documents without looking at the rules
+    /// (Fixtures/routing-heldout.md): the honest accuracy, reported in the README. The floors sit a little
+    /// under what the rules reach today, so a change to the rules that loses ground fails here.
+    @Test func theRulesClassifyComplaintsTheyWereNotWrittenWith() throws {
+        let result = try Self.accuracy(of: "routing-heldout.json")
+        #expect(result.count >= 200)
+        #expect(result.category >= HeldOut.categoryFloor, "category accuracy \(result.category) fell below \(HeldOut.categoryFloor)")
+        #expect(result.priority >= HeldOut.priorityFloor, "priority accuracy \(result.priority) fell below \(HeldOut.priorityFloor)")
+    }
+
+    enum HeldOut {
+        static let categoryFloor = 0.63
+        static let priorityFloor = 0.93
     }
 
     @Test func errorsAreNamedByLineAndNothingIsHalfLoaded() {
