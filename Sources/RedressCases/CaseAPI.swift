@@ -83,6 +83,17 @@ struct CaseDetail: ResponseEncodable, Sendable {
     var repeatOf: ComplaintReference?
     var allowedActions: [String]
     var history: [CaseHistoryEntry]
+    var content: String
+    var attachments: [AttachmentReference]
+    var externalRef: String
+    var claimStage: String?
+    var customerFlags: [String]
+    var regulator: RegulatorReference?
+    var outcome: String?
+    var linked: LinkedCases
+    var clocks: [ClockView]
+    var surveys: [VisitView]
+    var notices: [NoticeView]
 
     func encode(to encoder: any Encoder) throws {
         try summary.encode(to: encoder)
@@ -100,11 +111,23 @@ struct CaseDetail: ResponseEncodable, Sendable {
         try container.encode(repeatOf, forKey: .repeatOf)
         try container.encode(allowedActions, forKey: .allowedActions)
         try container.encode(history, forKey: .history)
+        try container.encode(content, forKey: .content)
+        try container.encode(attachments, forKey: .attachments)
+        try container.encode(externalRef, forKey: .externalRef)
+        try container.encode(claimStage, forKey: .claimStage)
+        try container.encode(customerFlags, forKey: .customerFlags)
+        try container.encode(regulator, forKey: .regulator)
+        try container.encode(outcome, forKey: .outcome)
+        try container.encode(linked, forKey: .linked)
+        try container.encode(clocks, forKey: .clocks)
+        try container.encode(surveys, forKey: .surveys)
+        try container.encode(notices, forKey: .notices)
     }
 
     enum Keys: String, CodingKey {
         case branch, registeredAt, decisionDays, liability, responsibleLink, causeCode, spotCheck, committeeStatus, nextContactAt,
-             reopenedFrom, repeatOf, allowedActions, history
+             reopenedFrom, repeatOf, allowedActions, history, content, attachments, externalRef, claimStage, customerFlags, regulator,
+             outcome, linked, clocks, surveys, notices
     }
 }
 
@@ -144,18 +167,9 @@ struct TaxonomyView: ResponseEncodable, Sendable {
 struct CaseAPI: Sendable {
     let postgres: PostgresClient
     let workflow: CaseWorkflow
-
-    static let summaryColumns = """
-        c.id, c.number, c.status, c.channel, c.category, c.priority, c.handling_unit, c.assignee, c.received_at, c.promised_reply_by,
-        c.subject, c.policy_number, c.claim_number, c.customer_name, c.customer_phone, c.version
-        """
-    typealias SummaryRow = (UUID, String, String, String, String?, String?, String?, String?, Date, Date, String, String?, String?, String, String, Int)
-
-    static func summary(_ r: SummaryRow) -> CaseSummary {
-        CaseSummary(id: r.0, number: r.1, status: r.2, channel: r.3, category: r.4, priority: r.5, handlingUnit: r.6, assignee: r.7,
-                    receivedAt: Timestamp.format(r.8), promisedReplyBy: Timestamp.format(r.9), subject: r.10, policyNumber: r.11,
-                    claimNumber: r.12, customer: .init(name: PersonalData.maskName(r.13), phone: PersonalData.maskPhone(r.14)), version: r.15)
-    }
+    /// Hashes a searched phone or ID number the way intake keyed the customer.
+    let personalData: PersonalDataKey
+    let cases = CaseReadModel()
 
     func add(to router: Router<RedressRequestContext>, tokens: TokenAuthority) {
         let staff = RequireRoles([.agent, .supervisor, .committee, .auditor, .admin], authority: tokens)
@@ -163,6 +177,12 @@ struct CaseAPI: Sendable {
         cases.get("mine") { request, context in try await queue(request, context, mine: true) }
         cases.get("") { request, context in try await queue(request, context, mine: false) }
         cases.get(":key") { _, context in try await detail(key: context.parameters.require("key"), context) }
+        cases.get(":key/customer-history") { _, context in
+            let key = try context.parameters.require("key")
+            return try await scoped(context) { connection, _ in
+                CustomerHistory(items: try await self.cases.customerHistory(key: key, on: connection, logger: context.logger))
+            }
+        }
         cases.get(":key/personal-data") { request, context in
             // Full personal data must not linger in caches along the way.
             var response = try await personalData(request, context).response(from: request, context: context)
@@ -241,6 +261,20 @@ struct CaseAPI: Sendable {
         if let search, search.count > 64 { errors.append(FieldError("q", "is longer than 64 characters")) }
         // 抽查: the province's list of "not liable" rulings from below to spot-check.
         let spotCheck = query.get("spotCheck") == "true"
+        // The supervisor queue: open cases nobody owns (routing found no eligible agent).
+        let unassigned = query.get("unassigned") == "true"
+        let committee = query.get("committee")
+        if let committee, !["referred", "ruled"].contains(committee) { errors.append(FieldError("committee", "must be referred or ruled")) }
+        // A phone or ID number is searched by its keyed hash, never as clear text in SQL, and the search is on record.
+        let searchKey: (column: String, hash: String, purpose: String)? = search.flatMap { text in
+            if text.utf8.count == 11, text.hasPrefix("1"), text.allSatisfy(\.isASCII), text.allSatisfy(\.isNumber) {
+                return ("customer_key", personalData.customerKey(phone: text), "queue search by the customer's phone number")
+            }
+            if text.utf8.count == 18, text.dropLast().allSatisfy({ $0.isASCII && $0.isNumber }), let last = text.last, last.isNumber || last == "X" || last == "x" {
+                return ("customer_id_key", personalData.idNumberKey(text), "queue search by the customer's ID number")
+            }
+            return nil
+        }
         let includeClosed = query.get("includeClosed") == "true" || statuses.contains(CaseStatus.closed.rawValue) || spotCheck
         let unit = mine ? nil : (query.get("unit") ?? caller.unit)
         if !errors.isEmpty { throw CaseRefusal.invalid(errors).problem }
@@ -249,7 +283,7 @@ struct CaseAPI: Sendable {
         return try await scoped(context) { connection, callerPath in
             // The cursor holds the due time in whole microseconds, as PostgreSQL stores it: a Date
             // round trip can land a microsecond off and repeat or skip a row at the page boundary.
-            var sql = "SELECT \(Self.summaryColumns), (extract(epoch FROM c.promised_reply_by) * 1000000)::int8 FROM complaints c WHERE "
+            var sql = "SELECT \(CaseReadModel.summaryColumns), (extract(epoch FROM c.promised_reply_by) * 1000000)::int8 AS position FROM complaints c WHERE "
             var binds = PostgresBindings()
             func bind(_ value: some PostgresThrowingDynamicTypeEncodable) throws -> String {
                 try binds.append(value)
@@ -273,11 +307,16 @@ struct CaseAPI: Sendable {
             if !includeClosed { conditions.append("c.status <> 'closed'") }
             if !statuses.isEmpty { conditions.append("c.status = ANY(\(try bind(statuses))::text[])") }
             if spotCheck { conditions.append("c.spot_check") }
+            if unassigned { conditions.append("c.assignee IS NULL") }
+            if let committee { conditions.append("c.committee_status = \(try bind(committee))") }
             if !categories.isEmpty { conditions.append("c.category = ANY(\(try bind(categories))::text[])") }
             if !priorities.isEmpty { conditions.append("c.priority = ANY(\(try bind(priorities))::text[])") }
             if !channels.isEmpty { conditions.append("c.channel = ANY(\(try bind(channels))::text[])") }
             if let due { conditions.append("c.promised_reply_by < \(try bind(due))") }
-            if let search {
+            if let searchKey {
+                // The column name is one of this code's two constants; the hash is bound.
+                conditions.append("c.\(searchKey.column) = \(try bind(searchKey.hash))")
+            } else if let search {
                 let q = try bind(search)
                 // starts_with, not LIKE: a % or _ in the search is a character, not a wildcard.
                 conditions.append("(starts_with(c.number, \(q)) OR c.policy_number = \(q) OR c.claim_number = \(q))")
@@ -290,10 +329,19 @@ struct CaseAPI: Sendable {
             var last: (Int64, UUID)?
             var more = false
             let rows = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: context.logger)
-            for try await row in rows.decode((UUID, String, String, String, String?, String?, String?, String?, Date, Date, String, String?, String?, String, String, Int, Int64).self) {
+            for try await row in rows {
                 if items.count == pageSize { more = true; break }
-                items.append(Self.summary((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12, row.13, row.14, row.15)))
-                last = (row.16, row.0)
+                let c = row.makeRandomAccess()
+                let item = try CaseReadModel.summary(c)
+                items.append(item)
+                last = (try c["position"].decode(Int64.self), item.id)
+            }
+            if let searchKey, !items.isEmpty {
+                try await connection.query("""
+                    INSERT INTO personal_data_reads (complaint_id, reader, reader_role, reader_unit, purpose)
+                    SELECT id, \(caller.subject), \(caller.role.rawValue), \(caller.unit), \(searchKey.purpose) FROM unnest(\(items.map(\.id))::uuid[]) AS id
+                    """, logger: context.logger)
+                Counter(label: "redress_personal_data_reads_total", dimensions: [("role", caller.role.rawValue)]).increment(by: items.count)
             }
             Counter(label: "redress_case_queue_reads_total", dimensions: [("queue", mine ? "mine" : "unit")]).increment()
             return CasePage(items: items, nextCursor: more ? last.map(Self.encodeCursor) : nil)
@@ -316,45 +364,8 @@ struct CaseAPI: Sendable {
 
     func detail(key: String, _ context: RedressRequestContext) async throws -> CaseDetail {
         try await scoped(context) { connection, _ in
-            try await load(key: key, history: true, on: connection, logger: context.logger)
+            try await cases.detail(key: key, history: true, on: connection, logger: context.logger)
         }
-    }
-
-    /// The case `key` as the caller's transaction sees it (under row-level security), with or without its history.
-    func load(key: String, history: Bool, on connection: PostgresConnection, logger: Logger) async throws -> CaseDetail {
-            let query = CaseWorkflow.query("""
-                SELECT \(Self.summaryColumns), c.branch, c.registered_at, c.decision_days, c.liability, c.responsible_link, c.cause_code,
-                       c.spot_check, c.committee_status, c.next_contact_at, c.reopened_from, f.number, c.repeat_of, r.number
-                FROM complaints c LEFT JOIN complaints f ON f.id = c.reopened_from LEFT JOIN complaints r ON r.id = c.repeat_of
-                WHERE
-                """, byKey: key)
-            var detail: CaseDetail?
-            for try await row in try await connection.query(query, logger: logger).decode(
-                (UUID, String, String, String, String?, String?, String?, String?, Date, Date, String, String?, String?, String, String, Int,
-                 String, Date, Int, String?, String?, String?, Bool, String?, Date?, UUID?, String?, UUID?, String?).self) {
-                let summary = Self.summary((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12, row.13, row.14, row.15))
-                let status = CaseStatus(rawValue: row.2) ?? .registered
-                detail = CaseDetail(
-                    summary: summary, branch: row.16, registeredAt: Timestamp.format(row.17), decisionDays: row.18, liability: row.19,
-                    responsibleLink: row.20, causeCode: row.21, spotCheck: row.22, committeeStatus: row.23, nextContactAt: row.24.map(Timestamp.format),
-                    reopenedFrom: row.25.flatMap { id in row.26.map { ComplaintReference(id: id, number: $0) } },
-                    repeatOf: row.27.flatMap { id in row.28.map { ComplaintReference(id: id, number: $0) } },
-                    allowedActions: CaseStateMachine.allowedActions(from: status).filter(CaseAccess.staffActions.contains).map(\.rawValue),
-                    history: [])
-            }
-            guard var detail else { throw CaseRefusal.notFound(key) }
-            guard history else { return detail }
-            let events = try await connection.query("""
-                SELECT at, actor, actor_role, actor_unit, action, from_status, to_status, reason, payload::text
-                FROM case_events WHERE complaint_id = \(detail.summary.id) ORDER BY id
-                """, logger: logger)
-            let decoder = JSONDecoder()
-            for try await e in events.decode((Date, String, String?, String?, String, String?, String, String?, String).self) {
-                let payload = (try? decoder.decode([String: AuditValue].self, from: Data(e.8.utf8))) ?? [:]
-                detail.history.append(CaseHistoryEntry(at: Timestamp.format(e.0), actor: e.1, actorRole: e.2, actorUnit: e.3, action: e.4,
-                                                       fromStatus: e.5, toStatus: e.6, reason: e.7, payload: payload))
-            }
-            return detail
     }
 
     /// Full personal data, to those who handle the case; every read is on record with its purpose.
@@ -404,7 +415,7 @@ struct CaseAPI: Sendable {
         // routing (for an escalation or transfer) can move it out of the caller's part of the tree.
         let (outcome, detail) = try await scoped(context) { connection, _ in
             let outcome = try await workflow.apply(action, key: key, request: body, by: .staff(caller), on: connection, logger: context.logger)
-            let detail = outcome.reopened == nil ? try await load(key: outcome.id.uuidString, history: false, on: connection, logger: context.logger) : nil
+            let detail = outcome.reopened == nil ? try await cases.detail(key: outcome.id.uuidString, history: false, on: connection, logger: context.logger) : nil
             return (outcome, detail)
         }
         if let reopened = outcome.reopened {

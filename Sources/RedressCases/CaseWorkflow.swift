@@ -41,6 +41,13 @@ struct ActionRequest: Sendable, Decodable {
     var liability: String?
     var responsibleLink: String?
     var causeCode: String?
+    /// For `close`: the outcome as the customer is told it.
+    var outcome: String?
+    /// For `reclassify` and `reprioritise`.
+    var category: String?
+    var priority: String?
+    /// For `await_customer`: by when the customer is asked to answer.
+    var respondBy: String?
 }
 
 /// A case as the workflow needs it, read under a row lock.
@@ -58,6 +65,11 @@ struct CaseRow: Sendable {
     var committeeStatus: String?
     var unitPath: String
     var regulatorDeadline: Date?
+    var category: String?
+    var priority: String?
+    /// Who sold the policy and who handled the claim: never the case's owner (conflict of interest).
+    var policyAgent: String?
+    var claimHandler: String?
 }
 
 /// What an action refused for: each maps to one HTTP status and to a DLQ reason for event-driven actions.
@@ -67,6 +79,8 @@ enum CaseRefusal: Error, Sendable {
     case invalid([FieldError])
     case conflict(String)
     case unprocessable(String)
+    /// Well-formed values the organisation does not know (a category, a staff id, a unit): 422 naming each field.
+    case unknown([FieldError])
 
     var problem: Problem {
         switch self {
@@ -80,6 +94,8 @@ enum CaseRefusal: Error, Sendable {
             Problem(status: .conflict, title: "Conflict", detail: why)
         case .unprocessable(let why):
             Problem(status: .unprocessableContent, title: "Refused by the rules", detail: why)
+        case .unknown(let errors):
+            Problem(status: .unprocessableContent, title: "Unknown value", detail: errors.map(\.description).joined(separator: "; "), errors: errors)
         }
     }
 
@@ -103,6 +119,7 @@ enum CaseAccess {
             return allowed.contains(action) ? nil : "committee members record rulings and notes; '\(action.rawValue)' is for the case's handler or a supervisor"
         case "agent":
             if action == .reassign { return "only a supervisor reassigns cases" }
+            if action == .reclassify || action == .reprioritise { return "only a supervisor corrects a case's category or priority" }
             if action == .excludeTime { return "only a supervisor stops the clocks for time the regulation excludes" }
             if action == .recordCommitteeRuling { return "a committee ruling is recorded by the committee or a supervisor" }
             guard assignee == actor.subject else {
@@ -169,9 +186,21 @@ enum CaseAccess {
             need(request.liability, "liability", max: 32)
             need(request.responsibleLink, "responsibleLink", max: 64)
             need(request.causeCode, "causeCode", max: 64)
+            // The closure notice tells the customer what was decided, in words written for them.
+            need(request.outcome, "outcome", max: 4000)
+        case .reclassify:
+            need(request.category, "category", max: 32)
+            need(request.reason, "reason")
+        case .reprioritise:
+            need(request.priority, "priority", max: 32)
+            need(request.reason, "reason")
+        case .awaitCustomer:
+            // The customer is told what is needed.
+            need(request.reason, "reason")
+            if let by = request.respondBy, Timestamp.parse(by) == nil { errors.append(FieldError("respondBy", "is not an RFC 3339 date-time")) }
         case .reopen: need(request.reason, "reason")
         case .excludeTime: need(request.reason, "reason")
-        case .assign, .startInvestigation, .awaitCustomer, .customerResponded, .customerAccepts, .customerRefuses, .includeTime:
+        case .assign, .startInvestigation, .customerResponded, .customerAccepts, .customerRefuses, .includeTime:
             break
         }
         return errors
@@ -192,8 +221,8 @@ struct CaseWorkflow: Sendable {
     let taxonomy: ClosureTaxonomy
 
     static let selectCase = """
-        SELECT c.id, c.number, c.status, c.version, c.assignee, u.code, u.level, u.parent_code, c.decision_days, c.received_at,
-               c.committee_status, c.unit_path, c.regulator_deadline
+        SELECT c.id, c.number, c.status, c.version, c.assignee, u.code AS unit, u.level, u.parent_code, c.decision_days, c.received_at,
+               c.committee_status, c.unit_path, c.regulator_deadline, c.category, c.priority, c.policy_agent, c.claim_handler
         FROM complaints c JOIN org_units u ON u.code = COALESCE(c.handling_unit, c.branch)
         """
 
@@ -215,10 +244,17 @@ struct CaseWorkflow: Sendable {
     /// only refer to it do not). Under the staff role, row-level security hides cases outside the caller's subtree.
     func lock(key: String, on connection: PostgresConnection, logger: Logger) async throws -> CaseRow? {
         let rows = try await connection.query(Self.query(Self.selectCase + " WHERE", byKey: key, then: " FOR NO KEY UPDATE OF c"), logger: logger)
-        for try await row in rows.decode((UUID, String, String, Int, String?, String, String, String?, Int, Date, String?, String, Date?).self) {
-            return CaseRow(id: row.0, number: row.1, status: CaseStatus(rawValue: row.2) ?? .registered, version: row.3, assignee: row.4,
-                           handlingUnit: row.5, unitLevel: OrgLevel(rawValue: row.6) ?? .city, parentUnit: row.7, decisionDays: row.8,
-                           receivedAt: row.9, committeeStatus: row.10, unitPath: row.11, regulatorDeadline: row.12)
+        for try await row in rows {
+            let c = row.makeRandomAccess()
+            return CaseRow(id: try c["id"].decode(UUID.self), number: try c["number"].decode(String.self),
+                           status: CaseStatus(rawValue: try c["status"].decode(String.self)) ?? .registered, version: try c["version"].decode(Int.self),
+                           assignee: try c["assignee"].decode(String?.self), handlingUnit: try c["unit"].decode(String.self),
+                           unitLevel: OrgLevel(rawValue: try c["level"].decode(String.self)) ?? .city, parentUnit: try c["parent_code"].decode(String?.self),
+                           decisionDays: try c["decision_days"].decode(Int.self), receivedAt: try c["received_at"].decode(Date.self),
+                           committeeStatus: try c["committee_status"].decode(String?.self), unitPath: try c["unit_path"].decode(String.self),
+                           regulatorDeadline: try c["regulator_deadline"].decode(Date?.self), category: try c["category"].decode(String?.self),
+                           priority: try c["priority"].decode(String?.self), policyAgent: try c["policy_agent"].decode(String?.self),
+                           claimHandler: try c["claim_handler"].decode(String?.self))
         }
         return nil
     }
@@ -257,6 +293,10 @@ struct CaseWorkflow: Sendable {
         var event: EventKind = .updated
         var newAssignee: String??
         var nextContactAt: Date?
+        var category: String?
+        var priority: String?
+        var outcome: String?
+        var customerText: String?
 
         enum EventKind {
             case updated
@@ -273,21 +313,47 @@ struct CaseWorkflow: Sendable {
         switch change.action {
         case .reassign:
             let target = request.assignee!
-            var found: (unit: String, path: String)?
+            var found: ReassignTarget?
             let rows = try await connection.query("""
-                SELECT s.org_unit, u.path FROM staff s JOIN org_units u ON u.code = s.org_unit
-                WHERE s.id = \(target) AND s.active AND s.role = 'agent'
+                SELECT s.role, s.org_unit, u.path, s.active, s.available AND NOT (COALESCE(s.leave_from <= now() AND now() < s.leave_to, false)),
+                       s.open_cases, s.capacity, s.skills
+                FROM staff s JOIN org_units u ON u.code = s.org_unit WHERE s.id = \(target)
                 """, logger: logger)
-            for try await (unit, path) in rows.decode((String, String).self) { found = (unit, path) }
-            guard let found, found.path == row.unitPath || found.path.hasPrefix(row.unitPath + "/") else {
-                throw CaseRefusal.unprocessable("\(target) is not an active agent of \(row.handlingUnit) or below: reassign to an agent of the handling unit's subtree")
+            for try await (role, unit, path, active, available, open, capacity, skills) in rows.decode((String, String, String, Bool, Bool, Int, Int, [String]).self) {
+                found = ReassignTarget(id: target, role: role, unit: unit, path: path, active: active, available: available, openCases: open,
+                                       capacity: capacity, skills: skills)
             }
+            guard let found else { throw CaseRefusal.unknown([FieldError("assignee", "'\(target)' is not a staff member")]) }
             if target == row.assignee { throw CaseRefusal.unprocessable("the case is already assigned to \(target)") }
+            if let refusal = found.refusal(for: row) { throw refusal }
             change.newAssignee = .some(target)
             change.payload["assignee"] = target
             change.payload["previousAssignee"] = row.assignee ?? ""
-        case .addNote, .proposeResolution:
+        case .addNote:
             change.payload["text"] = request.text!
+        case .proposeResolution:
+            change.payload["text"] = request.text!
+            change.customerText = PersonalData.scrub(request.text!)
+        case .awaitCustomer:
+            change.customerText = PersonalData.scrub(request.reason!)
+            change.nextContactAt = request.respondBy.flatMap(Timestamp.parse)
+            if let by = request.respondBy { change.payload["respondBy"] = by }
+        case .reclassify:
+            guard let category = RedressDomain.Category(rawValue: request.category!) else {
+                throw CaseRefusal.unknown([FieldError("category", "'\(request.category!)' is not one of \(RedressDomain.Category.allCases.map(\.rawValue).joined(separator: ", "))")])
+            }
+            guard category.rawValue != row.category else { throw CaseRefusal.unprocessable("the case is already in category \(category.rawValue)") }
+            change.category = category.rawValue
+            change.payload["category"] = category.rawValue
+            change.payload["previousCategory"] = row.category ?? ""
+        case .reprioritise:
+            guard let priority = Priority(rawValue: request.priority!) else {
+                throw CaseRefusal.unknown([FieldError("priority", "'\(request.priority!)' is not one of \(Priority.allCases.map(\.rawValue).joined(separator: ", "))")])
+            }
+            guard priority.rawValue != row.priority else { throw CaseRefusal.unprocessable("the case already has priority \(priority.rawValue)") }
+            change.priority = priority.rawValue
+            change.payload["priority"] = priority.rawValue
+            change.payload["previousPriority"] = row.priority ?? ""
         case .recordContact:
             change.payload["text"] = request.text!
             change.payload["contactChannel"] = request.contactChannel ?? "phone"
@@ -328,7 +394,7 @@ struct CaseWorkflow: Sendable {
             let known = try await connection.query("SELECT 1 FROM org_units WHERE code = \(target)", logger: logger)
             var exists = false
             for try await _ in known.decode(Int.self) { exists = true }
-            guard exists else { throw CaseRefusal.unprocessable("targetUnit '\(target)' is not a unit of the organisation") }
+            guard exists else { throw CaseRefusal.unknown([FieldError("targetUnit", "'\(target)' is not a unit of the organisation")]) }
             guard target != row.handlingUnit else { throw CaseRefusal.unprocessable("the case is already handled by \(target)") }
             change.event = .transferred(target)
             change.payload["targetUnit"] = target
@@ -352,6 +418,9 @@ struct CaseWorkflow: Sendable {
             change.payload["liability"] = liability.rawValue
             change.payload["responsibleLink"] = request.responsibleLink!
             change.payload["causeCode"] = request.causeCode!
+            // Written for the customer: anyone else's phone, ID or e-mail in it is masked before it is kept or sent.
+            change.outcome = PersonalData.scrub(request.outcome!)
+            change.payload["outcome"] = change.outcome!
         case .reopen:
             // One second complaint per case: a further review goes through the reopened one.
             var reopened = false
@@ -370,7 +439,7 @@ struct CaseWorkflow: Sendable {
             let open = try await excludedTimeOpen(row.id, on: connection, logger: logger)
             if change.action == .excludeTime, open { throw CaseRefusal.conflict("excluded time is already running for this case: include_time ends it") }
             if change.action == .includeTime, !open { throw CaseRefusal.conflict("no excluded time is running for this case: exclude_time starts it") }
-        case .assign, .startInvestigation, .awaitCustomer, .customerResponded, .customerAccepts, .customerRefuses:
+        case .assign, .startInvestigation, .customerResponded, .customerAccepts, .customerRefuses:
             break
         }
     }
@@ -418,6 +487,8 @@ struct CaseWorkflow: Sendable {
                 committee_status = COALESCE(\(committee), committee_status),
                 first_contact_at = CASE WHEN \(change.action == .recordContact) THEN COALESCE(first_contact_at, now()) ELSE first_contact_at END,
                 next_contact_at = CASE WHEN \(change.action == .recordContact) THEN \(change.nextContactAt) ELSE next_contact_at END,
+                category = COALESCE(\(change.category), category), priority = COALESCE(\(change.priority), priority),
+                outcome = COALESCE(\(change.outcome), outcome),
                 updated_at = now()
             WHERE id = \(row.id) AND version = \(row.version)
             """, logger: logger)
@@ -442,7 +513,8 @@ struct CaseWorkflow: Sendable {
         }
         switch change.event {
         case .updated:
-            outbox.append(try OutboxEntry(envelope(CaseUpdated(transition: transition, nextContactAt: change.nextContactAt)), encoder: encoder))
+            outbox.append(try OutboxEntry(envelope(CaseUpdated(transition: transition, nextContactAt: change.nextContactAt,
+                                                               customerText: change.customerText)), encoder: encoder))
         case .escalated:
             outbox.append(try OutboxEntry(envelope(CaseEscalated(transition: transition)), encoder: encoder))
         case .transferred(let target):
@@ -452,7 +524,7 @@ struct CaseWorkflow: Sendable {
                                                                 approvedBy: approvedBy)), encoder: encoder))
         case .closed(let liability, let link, let cause, let spotCheck):
             outbox.append(try OutboxEntry(envelope(CaseClosed(transition: transition, liability: liability, responsibleLink: link,
-                                                              causeCode: cause, spotCheck: spotCheck)), encoder: encoder))
+                                                              causeCode: cause, spotCheck: spotCheck, outcome: change.outcome)), encoder: encoder))
             let tally = Counter(label: "redress_case_closures_total", dimensions: [
                 ("unit", row.handlingUnit), ("liability", liability.rawValue), ("cause", cause),
             ])
@@ -477,10 +549,10 @@ struct CaseWorkflow: Sendable {
         let rows = try await connection.query("""
             WITH n AS (SELECT count(*) + 1 AS k FROM complaints WHERE reopened_from = \(row.id))
             INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name, customer_phone,
-                customer_id_number, customer_key, customer_flags, policy_number, claim_number, claim_stage, subject, content,
+                customer_id_number, customer_key, customer_id_key, customer_flags, policy_number, claim_number, claim_stage, subject, content,
                 policy_agent, claim_handler, attachments, customer_contact, category, priority, handling_unit, status, reopened_from)
             SELECT \(id), c.number || '-R' || n.k, c.channel, c.external_ref || '#R' || n.k, now(), now() + interval '15 days',
-                c.branch, c.customer_name, c.customer_phone, c.customer_id_number, c.customer_key, c.customer_flags, c.policy_number,
+                c.branch, c.customer_name, c.customer_phone, c.customer_id_number, c.customer_key, c.customer_id_key, c.customer_flags, c.policy_number,
                 c.claim_number, c.claim_stage, c.subject, c.content, c.policy_agent, c.claim_handler, c.attachments, c.customer_contact, c.category, c.priority,
                 c.handling_unit, 'reopened', c.id
             FROM complaints c, n WHERE c.id = \(row.id)
@@ -509,5 +581,38 @@ struct CaseWorkflow: Sendable {
             VALUES (\(complaint), \(eventID), \(actor.subject), \(actor.role), \(actor.unit), \(action.rawValue), \(from.rawValue), \(to.rawValue),
                     \(reason), \(json)::jsonb)
             """, logger: logger)
+    }
+}
+
+/// A staff member a supervisor wants to give a case to, and why they may not take it.
+struct ReassignTarget: Sendable {
+    var id: String
+    var role: String
+    var unit: String
+    var path: String
+    var active: Bool
+    var available: Bool
+    var openCases: Int
+    var capacity: Int
+    var skills: [String]
+
+    /// The first reason this person may not own `row`, in the order a supervisor would check; nil when
+    /// they may. Who is not an agent of the subtree is refused by the rules (422); an agent of it who
+    /// cannot take the case now — away, full, unskilled or conflicted — is a conflict (409).
+    func refusal(for row: CaseRow) -> CaseRefusal? {
+        guard role == "agent", path == row.unitPath || path.hasPrefix(row.unitPath + "/") else {
+            return .unprocessable("\(id) is not an agent of \(row.handlingUnit) or below: reassign to an agent of the handling unit's subtree, or transfer the case")
+        }
+        if !active { return .conflict("\(id) is deactivated: choose an active agent") }
+        if !available { return .conflict("\(id) is unavailable (on leave or marked away): choose an agent who is at work") }
+        if openCases >= capacity {
+            return .conflict("\(id) already has \(openCases) open cases, their capacity of \(capacity): choose another agent or raise the capacity")
+        }
+        if let category = row.category, !skills.contains(category) {
+            return .conflict("\(id) lacks the \(category) skill the case needs (skills: \(skills.joined(separator: ", ")))")
+        }
+        if id == row.policyAgent { return .conflict("\(id) sold the policy this complaint is about: a conflict of interest") }
+        if id == row.claimHandler { return .conflict("\(id) handled the claim this complaint is about: a conflict of interest") }
+        return nil
     }
 }

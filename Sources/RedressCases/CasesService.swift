@@ -60,7 +60,7 @@ public enum CasesService {
     public static func build(host: ServiceHost, taxonomy: ClosureTaxonomy, gaugeInterval: Duration = .seconds(15)) -> (Router<RedressRequestContext>, [any Service]) {
         let router = host.router()
         let workflow = CaseWorkflow(taxonomy: taxonomy)
-        CaseAPI(postgres: host.postgres, workflow: workflow).add(to: router, tokens: host.tokens)
+        CaseAPI(postgres: host.postgres, workflow: workflow, personalData: host.personalData).add(to: router, tokens: host.tokens)
         let assignments = host.consumer(group: consumerGroup, topics: [EventType.complaintAssigned.topic], handler: EventHandler<ComplaintAssigned>(applyAssignment))
         // Breaches and dissatisfied customers act on cases too, each in a group of its own so a
         // backlog of one never holds up routing's decisions.

@@ -211,12 +211,16 @@ public struct CaseClosed: EventPayload, Equatable {
     public var causeCode: String
     /// 抽查: a "not liable" ruling below province level, marked for the province to spot-check.
     public var spotCheck: Bool
-    public init(transition: CaseTransition, liability: Liability, responsibleLink: String, causeCode: String, spotCheck: Bool = false) {
+    /// 处理结果: what the customer is told was decided, written for them (others' personal data scrubbed).
+    public var outcome: String?
+    public init(transition: CaseTransition, liability: Liability, responsibleLink: String, causeCode: String, spotCheck: Bool = false,
+                outcome: String? = nil) {
         self.transition = transition
         self.liability = liability
         self.responsibleLink = responsibleLink
         self.causeCode = causeCode
         self.spotCheck = spotCheck
+        self.outcome = outcome
     }
 }
 
@@ -243,11 +247,16 @@ public struct CaseExtended: EventPayload, Equatable {
 public struct CaseUpdated: EventPayload, Equatable {
     public static let eventType = EventType.caseUpdated
     public var transition: CaseTransition
-    /// For `record_contact`: when the handler promised to contact the customer next.
+    /// For `record_contact`: when the handler promised to contact the customer next; for
+    /// `await_customer`: by when the customer is asked to answer.
     public var nextContactAt: Date?
-    public init(transition: CaseTransition, nextContactAt: Date? = nil) {
+    /// For `propose_resolution`: the proposal; for `await_customer`: what the customer is asked for.
+    /// Written for the customer, personal data scrubbed.
+    public var customerText: String?
+    public init(transition: CaseTransition, nextContactAt: Date? = nil, customerText: String? = nil) {
         self.transition = transition
         self.nextContactAt = nextContactAt
+        self.customerText = customerText
     }
 }
 

@@ -49,6 +49,10 @@ public enum CaseAction: String, Sendable, Codable, CaseIterable {
     /// clocks stop counting in between; the state stays.
     case excludeTime = "exclude_time"
     case includeTime = "include_time"
+    /// A supervisor corrects the category or the priority routing gave; the state stays and the
+    /// clocks are rebuilt under the new values.
+    case reclassify
+    case reprioritise
 }
 
 public struct IllegalTransition: Error, Sendable, Equatable, CustomStringConvertible {
@@ -82,21 +86,23 @@ public enum CaseStateMachine {
     }
 
     private static let record: [CaseAction] = [.addNote, .recordContact, .addEvidence]
+    /// Corrections a supervisor may make while the case is open and owned.
+    private static let correct: [CaseAction] = [.reclassify, .reprioritise]
 
     private static let table: [CaseStatus: [CaseAction: CaseStatus]] = [
         .registered: [.assign: .assigned],
         .reopened: [.assign: .assigned],
-        .assigned: staying(.assigned, [.assign, .reassign, .extend] + record).merging([
+        .assigned: staying(.assigned, [.assign, .reassign, .extend] + record + correct).merging([
             .startInvestigation: .investigating, .escalate: .escalated, .transfer: .transferred,
         ]) { $1 },
-        .investigating: staying(.investigating, [.reassign, .extend, .referToCommittee, .recordCommitteeRuling, .excludeTime, .includeTime] + record).merging([
+        .investigating: staying(.investigating, [.reassign, .extend, .referToCommittee, .recordCommitteeRuling, .excludeTime, .includeTime] + record + correct).merging([
             .awaitCustomer: .awaitingCustomer, .proposeResolution: .resolutionProposed,
             .escalate: .escalated, .transfer: .transferred,
         ]) { $1 },
-        .awaitingCustomer: staying(.awaitingCustomer, [.reassign, .extend, .includeTime] + record).merging([
+        .awaitingCustomer: staying(.awaitingCustomer, [.reassign, .extend, .includeTime] + record + correct).merging([
             .customerResponded: .investigating, .escalate: .escalated,
         ]) { $1 },
-        .resolutionProposed: staying(.resolutionProposed, [.reassign, .extend, .recordCommitteeRuling, .includeTime] + record).merging([
+        .resolutionProposed: staying(.resolutionProposed, [.reassign, .extend, .recordCommitteeRuling, .includeTime] + record + correct).merging([
             .customerAccepts: .resolved, .customerRefuses: .investigating, .escalate: .escalated,
         ]) { $1 },
         .resolved: staying(.resolved, record).merging([.close: .closed]) { $1 },

@@ -117,6 +117,7 @@ public struct Registrar: Sendable {
         var idNumbers: [String] = [], keys: [String] = [], flags: [String] = [], policies: [String] = [], claims: [String] = []
         var stages: [String] = [], subjects: [String] = [], contents: [String] = [], regCases: [String] = [], regDeadlines: [String] = []
         var repeats: [String] = [], agents: [String] = [], handlers: [String] = [], attachmentLists: [String] = [], contacts: [String] = []
+        var idKeys: [String] = []
         let attachmentEncoder = JSONEncoder()
         var entries: [(index: Int, id: UUID, promised: Date, key: String, repeatOf: ComplaintReference?)] = []
         for index in fresh {
@@ -141,6 +142,7 @@ public struct Registrar: Sendable {
             ids.append(id); nums.append(numbers[index]!); channels.append(s.channel.rawValue); refs.append(s.externalRef)
             received.append(s.receivedAt); promised.append(promise); branchCodes.append(s.branch); names.append(s.customerName)
             phones.append(s.customerPhone); idNumbers.append(s.customerIDNumber ?? ""); keys.append(key)
+            idKeys.append(s.customerIDNumber.map(personalData.idNumberKey) ?? "")
             flags.append(s.customerFlags.map(\.rawValue).joined(separator: ",")); policies.append(s.policyNumber ?? "")
             claims.append(s.claimNumber ?? ""); stages.append(s.claimStage ?? ""); subjects.append(s.subject); contents.append(s.content)
             regCases.append(s.regulatorCaseNumber ?? ""); regDeadlines.append(s.regulatorDeadline.map(Timestamp.format) ?? "")
@@ -149,19 +151,20 @@ public struct Registrar: Sendable {
         if !ids.isEmpty {
             let rows = try await connection.query("""
                 INSERT INTO complaints (id, number, channel, external_ref, received_at, registered_at, promised_reply_by, branch,
-                    customer_name, customer_phone, customer_id_number, customer_key, customer_flags, policy_number, claim_number,
+                    customer_name, customer_phone, customer_id_number, customer_key, customer_id_key, customer_flags, policy_number, claim_number,
                     claim_stage, subject, content, regulator_case_number, regulator_deadline, repeat_of,
                     policy_agent, claim_handler, attachments, customer_contact)
-                SELECT id, number, channel, ref, received, \(now), promised, branch, name, phone, NULLIF(idn, ''), key,
+                SELECT id, number, channel, ref, received, \(now), promised, branch, name, phone, NULLIF(idn, ''), key, NULLIF(idkey, ''),
                     COALESCE(string_to_array(NULLIF(flags, ''), ','), '{}'), NULLIF(policy, ''), NULLIF(claim, ''), NULLIF(stage, ''),
                     subject, content, NULLIF(regcase, ''), NULLIF(regdeadline, '')::timestamptz, NULLIF(repeat, '')::uuid,
                     NULLIF(agent, ''), NULLIF(handler, ''), attachments::jsonb, contact::jsonb
                 FROM unnest(\(ids)::uuid[], \(nums)::text[], \(channels)::text[], \(refs)::text[], \(received)::timestamptz[],
                     \(promised)::timestamptz[], \(branchCodes)::text[], \(names)::text[], \(phones)::text[], \(idNumbers)::text[],
                     \(keys)::text[], \(flags)::text[], \(policies)::text[], \(claims)::text[], \(stages)::text[], \(subjects)::text[],
-                    \(contents)::text[], \(regCases)::text[], \(regDeadlines)::text[], \(repeats)::text[], \(agents)::text[], \(handlers)::text[], \(attachmentLists)::text[], \(contacts)::text[])
+                    \(contents)::text[], \(regCases)::text[], \(regDeadlines)::text[], \(repeats)::text[], \(agents)::text[], \(handlers)::text[], \(attachmentLists)::text[], \(contacts)::text[],
+                    \(idKeys)::text[])
                     AS t(id, number, channel, ref, received, promised, branch, name, phone, idn, key, flags, policy, claim, stage,
-                         subject, content, regcase, regdeadline, repeat, agent, handler, attachments, contact)
+                         subject, content, regcase, regdeadline, repeat, agent, handler, attachments, contact, idkey)
                 ON CONFLICT (channel, external_ref) DO NOTHING
                 RETURNING id
                 """, logger: logger)

@@ -172,11 +172,19 @@ public struct Composer: Sendable {
             for try await (id, name) in try await connection.query("SELECT id, name FROM staff WHERE id = ANY(\(owners)::text[])", logger: logger)
                 .decode((String, String).self) { names[id] = name }
         }
+        // Offices by name: the customer reads 广东省分公司, not GD.
+        var unitNames: [String: String] = [:]
+        let units = notices.compactMap { $0.fields["unitName"] }
+        if !units.isEmpty {
+            for try await (code, name) in try await connection.query("SELECT code, name FROM org_units WHERE code = ANY(\(units)::text[])", logger: logger)
+                .decode((String, String).self) { unitNames[code] = name }
+        }
         var notes: [NoticeRow] = []
         for notice in notices {
             guard let customer = customers[notice.complaintID] else { continue }
             var fields = notice.fields
             if let owner = fields["handlerName"] { fields["handlerName"] = names[owner] ?? owner }
+            if let unit = fields["unitName"] { fields["unitName"] = unitNames[unit] ?? unit }
             if fields["promisedReplyBy"] == "" { fields["promisedReplyBy"] = local(customer.promised) }
             fields["number"] = customer.number
             fields["customerName"] = PersonalData.maskName(customer.name)
@@ -264,15 +272,17 @@ struct CustomerNotice: Sendable {
     var fields: [String: String]
 }
 
-/// The events that tell the customer something, in one consumer: received, assigned, extended,
-/// concluded, and the return-visit invitation.
+/// The events that tell the customer something, in one consumer: received, assigned (and moved to
+/// another office), asked for something, offered a resolution, extended, concluded with its outcome,
+/// and the return-visit invitation.
 struct CustomerNoticeHandler: BatchHandler {
     let composer: Composer
-    static let topics = [EventType.complaintRegistered, .caseAssigned, .caseExtended, .caseClosed, .surveyRequested].map(\.topic)
+    static let topics = [EventType.complaintRegistered, .caseAssigned, .caseUpdated, .caseExtended, .caseClosed, .surveyRequested].map(\.topic)
 
     let registered = EventHandler<ComplaintRegistered> { _, _, _ in }
     let assigned = EventHandler<CaseAssigned> { _, _, _ in }
     let extended = EventHandler<CaseExtended> { _, _, _ in }
+    let updated = EventHandler<CaseUpdated> { _, _, _ in }
     let closed = EventHandler<CaseClosed> { _, _, _ in }
     let surveys = EventHandler<SurveyRequested> { _, _, _ in }
 
@@ -287,10 +297,30 @@ struct CustomerNoticeHandler: BatchHandler {
             }
         case EventType.caseAssigned.topic:
             return assigned.decode(message).map { event in
-                // The customer hears of their handler once: on the first assignment (and a reopened case's).
-                guard [.registered, .reopened].contains(event.payload.transition.fromStatus), let owner = event.payload.transition.assignee else { return nil }
-                return CustomerNotice(eventID: event.id, complaintID: event.complaintId, template: "case.assigned.customer",
-                                      fields: ["handlerName": owner, "promisedReplyBy": ""])
+                let t = event.payload.transition
+                guard let owner = t.assignee else { return nil }
+                // The customer hears of their handler on the first assignment (and a reopened case's), and
+                // again when an escalation or transfer has moved the case to another office.
+                if [.registered, .reopened].contains(t.fromStatus) {
+                    return CustomerNotice(eventID: event.id, complaintID: event.complaintId, template: "case.assigned.customer",
+                                          fields: ["handlerName": owner, "promisedReplyBy": ""])
+                }
+                guard [.escalated, .transferred].contains(t.fromStatus) else { return nil }
+                return CustomerNotice(eventID: event.id, complaintID: event.complaintId, template: "case.moved.customer",
+                                      fields: ["handlerName": owner, "unitName": t.handlingUnit, "promisedReplyBy": ""])
+            }
+        case EventType.caseUpdated.topic:
+            return updated.decode(message).map { event in
+                switch event.payload.transition.action {
+                case .awaitCustomer:
+                    return CustomerNotice(eventID: event.id, complaintID: event.complaintId, template: "case.awaiting_customer.customer",
+                                          fields: ["needed": event.payload.customerText ?? "", "respondBy": event.payload.nextContactAt.map(local) ?? ""])
+                case .proposeResolution:
+                    return CustomerNotice(eventID: event.id, complaintID: event.complaintId, template: "case.resolution_proposed.customer",
+                                          fields: ["proposal": event.payload.customerText ?? ""])
+                default:
+                    return nil
+                }
             }
         case EventType.caseExtended.topic:
             return extended.decode(message).map {
@@ -299,7 +329,9 @@ struct CustomerNoticeHandler: BatchHandler {
                                         "reason": $0.payload.transition.reason ?? ""])
             }
         case EventType.caseClosed.topic:
-            return closed.decode(message).map { CustomerNotice(eventID: $0.id, complaintID: $0.complaintId, template: "case.closed.customer", fields: [:]) }
+            return closed.decode(message).map {
+                CustomerNotice(eventID: $0.id, complaintID: $0.complaintId, template: "case.closed.customer", fields: ["outcome": $0.payload.outcome ?? ""])
+            }
         default:
             return surveys.decode(message).map {
                 CustomerNotice(eventID: $0.id, complaintID: $0.complaintId, template: "survey.requested.customer",

@@ -15,6 +15,14 @@ public struct PersonalDataKey: Sendable {
         let mac = HMAC<SHA256>.authenticationCode(for: Data(digits.utf8), using: key)
         return Hex.encode(mac)
     }
+
+    /// The same for an 18-character ID number (the check character upper-cased). Prefixed, so an ID
+    /// number's key never equals a phone number's.
+    public func idNumberKey(_ idNumber: String) -> String {
+        let normalised = "id:" + idNumber.trimmingCharacters(in: .whitespaces).uppercased()
+        let mac = HMAC<SHA256>.authenticationCode(for: Data(normalised.utf8), using: key)
+        return Hex.encode(mac)
+    }
 }
 
 enum Hex {

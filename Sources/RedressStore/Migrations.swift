@@ -11,6 +11,7 @@ public enum Migrations {
         Migration(version: 1, name: "foundation", sql: foundation),
         Migration(version: 2, name: "case handling", sql: caseHandling),
         Migration(version: 3, name: "notifications and return visits", sql: notificationsAndVisits),
+        Migration(version: 4, name: "case workbench", sql: workbench),
     ]
 
     /// The database roles the services use; a cluster-level set-up (scripts/lib.sh creates them; a
@@ -353,5 +354,45 @@ public enum Migrations {
     ALTER TABLE surveys ADD CONSTRAINT surveys_status CHECK (status IN ('scheduled', 'invited', 'answered', 'expired'));
     CREATE INDEX surveys_due ON surveys (due_at) WHERE status = 'scheduled';
     CREATE INDEX surveys_expiring ON surveys (expires_at) WHERE status = 'invited';
+    """#
+
+    static let workbench = #"""
+    -- 处理结果: the outcome text the customer is told at closure.
+    ALTER TABLE complaints ADD COLUMN outcome text;
+    -- The keyed hash of the customer's ID number (as customer_key is of the phone): a customer's
+    -- complaints are matched by either, never by clear values.
+    ALTER TABLE complaints ADD COLUMN customer_id_key text;
+    CREATE INDEX complaints_customer_id_key ON complaints (customer_id_key) WHERE customer_id_key IS NOT NULL;
+    CREATE INDEX complaints_reopened_from ON complaints (reopened_from) WHERE reopened_from IS NOT NULL;
+    CREATE INDEX complaints_repeat_of ON complaints (repeat_of) WHERE repeat_of IS NOT NULL;
+    CREATE INDEX complaints_unassigned ON complaints (promised_reply_by, id) WHERE assignee IS NULL AND status <> 'closed';
+
+    -- Staff: leave (from, to) besides availability; every change on record.
+    ALTER TABLE staff ADD COLUMN leave_from timestamptz, ADD COLUMN leave_to timestamptz;
+    CREATE TABLE staff_events (
+        id          bigserial PRIMARY KEY,
+        staff_id    text NOT NULL REFERENCES staff(id),
+        actor       text NOT NULL,
+        actor_role  text NOT NULL,
+        action      text NOT NULL,
+        changes     jsonb NOT NULL DEFAULT '{}',
+        at          timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX staff_events_staff ON staff_events (staff_id, id);
+    CREATE TRIGGER staff_events_no_update BEFORE UPDATE OR DELETE OR TRUNCATE ON staff_events
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+    REVOKE UPDATE, DELETE, TRUNCATE ON staff_events FROM redress_service;
+
+    -- The workbench reads a case's clocks, return visits and notices under the staff role; like its
+    -- history, each row is visible exactly when its case is.
+    GRANT SELECT ON sla_clocks, surveys TO redress_staff;
+    GRANT SELECT, INSERT ON staff_events TO redress_staff;
+    GRANT INSERT, UPDATE (name, org_unit, role, skills, capacity, active, available, leave_from, leave_to) ON staff TO redress_staff;
+    ALTER TABLE sla_clocks ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY sla_clocks_services ON sla_clocks TO redress_service USING (true) WITH CHECK (true);
+    CREATE POLICY sla_clocks_staff ON sla_clocks TO redress_staff USING (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id));
+    ALTER TABLE surveys ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY surveys_services ON surveys TO redress_service USING (true) WITH CHECK (true);
+    CREATE POLICY surveys_staff ON surveys TO redress_staff USING (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id));
     """#
 }

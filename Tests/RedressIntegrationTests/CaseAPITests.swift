@@ -106,7 +106,8 @@ enum CaseFixture {
             _ = try await step("record_committee_ruling", ["text": "维持原理赔结论", "members": ["GD-COM01", "GD-SUP01"]], as: F.token("GD-COM01", .committee, "GD"))
             _ = try await step("propose_resolution", ["text": "补偿利息损失"])
             _ = try await step("customer_accepts")
-            _ = try await step("close", ["liability": "not_liable", "responsibleLink": "claims", "causeCode": "customer_misunderstanding"])
+            _ = try await step("close", ["liability": "not_liable", "responsibleLink": "claims", "causeCode": "customer_misunderstanding",
+                                         "outcome": "经核实，理赔结论符合合同约定；已向您说明免责条款。"])
             let (_, detail) = try await F.get(client, "/v1/cases/\(id)", as: agent)
             #expect(detail["status"] as? String == "closed")
             #expect(detail["spotCheck"] as? Bool == true, "not liable at city level goes to the province for spot-check")
@@ -156,7 +157,7 @@ enum CaseFixture {
             let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000002")
             let agent = F.token("GD-SZ-AGE01", .agent, "GD-SZ")
             // Illegal transition: 409 naming the state and the moves allowed.
-            var (status, json) = try await F.act(client, id, "close", ["version": 1, "liability": "liable", "responsibleLink": "claims", "causeCode": "claim_delay"], as: agent)
+            var (status, json) = try await F.act(client, id, "close", ["version": 1, "liability": "liable", "responsibleLink": "claims", "causeCode": "claim_delay", "outcome": "补发赔款"], as: agent)
             #expect(status == .conflict)
             #expect((json["detail"] as? String ?? "").hasPrefix("cannot close a case that is investigating; allowed from investigating: reassign,"))
             // Stale version.
@@ -200,6 +201,11 @@ enum CaseFixture {
             // No token, bad token.
             let anonymous = try await client.execute(uri: "/v1/cases/mine", method: .get, headers: [:], body: nil)
             #expect(anonymous.status == .unauthorized)
+            let forged = TokenAuthority(secret: "not-the-deployment-secret-at-all").mint(subject: "GD-SZ-AGE01", role: .agent, unit: "GD-SZ")
+            for token in ["Bearer " + forged, "Bearer not.a.token", "Basic Zm9vOmJhcg=="] {
+                let refused = try await client.execute(uri: "/v1/cases/mine", method: .get, headers: [.authorization: token], body: nil)
+                #expect(refused.status == .unauthorized, "\(token.prefix(12))…")
+            }
         }
     }
 
@@ -234,7 +240,7 @@ enum CaseFixture {
 
     @Test func aSupervisorReassignsWithinTheSubtreeAndTheWorkloadFollows() async throws {
         try await F.withApp { db, _, client in
-            let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000003")
+            let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000003", category: "service")
             let (status, json) = try await F.act(client, id, "reassign", ["version": 1, "assignee": "GD-SZ-AGE02", "reason": "休假"], as: F.token("GD-SUP01", .supervisor, "GD"))
             #expect(status == .ok)
             #expect(json["assignee"] as? String == "GD-SZ-AGE02")

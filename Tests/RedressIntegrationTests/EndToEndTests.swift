@@ -252,7 +252,7 @@ import Testing
             let ownerToken = tokens.mint(subject: owner, role: .agent, unit: unit)
             var version = (started.json["version"] as? Int) ?? 0
             for (action, body) in [("propose_resolution", #""text":"补发利息""#), ("customer_accepts", ""),
-                                   ("close", #""liability":"liable","responsibleLink":"claims","causeCode":"claim_delay""#)] {
+                                   ("close", #""liability":"liable","responsibleLink":"claims","causeCode":"claim_delay","outcome":"理赔款已补发，并按合同支付利息""#)] {
                 let answer = try await EndToEndTests.call(http, .POST, "\(casesAPI)/\(id)/actions/\(action)", token: ownerToken,
                                                           body: Array("{\"version\":\(version)\(body.isEmpty ? "" : "," + body)}".utf8))
                 #expect(answer.status == 200, "\(action): \(answer.text)")

@@ -10,21 +10,25 @@ import Testing
         .assigned: [
             .assign: .assigned, .reassign: .assigned, .extend: .assigned, .addNote: .assigned, .recordContact: .assigned, .addEvidence: .assigned,
             .startInvestigation: .investigating, .escalate: .escalated, .transfer: .transferred,
+            .reclassify: .assigned, .reprioritise: .assigned,
         ],
         .investigating: [
             .reassign: .investigating, .extend: .investigating, .referToCommittee: .investigating, .recordCommitteeRuling: .investigating,
             .excludeTime: .investigating, .includeTime: .investigating,
             .addNote: .investigating, .recordContact: .investigating, .addEvidence: .investigating,
             .awaitCustomer: .awaitingCustomer, .proposeResolution: .resolutionProposed, .escalate: .escalated, .transfer: .transferred,
+            .reclassify: .investigating, .reprioritise: .investigating,
         ],
         .awaitingCustomer: [
             .reassign: .awaitingCustomer, .extend: .awaitingCustomer, .includeTime: .awaitingCustomer, .addNote: .awaitingCustomer, .recordContact: .awaitingCustomer,
             .addEvidence: .awaitingCustomer, .customerResponded: .investigating, .escalate: .escalated,
+            .reclassify: .awaitingCustomer, .reprioritise: .awaitingCustomer,
         ],
         .resolutionProposed: [
             .reassign: .resolutionProposed, .extend: .resolutionProposed, .recordCommitteeRuling: .resolutionProposed, .includeTime: .resolutionProposed,
             .addNote: .resolutionProposed, .recordContact: .resolutionProposed, .addEvidence: .resolutionProposed,
             .customerAccepts: .resolved, .customerRefuses: .investigating, .escalate: .escalated,
+            .reclassify: .resolutionProposed, .reprioritise: .resolutionProposed,
         ],
         .resolved: [.addNote: .resolved, .recordContact: .resolved, .addEvidence: .resolved, .close: .closed],
         .closed: [.reopen: .closed],
