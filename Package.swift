@@ -142,6 +142,7 @@ let package = Package(
             name: "redressctl",
             dependencies: [
                 "RedressDomain", "RedressContracts", "RedressStore", "RedressKafka", "RedressServiceKit", "RedressRouting", "RedressSupervisor",
+                "RedressCases",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],

@@ -196,6 +196,44 @@ struct CaseAPI: Sendable {
         }
         router.group("v1/closure-taxonomy").add(middleware: staff).get("") { _, _ in TaxonomyView(taxonomy: workflow.taxonomy) }
         router.group("v1/inbox").add(middleware: staff).get("") { request, context in try await inbox(request, context) }
+        // 人员管理: admins everywhere, supervisors within their subtree.
+        let people = router.group("v1/staff").add(middleware: RequireRoles([.supervisor, .admin], authority: tokens))
+        people.get("") { request, context in
+            let unit = request.uri.queryParameters.get("unit")
+            return try await scoped(context) { connection, path in
+                StaffList(items: try await directory.list(by: try Self.editor(context, path), unit: unit, on: connection, logger: context.logger))
+            }
+        }
+        people.post("") { request, context in
+            let body = try await Self.decode(StaffRequest.self, request, context)
+            let added = try await scoped(context) { connection, path in
+                try await directory.add(body, by: try Self.editor(context, path), on: connection, logger: context.logger)
+            }
+            return try added.response(from: request, context: context).withStatus(.created)
+        }
+        people.patch(":id") { request, context in
+            let id = try context.parameters.require("id")
+            let body = try await Self.decode(StaffRequest.self, request, context)
+            return try await scoped(context) { connection, path in
+                try await directory.change(id, body, by: try Self.editor(context, path), on: connection, logger: context.logger)
+            }
+        }
+    }
+
+    var directory: StaffDirectory { StaffDirectory(workflow: workflow) }
+
+    static func editor(_ context: RedressRequestContext, _ path: String) throws -> StaffEditor {
+        let caller = try context.caller()
+        return StaffEditor(subject: caller.subject, role: caller.role.rawValue, unitPath: path)
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: RedressRequestContext) async throws -> T {
+        let bytes = try await request.utf8Body(context: context)
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(bytes))
+        } catch {
+            throw Problem(status: .badRequest, title: "Body is not valid JSON", detail: "send a JSON object whose fields have the documented types: \(EventCoding.describe(error))")
+        }
     }
 
     /// Runs `body` as `redress_staff`, scoped to the caller's subtree, in one transaction.

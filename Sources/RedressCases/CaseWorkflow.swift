@@ -156,7 +156,9 @@ enum CaseAccess {
         }
         if let reason = request.reason, reason.count > 2000 { errors.append(FieldError("reason", "is longer than 2000 characters")) }
         switch action {
-        case .reassign: need(request.assignee, "assignee", max: 64)
+        case .reassign:
+            // A service may release a case to the unit's supervisor queue (its owner left): an empty assignee.
+            if versionRequired || request.assignee != "" { need(request.assignee, "assignee", max: 64) }
         case .addNote: need(request.text, "text", max: 4000)
         case .proposeResolution: need(request.text, "text", max: 4000)
         case .recordContact:
@@ -311,6 +313,10 @@ struct CaseWorkflow: Sendable {
     private func prepare(_ change: inout Change, request: ActionRequest, on connection: PostgresConnection, logger: Logger, now: Date) async throws {
         let row = change.row
         switch change.action {
+        case .reassign where request.assignee == "" && change.actor.role == CaseActor.service.role:
+            change.newAssignee = .some(nil)
+            change.payload["assignee"] = ""
+            change.payload["previousAssignee"] = row.assignee ?? ""
         case .reassign:
             let target = request.assignee!
             var found: ReassignTarget?

@@ -68,6 +68,11 @@ public enum CasesService {
                                      handler: EventHandler<SLABreached> { try await escalateBreaches($0, workflow: workflow, on: $1, logger: $2) })
         let reopenings = host.consumer(group: consumerGroup + "-surveys", topics: [EventType.surveyDissatisfied.topic],
                                        handler: EventHandler<SurveyDissatisfied> { try await reopenDissatisfied($0, workflow: workflow, on: $1, logger: $2) })
+        // Open-case counters recounted from the cases, so a missed decrement cannot drift a workload for good.
+        let recount = Periodic("workload recount", every: .seconds(300), gate: host.gate, logger: host.logger) { [postgres = host.postgres, logger = host.logger] in
+            let fixed = try await StaffDirectory.recountWorkload(on: postgres, logger: logger)
+            if fixed > 0 { logger.warning("open-case counts of \(fixed) agents had drifted and were recounted") }
+        }
         let series = GaugeSeries()
         // Counted from the system of record, so the gauge is right after restarts and whoever changed the cases.
         let gauges = Periodic("open-case gauges", every: gaugeInterval, gate: host.gate, logger: host.logger) { [postgres = host.postgres, logger = host.logger] in
@@ -89,7 +94,7 @@ public enum CasesService {
             for try await (unit, share) in rows.decode((String, Double).self) { ratio[[unit]] = share }
             series.record("redress_case_liable_ratio", dimensions: ["unit"], ratio)
         }
-        return (router, [assignments, breaches, reopenings, gauges, liable])
+        return (router, [assignments, breaches, reopenings, gauges, liable, recount])
     }
 
     /// 超时升级: a missed deadline sends the case one level up (routing names the new unit and owner),

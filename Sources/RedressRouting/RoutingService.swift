@@ -165,6 +165,7 @@ public final class RoutingEngine: Sendable {
             SELECT id, org_unit, open_cases, capacity, extract(epoch FROM last_assigned_at)::float8, skills
             FROM staff
             WHERE org_unit = ANY(\(Array(units))::text[]) AND role = 'agent' AND active AND available
+              AND NOT COALESCE(leave_from <= now() AND now() < leave_to, false)
             ORDER BY id
             FOR NO KEY UPDATE
             """, logger: logger)

@@ -387,7 +387,9 @@ public enum Migrations {
     -- history, each row is visible exactly when its case is.
     GRANT SELECT ON sla_clocks, surveys TO redress_staff;
     GRANT SELECT, INSERT ON staff_events TO redress_staff;
-    GRANT INSERT, UPDATE (name, org_unit, role, skills, capacity, active, available, leave_from, leave_to) ON staff TO redress_staff;
+    GRANT USAGE, SELECT ON SEQUENCE staff_events_id_seq TO redress_staff;
+    GRANT INSERT ON staff TO redress_staff;
+    GRANT UPDATE (name, org_unit, role, skills, capacity, active, available, leave_from, leave_to) ON staff TO redress_staff;
     ALTER TABLE sla_clocks ENABLE ROW LEVEL SECURITY;
     CREATE POLICY sla_clocks_services ON sla_clocks TO redress_service USING (true) WITH CHECK (true);
     CREATE POLICY sla_clocks_staff ON sla_clocks TO redress_staff USING (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id));

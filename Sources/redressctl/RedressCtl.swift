@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import PostgresNIO
+import RedressCases
 import RedressContracts
 import RedressKafka
 import RedressServiceKit
@@ -16,7 +17,7 @@ struct RedressCtl: AsyncParsableCommand {
         commandName: "redressctl",
         abstract: "Operate Redress: schema, demo organisation, tokens, dead letters, case history.",
         discussion: "Database and broker settings come from the same REDRESS_* environment variables as the services.",
-        subcommands: [Migrate.self, Seed.self, Token.self, Rules.self, SLA.self, DLQ.self, Case.self])
+        subcommands: [Migrate.self, Seed.self, Token.self, Rules.self, SLA.self, DLQ.self, Case.self, Staff.self])
 }
 
 /// Runs `body` with a PostgreSQL client whose pool runs for the duration.
@@ -290,4 +291,58 @@ func bootstrapServers() throws -> String {
         throw ValidationError("REDRESS_KAFKA_BOOTSTRAP is not set and \(file) cannot be read: start the development broker (scripts/up) or name the brokers")
     }
     return text.trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+struct Staff: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "staff", abstract: "The staff directory (as GET/POST/PATCH /v1/staff do it).",
+                                                    subcommands: [List.self, Add.self, Deactivate.self])
+
+    static func refused(_ error: any Error) -> any Error {
+        (error as? StaffCommands.Refused).map { ValidationError($0.description) } ?? error
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Staff of a unit (all units without --unit): id, name, unit, role, skills, open/capacity, state.")
+        @Option(help: "A unit code, e.g. GD-SZ.") var unit: String?
+
+        func run() async throws {
+            let lines = try await withPostgres { [unit] client, logger in try await StaffCommands.list(unit: unit, on: client, logger: logger) }
+            lines.forEach { print($0) }
+        }
+    }
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add a staff member (recorded in staff_events).")
+        @Option(help: "Staff id: capital letters, digits, dashes (GD-SZ-AGE04).") var id: String
+        @Option(help: "Full name.") var name: String
+        @Option(help: "Unit code.") var unit: String
+        @Option(help: "agent, supervisor, committee, auditor or admin.") var role: String
+        @Option(help: "Comma-separated categories the agent handles (claims,service,…).") var skills = ""
+        @Option(help: "Open cases at most.") var capacity = 20
+
+        func run() async throws {
+            let skillList = skills.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+            do {
+                let line = try await withPostgres { [id, name, unit, role, capacity] client, logger in
+                    try await StaffCommands.add(id: id, name: name, unit: unit, role: role, skills: skillList, capacity: capacity, on: client, logger: logger)
+                }
+                print(line)
+            } catch {
+                throw Staff.refused(error)
+            }
+        }
+    }
+
+    struct Deactivate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Deactivate a staff member: they cannot act any more, and their open cases go to new owners.")
+        @Argument(help: "Staff id.") var id: String
+
+        func run() async throws {
+            do {
+                print(try await withPostgres { [id] client, logger in try await StaffCommands.deactivate(id: id, on: client, logger: logger) })
+            } catch {
+                throw Staff.refused(error)
+            }
+        }
+    }
 }

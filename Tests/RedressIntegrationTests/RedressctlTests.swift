@@ -1,0 +1,59 @@
+import Foundation
+import PostgresNIO
+import RedressDomain
+@testable import RedressServiceKit
+import Testing
+
+/// `redressctl` as an operator runs it, a real process against a real database: every verb that
+/// needs no broker (`dlq replay` is exercised with one in the outbox tests' relay path).
+@Suite(.serialized) struct RedressctlTests {
+    static func run(_ stack: EndToEndTests.Stack, database: String, _ arguments: [String]) async throws -> (Int32, String) {
+        let output = "redressctl-\(UUID().uuidString.prefix(6)).out"
+        var environment = stack.environment(service: "redressctl", database: database, port: 0)
+        environment["REDRESS_PG_USER"] = "redress"
+        let process = try stack.launch("redressctl", arguments: arguments, environment: environment, log: output)
+        try await eventually("redressctl \(arguments.joined(separator: " ")) ends", timeout: .seconds(60)) { !process.isRunning }
+        return (process.terminationStatus, try String(contentsOf: stack.directory.appendingPathComponent(output), encoding: .utf8))
+    }
+
+    @Test func theOperatorsVerbsDoWhatTheySay() async throws {
+        try await TestDatabase.withFresh(seed: false) { db, database in
+            let stack = try EndToEndTests.Stack()
+            func ctl(_ arguments: String...) async throws -> (Int32, String) { try await Self.run(stack, database: database, arguments) }
+            var (code, out) = try await ctl("migrate")
+            #expect(code == 0 && out.contains("schema up to date"), "\(out)")
+            (code, out) = try await ctl("seed", "--file", TestDatabase.repo.appendingPathComponent("deploy/seed/org.json").path)
+            #expect(code == 0, "\(out)")
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM org_units") == 9)
+            (code, out) = try await ctl("token", "--role", "agent", "--unit", "GD-SZ", "--subject", "GD-SZ-AGE01")
+            #expect(code == 0)
+            let identity = try TokenAuthority(secret: stack.secret).verify(out.trimmingCharacters(in: .whitespacesAndNewlines))
+            #expect(identity.subject == "GD-SZ-AGE01" && identity.role == .agent && identity.unit == "GD-SZ")
+            (code, out) = try await ctl("token", "--role", "wizard", "--unit", "GD")
+            #expect(code != 0 && out.contains("wizard"), "\(out)")
+            (code, out) = try await ctl("rules", "check")
+            #expect(code == 0, "\(out)")
+            (code, out) = try await ctl("sla", "check", "--offline", "--at", "2026-06-01T09:00:00+08:00")
+            #expect(code == 0 && out.contains("valid"), "\(out)")
+            // Staff: add, list, refuse a duplicate, deactivate (their open case moves on).
+            (code, out) = try await ctl("staff", "add", "--id", "GD-SZ-AGE08", "--name", "钱进", "--unit", "GD-SZ", "--role", "agent", "--skills", "service,claims")
+            #expect(code == 0 && out.contains("GD-SZ-AGE08"), "\(out)")
+            (code, out) = try await ctl("staff", "add", "--id", "GD-SZ-AGE08", "--name", "钱进", "--unit", "GD-SZ", "--role", "agent")
+            #expect(code != 0 && out.contains("taken"), "\(out)")
+            (code, out) = try await ctl("staff", "add", "--id", "GD-SZ-AGE07", "--name", "x", "--unit", "NOWHERE", "--role", "agent")
+            #expect(code != 0 && out.contains("NOWHERE"), "\(out)")
+            (code, out) = try await ctl("staff", "list", "--unit", "GD-SZ")
+            #expect(code == 0 && out.contains("GD-SZ-AGE08\t钱进\tGD-SZ\tagent"), "\(out)")
+            let id = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE08", status: "investigating", number: "GD-SZ-20261122-000801",
+                                                  category: "service")
+            (code, out) = try await ctl("staff", "deactivate", "GD-SZ-AGE08")
+            #expect(code == 0 && out.contains("deactivated"), "\(out)")
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM complaints WHERE id = \(id) AND assignee <> 'GD-SZ-AGE08' AND status = 'investigating'") == 1)
+            (code, out) = try await ctl("case", "history", "GD-SZ-20261122-000801")
+            #expect(code == 0 && out.contains("reassign") && out.contains("GD-SZ-AGE08 was deactivated"), "\(out)")
+            (code, out) = try await ctl("case", "history", "GD-SZ-19990101-000001")
+            #expect(code != 0, "\(out)")
+            _ = await stack.stop()
+        }
+    }
+}
