@@ -478,8 +478,7 @@ struct CaseWorkflow: Sendable {
         if case .extended(let days, _) = change.event {
             decisionDays = days
             // Never past a regulator's deadline (the earlier counts, as at intake).
-            let extended = row.receivedAt.addingTimeInterval(Double(days) * 86_400)
-            promised = row.regulatorDeadline.map { min($0, extended) } ?? extended
+            promised = DecisionDeadline.promise(receivedAt: row.receivedAt, days: days, regulatorDeadline: row.regulatorDeadline)
         }
         if case .closed(let liability, let link, let cause, let spotCheck) = change.event {
             closure = (liability.rawValue, link, cause, spotCheck)
@@ -557,7 +556,7 @@ struct CaseWorkflow: Sendable {
             INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name, customer_phone,
                 customer_id_number, customer_key, customer_id_key, customer_flags, policy_number, claim_number, claim_stage, subject, content,
                 policy_agent, claim_handler, attachments, customer_contact, category, priority, handling_unit, status, reopened_from)
-            SELECT \(id), c.number || '-R' || n.k, c.channel, c.external_ref || '#R' || n.k, now(), now() + interval '15 days',
+            SELECT \(id), c.number || '-R' || n.k, c.channel, c.external_ref || '#R' || n.k, \(now), \(DecisionDeadline.promise(receivedAt: now)),
                 c.branch, c.customer_name, c.customer_phone, c.customer_id_number, c.customer_key, c.customer_id_key, c.customer_flags, c.policy_number,
                 c.claim_number, c.claim_stage, c.subject, c.content, c.policy_agent, c.claim_handler, c.attachments, c.customer_contact, c.category, c.priority,
                 c.handling_unit, 'reopened', c.id
@@ -614,7 +613,7 @@ struct ReassignTarget: Sendable {
         if openCases >= capacity {
             return .conflict("\(id) already has \(openCases) open cases, their capacity of \(capacity): choose another agent or raise the capacity")
         }
-        if let category = row.category, !skills.contains(category) {
+        if let category = Assignment.requiredSkill(for: row.category), !skills.contains(category) {
             return .conflict("\(id) lacks the \(category) skill the case needs (skills: \(skills.joined(separator: ", ")))")
         }
         if id == row.policyAgent { return .conflict("\(id) sold the policy this complaint is about: a conflict of interest") }

@@ -58,6 +58,9 @@ struct StaffDirectory: Sendable {
     let workflow: CaseWorkflow
 
     static let roles = ["agent", "supervisor", "committee", "auditor", "admin"]
+    /// The states in which a case has an owner's work pending and may be reassigned; an escalated or
+    /// transferred case is already on its way to a new owner through routing.
+    static let handedOnStatuses = CaseStatus.allCases.filter { CaseStateMachine.allowedActions(from: $0).contains(.reassign) }.map(\.rawValue)
     /// Roles a supervisor may give; the others are an admin's to give.
     static let supervisorGivesRoles: Set<String> = ["agent", "committee"]
     /// Staff ids: 2–32 capital letters, digits and dashes, starting with a letter or digit (GD-SZ-AGE04).
@@ -187,7 +190,9 @@ struct StaffDirectory: Sendable {
             if newPath == nil { unknownFields.append(FieldError("unit", "'\(unit)' is not a unit of the organisation")) }
         }
         if !unknownFields.isEmpty { throw CaseRefusal.unknown(unknownFields) }
-        guard let (current, currentPath) = try await get(id, on: connection, logger: logger) else { throw CaseRefusal.notFound(id) }
+        guard let (current, currentPath) = try await get(id, on: connection, logger: logger) else {
+            throw CaseRefusal.unknown([FieldError("id", "'\(id)' is not a staff member")])
+        }
         // Both where they are and where they go must be within the editor's reach, in both roles.
         if let refusal = Self.refusal(editor, path: currentPath, role: current.role) { throw refusal }
         if let refusal = Self.refusal(editor, path: newPath ?? currentPath, role: request.role ?? current.role) { throw refusal }
@@ -216,7 +221,7 @@ struct StaffDirectory: Sendable {
         var cases: [(id: UUID, number: String, unit: String, category: String?, priority: String?, conflicts: Set<String>)] = []
         for try await row in try await connection.query("""
             SELECT c.id, c.number, c.handling_unit, c.category, c.priority, c.policy_agent, c.claim_handler
-            FROM complaints c WHERE c.assignee = \(leaver) AND c.status <> 'closed' ORDER BY c.promised_reply_by
+            FROM complaints c WHERE c.assignee = \(leaver) AND c.status = ANY(\(Self.handedOnStatuses)::text[]) ORDER BY c.promised_reply_by
             """, logger: logger) {
             let c = row.makeRandomAccess()
             cases.append((try c["id"].decode(UUID.self), try c["number"].decode(String.self), try c["handling_unit"].decode(String?.self) ?? "",
@@ -241,7 +246,7 @@ struct StaffDirectory: Sendable {
         let encoder = EventCoding.encoder()
         for item in cases {
             var pool = pools[item.unit] ?? []
-            let pick = Assignment.pick(1, from: &pool, clock: &clock, skill: item.category, excluded: item.conflicts)[0]
+            let pick = Assignment.pick(1, from: &pool, clock: &clock, skill: Assignment.requiredSkill(for: item.category), excluded: item.conflicts)[0]
             pools[item.unit] = pool
             var request = ActionRequest()
             request.assignee = pick ?? ""

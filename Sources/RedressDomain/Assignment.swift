@@ -2,6 +2,13 @@ import Foundation
 
 /// Least open workload relative to capacity; ties go to whoever was assigned longest ago, then by id.
 public enum Assignment {
+    /// The skill an owner of a case of `category` needs: the category's own name, and none for
+    /// `other` (as the routing rules' skills map has it; reassignment and hand-over use this).
+    public static func requiredSkill(for category: String?) -> String? {
+        guard let category, category != Category.other.rawValue else { return nil }
+        return category
+    }
+
     public struct Candidate: Sendable, Equatable {
         public var id: String
         public var openCases: Int

@@ -105,7 +105,8 @@ public enum CaseStateMachine {
         .resolutionProposed: staying(.resolutionProposed, [.reassign, .extend, .recordCommitteeRuling, .includeTime] + record + correct).merging([
             .customerAccepts: .resolved, .customerRefuses: .investigating, .escalate: .escalated,
         ]) { $1 },
-        .resolved: staying(.resolved, record).merging([.close: .closed]) { $1 },
+        // A resolved case waits for its owner to close it: a supervisor may give it to someone else.
+        .resolved: staying(.resolved, [.reassign] + record).merging([.close: .closed]) { $1 },
         .closed: [.reopen: .closed],
         .escalated: [.assign: .assigned, .addNote: .escalated],
         .transferred: [.assign: .assigned, .addNote: .transferred],
@@ -118,6 +119,13 @@ public enum DecisionDeadline {
     public static let standardDays = 15
     public static let extendedDays = 30
     public static let maximumDays = 60
+
+    /// The reply promised for a complaint received at `receivedAt`, with `days` to decide: the
+    /// regulator's deadline when that is earlier (只取其早). The one place the promise is computed.
+    public static func promise(receivedAt: Date, days: Int = standardDays, regulatorDeadline: Date? = nil) -> Date {
+        let due = receivedAt.addingTimeInterval(Double(days) * 86_400)
+        return regulatorDeadline.map { min($0, due) } ?? due
+    }
 
     public struct Approver: Sendable, Equatable {
         public var staffID: String

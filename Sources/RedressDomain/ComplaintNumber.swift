@@ -21,29 +21,8 @@ public enum ClockKind: String, Sendable, Codable, CaseIterable {
     case decision
     /// 理赔后续问题 — a solution for a post-claim question: 48 h.
     case postClaim = "post_claim"
+    /// 每日更新处理状态 — the customer hears how it is going: every 24 h for the categories the policy
+    /// names, restarted by each recorded contact, due at the promised next contact when one was given.
+    case update
 }
 
-public struct ClockPolicy: Sendable {
-    public var acknowledge: Duration = .seconds(24 * 3600)
-    public var firstContact: Duration = .seconds(24 * 3600)
-    public var decision: Duration = .seconds(15 * 86_400)
-    /// Warn at this share of a clock's length.
-    public var warnShare: Double = 0.8
-
-    public init() {}
-
-    public func length(of kind: ClockKind) -> Duration {
-        switch kind {
-        case .acknowledge: acknowledge
-        case .firstContact: firstContact
-        case .decision: decision
-        case .postClaim: .seconds(48 * 3600)
-        }
-    }
-
-    /// Due and warning instants of a calendar-time clock started at `start`.
-    public func schedule(_ kind: ClockKind, from start: Date) -> (warnAt: Date, dueAt: Date) {
-        let seconds = Double(length(of: kind).components.seconds)
-        return (start.addingTimeInterval(seconds * warnShare), start.addingTimeInterval(seconds))
-    }
-}

@@ -24,6 +24,10 @@ public struct ClockRule: Sendable, Codable, Equatable {
     public var stopsOnNotice: String?
     /// Whether missing it escalates the case one level up, or only alerts the owner and the unit's supervisors.
     public var escalates: Bool
+    /// Actions that start the clock afresh (a recorded contact restarts the update clock); nil: none.
+    public var restartsOn: [CaseAction]?
+    /// Only complaints of these categories get the clock; nil: every category.
+    public var categories: [Category]?
 
     public enum Scope: String, Sendable, Codable {
         case all
@@ -31,7 +35,9 @@ public struct ClockRule: Sendable, Codable, Equatable {
     }
 
     public init(kind: ClockKind, hours: Double, time: ClockTime, urgentShortens: Bool, pauses: Bool, stopsOn: [CaseAction], appliesTo: Scope = .all,
-                stopsOnNotice: String? = nil, escalates: Bool = true) {
+                stopsOnNotice: String? = nil, escalates: Bool = true, restartsOn: [CaseAction]? = nil, categories: [Category]? = nil) {
+        self.restartsOn = restartsOn
+        self.categories = categories
         self.stopsOnNotice = stopsOnNotice
         self.escalates = escalates
         self.kind = kind
@@ -78,7 +84,10 @@ public struct SLAPolicy: Sendable, Codable, Equatable {
                   stopsOnNotice: "complaint.registered.acknowledgement", escalates: false),
         ClockRule(kind: .firstContact, hours: 24, time: .calendar, urgentShortens: true, pauses: false, stopsOn: [.startInvestigation, .recordContact]),
         ClockRule(kind: .postClaim, hours: 48, time: .calendar, urgentShortens: true, pauses: true, stopsOn: [.proposeResolution], appliesTo: .postClaim),
-        ClockRule(kind: .decision, hours: 360, time: .calendar, urgentShortens: false, pauses: true, stopsOn: [.close]),
+        ClockRule(kind: .decision, hours: Double(DecisionDeadline.standardDays * 24), time: .calendar, urgentShortens: false, pauses: true, stopsOn: [.close]),
+        // 每日更新处理状态 for claims (the claims-service rules, seed 002): restarted by each contact.
+        ClockRule(kind: .update, hours: 24, time: .calendar, urgentShortens: false, pauses: true, stopsOn: [], escalates: false,
+                  restartsOn: [.recordContact], categories: [.claims]),
     ])
 }
 
@@ -90,7 +99,9 @@ public struct ClockSubject: Sendable, Equatable {
     public var regulatorDeadline: Date?
     /// When each notice was first delivered, by template id.
     public var notices: [String: Date]
-    public init(receivedAt: Date, priority: Priority, postClaim: Bool, regulatorDeadline: Date?, notices: [String: Date] = [:]) {
+    public var category: Category?
+    public init(receivedAt: Date, priority: Priority, postClaim: Bool, regulatorDeadline: Date?, notices: [String: Date] = [:], category: Category? = nil) {
+        self.category = category
         self.notices = notices
         self.receivedAt = receivedAt
         self.priority = priority
@@ -107,7 +118,10 @@ public struct ClockHistoryEntry: Sendable, Equatable {
     public var toStatus: CaseStatus
     /// For `extend`: the new decision deadline in days.
     public var decisionDays: Int?
-    public init(at: Date, action: CaseAction, fromStatus: CaseStatus?, toStatus: CaseStatus, decisionDays: Int? = nil) {
+    /// For `record_contact`: when the handler promised to contact the customer next.
+    public var nextContactAt: Date?
+    public init(at: Date, action: CaseAction, fromStatus: CaseStatus?, toStatus: CaseStatus, decisionDays: Int? = nil, nextContactAt: Date? = nil) {
+        self.nextContactAt = nextContactAt
         self.at = at
         self.action = action
         self.fromStatus = fromStatus
@@ -134,12 +148,24 @@ public enum ClockReplay {
     public static func clocks(policy: SLAPolicy, subject: ClockSubject, history: [ClockHistoryEntry], calendar: WorkingCalendar) -> [ClockState] {
         policy.clocks.compactMap { rule in
             if rule.appliesTo == .postClaim && !subject.postClaim { return nil }
+            if let categories = rule.categories, !categories.contains(subject.category ?? .other) { return nil }
             return clock(rule, policy: policy, subject: subject, history: history, calendar: calendar)
         }
     }
 
     static func clock(_ rule: ClockRule, policy: SLAPolicy, subject: ClockSubject, history: [ClockHistoryEntry], calendar: WorkingCalendar) -> ClockState {
-        let start = subject.receivedAt
+        // A restarting clock runs from its latest restart before the case closed, to the promised time if one was given.
+        var start = subject.receivedAt
+        var promised: Date?
+        if let restarts = rule.restartsOn, !restarts.isEmpty {
+            for entry in history.sorted(by: { $0.at < $1.at }) {
+                if entry.action == .close { break }
+                if restarts.contains(entry.action), entry.at >= start {
+                    start = entry.at
+                    promised = entry.nextContactAt.flatMap { $0 > entry.at ? $0 : nil }
+                }
+            }
+        }
         var length = rule.hours * 3600
         if rule.kind == .decision, let days = history.compactMap(\.decisionDays).last { length = Double(days) * 86_400 }
         if rule.urgentShortens && subject.priority == .urgent { length *= policy.urgentFactor }
@@ -187,6 +213,10 @@ public enum ClockReplay {
         }
         var warnAt = instant(after: policy.warnShare)
         var dueAt = instant(after: 1)
+        if let promised {
+            dueAt = promised
+            warnAt = start.addingTimeInterval(promised.timeIntervalSince(start) * policy.warnShare)
+        }
         // A regulator transfer's deadline counts when it is earlier (只取其早).
         if rule.kind == .decision, let deadline = subject.regulatorDeadline, deadline < dueAt {
             dueAt = deadline

@@ -27,7 +27,6 @@ public struct Registrar: Sendable {
     /// locked for one statement, not for a whole batch, so concurrent batches do not queue on it.
     /// A batch that then fails leaves a gap in the numbers; numbers are unique, not gapless.
     let numbers: PostgresClient
-    let policy = ClockPolicy()
     /// Complaint numbers carry the branch's local date; the demo organisation is all in China (UTC+8).
     let branchUTCOffset = 8 * 3600
     static let actor = Actor.service("redress-intake")
@@ -123,8 +122,7 @@ public struct Registrar: Sendable {
         for index in fresh {
             let s = submissions[index]
             let id = UUID()
-            var promise = policy.schedule(.decision, from: s.receivedAt).dueAt
-            if let deadline = s.regulatorDeadline, deadline < promise { promise = deadline }
+            let promise = DecisionDeadline.promise(receivedAt: s.receivedAt, regulatorDeadline: s.regulatorDeadline)
             let key = keyOf[index]!
             var repeatOf: ComplaintReference?
             if let policyNumber = s.policyNumber {

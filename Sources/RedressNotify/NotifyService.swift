@@ -236,7 +236,10 @@ public struct Composer: Sendable {
         var notes: [NoticeRow] = []
         for event in events {
             let fields = ["number": event.clock.number, "clock": event.clock.clock.rawValue, "dueAt": local(event.clock.dueAt)]
-            for recipient in [event.clock.assignee.map { "staff:" + $0 }, "supervisors:" + event.clock.handlingUnit].compactMap({ $0 }) {
+            let owner = event.clock.assignee.map { "staff:" + $0 }, supervisors = "supervisors:" + event.clock.handlingUnit
+            // The daily update is the owner's to give: its warning is theirs, a miss goes to the supervisors.
+            let recipients = event.clock.clock == .update ? (event.template == "sla.warning.staff" ? [owner] : [supervisors]) : [owner, supervisors]
+            for recipient in recipients.compactMap({ $0 }) {
                 notes.append(staffNotice(event.template, complaint: event.complaintID, event: event.id, recipient: recipient, fields: fields))
             }
         }

@@ -267,13 +267,14 @@ public struct ClockKeeper: Sendable {
             """, logger: logger)
         var subjects: [UUID: (ClockSubject, String)] = [:]
         let rows = try await connection.query("""
-            SELECT c.id, c.received_at, COALESCE(c.priority, 'normal'), c.claim_stage, c.regulator_deadline, u.region
+            SELECT c.id, c.received_at, COALESCE(c.priority, 'normal'), c.claim_stage, c.regulator_deadline, u.region, c.category
             FROM complaints c JOIN org_units u ON u.code = COALESCE(c.handling_unit, c.branch)
             WHERE c.id = ANY(\(ids)::uuid[])
             """, logger: logger)
-        for try await (id, received, priority, stage, deadline, region) in rows.decode((UUID, Date, String, String?, Date?, String).self) {
+        for try await (id, received, priority, stage, deadline, region, category) in rows.decode((UUID, Date, String, String?, Date?, String, String?).self) {
             subjects[id] = (ClockSubject(receivedAt: received, priority: Priority(rawValue: priority) ?? .normal,
-                                         postClaim: stage == "post_claim", regulatorDeadline: deadline), region)
+                                         postClaim: stage == "post_claim", regulatorDeadline: deadline,
+                                         category: category.flatMap(Category.init(rawValue:))), region)
         }
         // Notices delivered — or suppressed because the customer consented to no channel we can use,
         // where there is no one to tell: the acknowledgement meets its clock.
@@ -284,13 +285,13 @@ public struct ClockKeeper: Sendable {
         for try await (id, template, at) in notices.decode((UUID, String, Date).self) { subjects[id]?.0.notices[template] = at }
         var histories: [UUID: [ClockHistoryEntry]] = [:]
         let events = try await connection.query("""
-            SELECT complaint_id, at, action, from_status, to_status, (payload->>'decisionDays')::int
+            SELECT complaint_id, at, action, from_status, to_status, (payload->>'decisionDays')::int, payload->>'nextContactAt'
             FROM case_events WHERE complaint_id = ANY(\(ids)::uuid[]) ORDER BY id
             """, logger: logger)
-        for try await (id, at, action, from, to, days) in events.decode((UUID, Date, String, String?, String, Int?).self) {
+        for try await (id, at, action, from, to, days, next) in events.decode((UUID, Date, String, String?, String, Int?, String?).self) {
             guard let action = CaseAction(rawValue: action), let to = CaseStatus(rawValue: to) else { continue }
             histories[id, default: []].append(ClockHistoryEntry(at: at, action: action, fromStatus: from.flatMap(CaseStatus.init(rawValue:)),
-                                                                toStatus: to, decisionDays: days))
+                                                                toStatus: to, decisionDays: days, nextContactAt: next.flatMap(Timestamp.parse)))
         }
         var complaintIDs: [UUID] = [], kinds: [String] = [], started: [Date] = [], warn: [Date] = [], due: [Date] = []
         var paused: [Date?] = [], stopped: [Date?] = []
@@ -314,9 +315,18 @@ public struct ClockKeeper: Sendable {
                 AS t(id, kind, started, warn, due, paused, stopped)
             ON CONFLICT (complaint_id, kind) DO UPDATE SET
                 started_at = EXCLUDED.started_at, warn_at = EXCLUDED.warn_at, due_at = EXCLUDED.due_at, paused_at = EXCLUDED.paused_at,
-                stopped_at = COALESCE(sla_clocks.stopped_at, EXCLUDED.stopped_at)
-            WHERE (sla_clocks.warn_at, sla_clocks.due_at, sla_clocks.paused_at, sla_clocks.stopped_at)
-                IS DISTINCT FROM (EXCLUDED.warn_at, EXCLUDED.due_at, EXCLUDED.paused_at, COALESCE(sla_clocks.stopped_at, EXCLUDED.stopped_at))
+                stopped_at = COALESCE(sla_clocks.stopped_at, EXCLUDED.stopped_at),
+                -- A restarted clock (the update clock, after a contact) is a new period: it may warn and breach again.
+                warned_at = CASE WHEN sla_clocks.started_at = EXCLUDED.started_at THEN sla_clocks.warned_at END,
+                breached_at = CASE WHEN sla_clocks.started_at = EXCLUDED.started_at THEN sla_clocks.breached_at END
+            WHERE (sla_clocks.started_at, sla_clocks.warn_at, sla_clocks.due_at, sla_clocks.paused_at, sla_clocks.stopped_at)
+                IS DISTINCT FROM (EXCLUDED.started_at, EXCLUDED.warn_at, EXCLUDED.due_at, EXCLUDED.paused_at, COALESCE(sla_clocks.stopped_at, EXCLUDED.stopped_at))
+            """, logger: logger)
+        // A clock the complaint no longer gets (reclassified out of the categories it applies to) stops now.
+        try await connection.query("""
+            UPDATE sla_clocks s SET stopped_at = now()
+            WHERE s.complaint_id = ANY(\(Array(subjects.keys))::uuid[]) AND s.stopped_at IS NULL
+              AND NOT EXISTS (SELECT 1 FROM unnest(\(complaintIDs)::uuid[], \(kinds)::text[]) AS t(id, kind) WHERE t.id = s.complaint_id AND t.kind = s.kind)
             """, logger: logger)
     }
 

@@ -229,7 +229,8 @@ import Testing
                 let clocks = try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks")
                 let acknowledgements = try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE template = 'complaint.registered.acknowledgement'")
                 let owners = try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE template = 'case.assigned.owner'")
-                return clocks == 3 && acknowledgements == 1 && owners == 1
+                // acknowledge, first contact, decision, and the daily update of a claims complaint.
+                return clocks == 4 && acknowledgements == 1 && owners == 1
             }
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM case_events WHERE action = 'assign'") == 1)
 
@@ -238,9 +239,21 @@ import Testing
                                                       token: tokens.mint(subject: "x", role: .supervisor, unit: "HQ")).json
             let owner = try #require(detail["assignee"] as? String)
             let unit = try #require(detail["handlingUnit"] as? String)
+            // The handler reads the complaint as the customer wrote it (personal data scrubbed).
+            #expect((detail["content"] as? String)?.hasPrefix("理赔申请一个月没有结果，请回电138****5678") == true, "\(detail["content"] ?? "")")
+            // A supervisor makes it urgent: the supervisor re-clocks, and the first contact is due in 12 hours, not 24.
+            let supervisorGD = tokens.mint(subject: "GD-SUP01", role: .supervisor, unit: "GD")
+            let urgent = try await EndToEndTests.call(http, .POST, "\(cases.replacingOccurrences(of: "/v1/complaints", with: "/v1/cases"))/\(id)/actions/reprioritise",
+                                                      token: supervisorGD, body: Array(#"{"version":\#(detail["version"] as? Int ?? 0),"priority":"urgent","reason":"客户年迈且情绪激动"}"#.utf8))
+            #expect(urgent.status == 200, "\(urgent.text)")
+            try await eventually("the first-contact clock is re-clocked to 12 hours") {
+                try await TestDatabase.count(db, """
+                    SELECT count(*) FROM sla_clocks WHERE kind = 'first_contact' AND due_at = started_at + interval '12 hours'
+                    """) == 1
+            }
             let started = try await EndToEndTests.call(
                 http, .POST, "\(cases.replacingOccurrences(of: "/v1/complaints", with: "/v1/cases"))/\(id)/actions/start_investigation",
-                token: tokens.mint(subject: owner, role: .agent, unit: unit), body: Array(#"{"version":\#(detail["version"] as? Int ?? 0)}"#.utf8))
+                token: tokens.mint(subject: owner, role: .agent, unit: unit), body: Array(#"{"version":\#(urgent.json["version"] as? Int ?? 0)}"#.utf8))
             #expect(started.status == 200, "\(started.text)")
             try await eventually("the first-contact clock stops") {
                 try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE kind = 'first_contact' AND stopped_at IS NOT NULL") == 1
@@ -278,11 +291,79 @@ import Testing
             let answered = try await EndToEndTests.call(http, .POST, "http://127.0.0.1:\(stack.port("surveys"))/v1/surveys/\(token)",
                                                         body: Array(#"{"score":2,"resolved":false}"#.utf8))
             #expect(answered.status == 201, "\(answered.text)")
+            // At least high, like any repeat; this one keeps the urgency the supervisor gave the first.
             try await eventually("the second complaint is assigned one level up", timeout: .seconds(60)) {
                 try await TestDatabase.count(db, """
-                    SELECT count(*) FROM complaints WHERE number = \(number + "-R1") AND status = 'assigned' AND handling_unit = 'HQ' AND priority = 'high'
+                    SELECT count(*) FROM complaints WHERE number = \(number + "-R1") AND status = 'assigned' AND handling_unit = 'HQ' AND priority = 'urgent'
                     """) == 1
             }
+
+            // The closure notice told the customer the outcome.
+            try await eventually("the closure notice with its outcome is sent") {
+                try await TestDatabase.count(db, """
+                    SELECT count(*) FROM notifications WHERE template = 'case.closed.customer' AND status = 'delivered' AND body LIKE '%理赔款已补发，并按合同支付利息%'
+                    """) == 1
+            }
+
+            // The same customer again, now through the regulator, with an attachment: the handler reads it whole and sees
+            // the earlier complaint in the customer's history.
+            let regulatorDeadline = Timestamp.format(receivedAt.addingTimeInterval(20 * 86_400))
+            let transfer = String(decoding: EndToEndTests.submission(ref: "REG-E2E-1"), as: UTF8.self)
+                .replacingOccurrences(of: "\"online\"", with: "\"regulator\"")
+                .replacingOccurrences(of: "\"subject\"", with: #""regulator":{"caseNumber":"GDJG-2026-0042","deadline":"\#(regulatorDeadline)"},"attachments":[{"name":"病历.pdf","uri":"https://docs.example.com/claims/77.pdf","contentType":"application/pdf","size":1024}],"subject""#)
+            let filed = try await EndToEndTests.call(http, .POST, intake, token: channel, body: Array(transfer.utf8))
+            #expect(filed.status == 201, "\(filed.text)")
+            let regulatorCase = try #require(filed.json["id"] as? String)
+            var whole: [String: Any] = [:]
+            try await eventually("the regulator's transfer is assigned at the province", timeout: .seconds(60)) {
+                whole = try await EndToEndTests.call(http, .GET, "\(casesAPI)/\(regulatorCase)", token: supervisorGD).json
+                return whole["status"] as? String == "assigned"
+            }
+            let regulatorOwner = try #require(whole["assignee"] as? String)
+            let regulatorOwnerToken = tokens.mint(subject: regulatorOwner, role: .agent, unit: "GD")
+            whole = try await EndToEndTests.call(http, .GET, "\(casesAPI)/\(regulatorCase)", token: regulatorOwnerToken).json
+            #expect(whole["priority"] as? String == "urgent" && whole["handlingUnit"] as? String == "GD")
+            #expect((whole["content"] as? String)?.contains("理赔申请一个月没有结果") == true)
+            #expect((whole["attachments"] as? [[String: Any]])?.first?["uri"] as? String == "https://docs.example.com/claims/77.pdf")
+            #expect((whole["regulator"] as? [String: Any])?["caseNumber"] as? String == "GDJG-2026-0042")
+            #expect((whole["clocks"] as? [[String: Any]])?.contains { $0["kind"] as? String == "decision" && $0["state"] as? String == "running" } == true)
+            let history = try await EndToEndTests.call(http, .GET, "\(casesAPI)/\(regulatorCase)/customer-history", token: supervisorGD).json
+            #expect((history["items"] as? [[String: Any]])?.contains { $0["number"] as? String == number } == true, "\(history)")
+            // Reclassified as a service complaint: the daily update (for claims) stops.
+            #expect(whole["category"] as? String == "claims")
+            try await eventually("the claims complaint has its daily-update clock running") {
+                try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE complaint_id = \(UUID(uuidString: regulatorCase)!) AND kind = 'update' AND stopped_at IS NULL") == 1
+            }
+            var regulatorVersion = whole["version"] as? Int ?? 0
+            let reclassified = try await EndToEndTests.call(http, .POST, "\(casesAPI)/\(regulatorCase)/actions/reclassify", token: supervisorGD,
+                                                            body: Array(#"{"version":\#(regulatorVersion),"category":"service","reason":"实为服务态度问题"}"#.utf8))
+            #expect(reclassified.status == 200, "\(reclassified.text)")
+            regulatorVersion = reclassified.json["version"] as? Int ?? 0
+            try await eventually("the daily-update clock stops once the case is no claim") {
+                try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE complaint_id = \(UUID(uuidString: regulatorCase)!) AND kind = 'update' AND stopped_at IS NOT NULL") == 1
+            }
+            // Escalated to HQ: the customer hears who has it now.
+            let escalated = try await EndToEndTests.call(http, .POST, "\(casesAPI)/\(regulatorCase)/actions/escalate", token: regulatorOwnerToken,
+                                                         body: Array(#"{"version":\#(regulatorVersion),"reason":"涉及总公司产品条款"}"#.utf8))
+            #expect(escalated.status == 200, "\(escalated.text)")
+            var atHQ: [String: Any] = [:]
+            try await eventually("the escalated case is assigned at HQ", timeout: .seconds(60)) {
+                let hqSupervisor = tokens.mint(subject: "HQ-SUP01", role: .supervisor, unit: "HQ")
+                atHQ = try await EndToEndTests.call(http, .GET, "\(casesAPI)/\(regulatorCase)", token: hqSupervisor).json
+                return atHQ["status"] as? String == "assigned" && atHQ["handlingUnit"] as? String == "HQ"
+            }
+            try await eventually("the customer is told the case moved") {
+                try await TestDatabase.count(db, """
+                    SELECT count(*) FROM notifications WHERE complaint_id = \(UUID(uuidString: regulatorCase)!) AND template = 'case.moved.customer' AND status = 'delivered'
+                    """) == 1
+            }
+            // Its owner leaves: an admin deactivates them, and the case goes to HQ's other service agent, still assigned.
+            let leaver = try #require(atHQ["assignee"] as? String)
+            let deactivated = try await EndToEndTests.call(http, .PATCH, "http://127.0.0.1:\(stack.port("cases"))/v1/staff/\(leaver)",
+                                                           token: tokens.mint(subject: "HQ-ADM01", role: .admin, unit: "HQ"), body: Array(#"{"active":false}"#.utf8))
+            #expect(deactivated.status == 200, "\(deactivated.text)")
+            let handedOn = try await EndToEndTests.call(http, .GET, "\(casesAPI)/\(regulatorCase)", token: tokens.mint(subject: "HQ-SUP01", role: .supervisor, unit: "HQ")).json
+            #expect(handedOn["assignee"] as? String != leaver && handedOn["assignee"] as? String != nil && handedOn["status"] as? String == "assigned", "\(handedOn)")
 
             // Upstream channels publish to the inbound topic: same contract, same result; bad ones are dead-lettered.
             let producer = try KafkaProducer(configuration: .init(client: .init(bootstrapServers: stack.bootstrap, clientID: "e2e")), logger: TestDatabase.logger)

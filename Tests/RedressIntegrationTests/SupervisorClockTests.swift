@@ -80,7 +80,9 @@ import Testing
 
     @Test func aBreachFiresOnceAlertsAndEscalatesTheCaseToRouting() async throws {
         try await TestDatabase.withFresh { db, _ in
-            let id = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261102-000002")
+            // A service complaint: no daily-update clock (that is for claims).
+            let id = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261102-000002",
+                                                  category: "service")
             try await db.query("UPDATE complaints SET received_at = \(Self.received) WHERE id = \(id)", logger: TestDatabase.logger)
             try await Self.history(db, id, [(3600, "start_investigation", "assigned", "investigating", "{}")])
             try await Self.rebuild(db, [id])
@@ -153,5 +155,34 @@ import Testing
         for try await text in try await db.query("SELECT convert_from(payload, 'UTF8') FROM outbox WHERE event_type = \(type.rawValue) ORDER BY id",
                                                  logger: TestDatabase.logger).decode(String.self) { texts.append(text) }
         return texts
+    }
+}
+
+extension SupervisorClockTests {
+    /// A missed daily update fires once; the contact that follows starts a new period that may fire again.
+    @Test func aRecordedContactRestartsTheUpdateClockAndItMayFireAgain() async throws {
+        try await TestDatabase.withFresh { db, _ in
+            let policy = try ClockBook.load(policyFile: TestDatabase.repo.appendingPathComponent("deploy/sla/policy.json").path,
+                                            calendarDirectory: TestDatabase.repo.appendingPathComponent("deploy/calendars").path)
+            let id = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261101-000001")
+            let received = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 3 * 86_400).rounded(.down))
+            try await db.query("UPDATE complaints SET received_at = \(received) WHERE id = \(id)", logger: TestDatabase.logger)
+            try await Self.rebuild(db, [id], book: policy)
+            #expect(try await Self.clock(db, id, "update")?.due == received.addingTimeInterval(86_400))
+            let scanner = DeadlineScanner(postgres: db, gate: StartupGate(), interval: .seconds(1), logger: TestDatabase.logger)
+            _ = try await db.withConnection { try await scanner.scan(on: $0) }
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE complaint_id = \(id) AND kind = 'update' AND breached_at IS NOT NULL") == 1)
+            let contact = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 2 * 3600).rounded(.down))
+            try await db.query("""
+                INSERT INTO case_events (complaint_id, event_id, at, actor, action, from_status, to_status, payload)
+                VALUES (\(id), \(UUID()), \(contact), 'GD-SZ-AGE01', 'record_contact', 'investigating', 'investigating', '{}'::jsonb)
+                """, logger: TestDatabase.logger)
+            try await Self.rebuild(db, [id], book: policy)
+            #expect(try await Self.clock(db, id, "update")?.due == contact.addingTimeInterval(86_400))
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE complaint_id = \(id) AND kind = 'update' AND breached_at IS NULL AND warned_at IS NULL") == 1,
+                    "a new period: nothing fired yet")
+            // Other clocks keep what they fired.
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE complaint_id = \(id) AND kind = 'first_contact' AND breached_at IS NOT NULL") == 1)
+        }
     }
 }

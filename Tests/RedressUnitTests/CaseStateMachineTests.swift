@@ -30,7 +30,7 @@ import Testing
             .customerAccepts: .resolved, .customerRefuses: .investigating, .escalate: .escalated,
             .reclassify: .resolutionProposed, .reprioritise: .resolutionProposed,
         ],
-        .resolved: [.addNote: .resolved, .recordContact: .resolved, .addEvidence: .resolved, .close: .closed],
+        .resolved: [.reassign: .resolved, .addNote: .resolved, .recordContact: .resolved, .addEvidence: .resolved, .close: .closed],
         .closed: [.reopen: .closed],
         .escalated: [.assign: .assigned, .addNote: .escalated],
         .transferred: [.assign: .assigned, .addNote: .transferred],

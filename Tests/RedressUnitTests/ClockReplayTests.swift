@@ -163,3 +163,32 @@ import Testing
         #expect(T.clock(.decision, history: Array(history.prefix(4)))?.pausedAt == T.received.addingTimeInterval(T.day))
     }
 }
+
+extension ClockReplayTests {
+    /// 每日更新处理状态: the deployment's policy gives claims complaints an update clock that each
+    /// recorded contact restarts, due at the promised next contact when one was given.
+    @Test func theUpdateClockRestartsOnEachContactAndMeetsThePromise() throws {
+        let policy = try JSONDecoder().decode(SLAPolicy.self, from: Data(contentsOf: URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("deploy/sla/policy.json")))
+        #expect(policy.problems().isEmpty)
+        let claims = ClockSubject(receivedAt: Self.received, priority: .normal, postClaim: false, regulatorDeadline: nil, category: .claims)
+        let sales = ClockSubject(receivedAt: Self.received, priority: .normal, postClaim: false, regulatorDeadline: nil, category: .sales)
+        #expect(Self.clock(.update, policy: policy, subject: sales) == nil, "only the categories the policy names")
+        let fresh = try #require(Self.clock(.update, policy: policy, subject: claims))
+        #expect(fresh.startedAt == Self.received && fresh.dueAt == Self.received.addingTimeInterval(24 * Self.hour))
+        // A contact with a promise: due then. A later contact without one: 24 h from it.
+        var contact = Self.entry(3 * Self.hour, .recordContact, .investigating, .investigating)
+        contact.nextContactAt = Self.received.addingTimeInterval(2 * Self.day)
+        let promised = try #require(Self.clock(.update, policy: policy, subject: claims, history: [contact]))
+        #expect(promised.startedAt == contact.at && promised.dueAt == contact.nextContactAt)
+        #expect(promised.warnAt == contact.at.addingTimeInterval(contact.nextContactAt!.timeIntervalSince(contact.at) * 0.8))
+        let later = Self.entry(30 * Self.hour, .recordContact, .investigating, .investigating)
+        let again = try #require(Self.clock(.update, policy: policy, subject: claims, history: [contact, later]))
+        #expect(again.startedAt == later.at && again.dueAt == later.at.addingTimeInterval(24 * Self.hour))
+        // A note is no contact; closing stops it.
+        let note = Self.entry(40 * Self.hour, .addNote, .investigating, .investigating)
+        #expect(Self.clock(.update, policy: policy, subject: claims, history: [contact, later, note])?.startedAt == later.at)
+        let closed = Self.entry(50 * Self.hour, .close, .resolved, .closed)
+        #expect(Self.clock(.update, policy: policy, subject: claims, history: [contact, later, closed])?.stoppedAt == closed.at)
+    }
+}
