@@ -50,6 +50,16 @@ public struct ClockRule: Sendable, Codable, Equatable {
     }
 }
 
+extension ClockRule {
+    /// Whether a complaint gets this clock: post-claim questions only for a post-claim clock, and only
+    /// the categories a clock names.
+    public func applies(to subject: ClockSubject) -> Bool {
+        if appliesTo == .postClaim && !subject.postClaim { return false }
+        if let categories, !categories.contains(subject.category ?? .other) { return false }
+        return true
+    }
+}
+
 /// The per-deployment SLA policy: which clocks run, how long, in which time, and when to warn.
 public struct SLAPolicy: Sendable, Codable, Equatable {
     /// Warn at this share of a clock's length (default 0.8).
@@ -147,8 +157,7 @@ public struct ClockState: Sendable, Equatable {
 public enum ClockReplay {
     public static func clocks(policy: SLAPolicy, subject: ClockSubject, history: [ClockHistoryEntry], calendar: WorkingCalendar) -> [ClockState] {
         policy.clocks.compactMap { rule in
-            if rule.appliesTo == .postClaim && !subject.postClaim { return nil }
-            if let categories = rule.categories, !categories.contains(subject.category ?? .other) { return nil }
+            guard rule.applies(to: subject) else { return nil }
             return clock(rule, policy: policy, subject: subject, history: history, calendar: calendar)
         }
     }

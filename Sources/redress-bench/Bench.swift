@@ -139,9 +139,12 @@ struct Bench: AsyncParsableCommand {
             print(String(format: "bench: stages: intake registered %.0f/s (all %d in %.1f s), assignment followed %.1f s after the last registration",
                          Double(count - outcome.lost) / max(intakeSeconds, 0.001), count - outcome.lost, intakeSeconds,
                          outcome.lastAssigned.timeIntervalSince(outcome.lastRegistered)))
-            print(String(format: "bench: complaints=%d lost=%d duplicated=%d throughput=%.0f/s p50=%.0fms p99=%.0fms",
-                         count, outcome.lost, outcome.duplicated, throughput, percentile(0.5), percentile(0.99)))
-            if outcome.lost != 0 || outcome.duplicated != 0 { throw ExitCode(1) }
+            if !outcome.shortfalls.isEmpty {
+                print("bench: shortfalls by kind: " + outcome.shortfalls.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+            }
+            print(String(format: "bench: complaints=%d lost=%d duplicated=%d incomplete=%d throughput=%.0f/s p50=%.0fms p99=%.0fms",
+                         count, outcome.lost, outcome.duplicated, outcome.incomplete, throughput, percentile(0.5), percentile(0.99)))
+            if outcome.lost != 0 || outcome.duplicated != 0 || outcome.incomplete != 0 { throw ExitCode(1) }
         }
         await producer.shutdown()
     }
@@ -182,8 +185,6 @@ struct Bench: AsyncParsableCommand {
         try await client.shutdown()
     }
 
-    /// The statutory clocks every complaint gets (post-claim questions get one more).
-    static let clocksPerComplaint = SLAPolicy.standard.clocks.filter { $0.appliesTo == .all }.count
 
     struct Outcome {
         var assigned = 0
@@ -191,6 +192,9 @@ struct Bench: AsyncParsableCommand {
         var duplicated = 0
         var acknowledgements = 0
         var clocks = 0
+        /// Complaints with any shortfall, and the shortfalls by kind (FlowAudit).
+        var incomplete = 0
+        var shortfalls: [String: Int] = [:]
         var latencies: [Double] = []
         var lastAssigned = Date()
         var lastRegistered = Date()
@@ -230,31 +234,62 @@ struct Bench: AsyncParsableCommand {
             }
             try await Task.sleep(for: .milliseconds(200))
         }
+        // Then the rest of each flow (clocks, the customer's notices delivered), until complete or stalled.
+        let policy = (ProcessInfo.processInfo.environment["REDRESS_SLA_POLICY"].flatMap { FileManager.default.contents(atPath: $0) })
+            .flatMap { try? JSONDecoder().decode(SLAPolicy.self, from: $0) } ?? .standard
+        var outcome = Outcome()
+        var previousGaps = -1
+        var gapsSince = Date()
+        while true {
+            outcome = try await audit(postgres: postgres, pattern: pattern, policy: policy, submitted: submitted, logger: logger)
+            let gaps = outcome.shortfalls.values.reduce(0, +)
+            if gaps == 0 { break }
+            if gaps != previousGaps {
+                previousGaps = gaps
+                gapsSince = Date()
+            } else if Date().timeIntervalSince(gapsSince) > Double(stallSeconds) {
+                break
+            }
+            try await Task.sleep(for: .seconds(1))
+        }
+        return outcome
+    }
+
+    /// Each complaint of the run against `FlowAudit`: every shortfall counted by kind.
+    func audit(postgres: PostgresClient, pattern: String, policy: SLAPolicy, submitted: SubmitTimes, logger: Logger) async throws -> Outcome {
         var outcome = Outcome()
         var seen = Set<Int>()
         var lastAssigned = Date.distantPast
         let rows = try await postgres.query("""
-            WITH mine AS (SELECT id, external_ref, registered_at FROM complaints WHERE external_ref LIKE \(pattern)),
+            WITH mine AS (SELECT id, external_ref, registered_at, category, claim_stage, priority FROM complaints WHERE external_ref LIKE \(pattern)),
             assigns AS (SELECT e.complaint_id, min(e.at) AS at, count(*) AS n FROM case_events e JOIN mine ON mine.id = e.complaint_id
                         WHERE e.action = 'assign' GROUP BY e.complaint_id),
-            acks AS (SELECT n.complaint_id, count(*) AS n FROM notifications n JOIN mine ON mine.id = n.complaint_id
-                     WHERE n.template = 'complaint.registered.acknowledgement' GROUP BY n.complaint_id),
-            clocks AS (SELECT s.complaint_id, count(*) AS n FROM sla_clocks s JOIN mine ON mine.id = s.complaint_id GROUP BY s.complaint_id)
-            SELECT mine.external_ref, assigns.at, assigns.n::bigint, COALESCE(acks.n, 0)::bigint, COALESCE(clocks.n, 0)::bigint, mine.registered_at
-            FROM mine JOIN assigns ON assigns.complaint_id = mine.id
-            LEFT JOIN acks ON acks.complaint_id = mine.id LEFT JOIN clocks ON clocks.complaint_id = mine.id
+            notes AS (SELECT n.complaint_id, array_agg(n.template) AS t FROM notifications n JOIN mine ON mine.id = n.complaint_id
+                      WHERE n.status = 'delivered' AND n.channel <> 'staff_inbox' GROUP BY n.complaint_id),
+            clocks AS (SELECT s.complaint_id, array_agg(s.kind) AS k FROM sla_clocks s JOIN mine ON mine.id = s.complaint_id GROUP BY s.complaint_id)
+            SELECT mine.external_ref, assigns.at, COALESCE(assigns.n, 0)::bigint, COALESCE(notes.t, '{}'), COALESCE(clocks.k, '{}'), mine.registered_at,
+                   mine.category, mine.claim_stage
+            FROM mine LEFT JOIN assigns ON assigns.complaint_id = mine.id
+            LEFT JOIN notes ON notes.complaint_id = mine.id LEFT JOIN clocks ON clocks.complaint_id = mine.id
             """, logger: logger)
         var lastRegistered = Date.distantPast
         var firstAssigned = Date.distantFuture
-        for try await (ref, at, assignments, acks, clocks, registered) in rows.decode((String, Date, Int64, Int64, Int64, Date).self) {
+        for try await (ref, at, assignments, notes, clocks, registered, category, stage) in rows.decode((String, Date?, Int64, [String], [String], Date, String?, String?).self) {
             if registered > lastRegistered { lastRegistered = registered }
-            if at < firstAssigned { firstAssigned = at }
             guard let n = Int(ref.split(separator: "-").last ?? "") else { continue }
             seen.insert(n)
+            let subject = ClockSubject(receivedAt: registered, priority: .normal, postClaim: stage == "post_claim", regulatorDeadline: nil,
+                                       category: category.flatMap(RedressDomain.Category.init(rawValue:)))
+            let observed = FlowAudit.Observed(assignments: Int(assignments), delivered: Dictionary(notes.map { ($0, 1) }, uniquingKeysWith: +), clocks: clocks)
+            let gaps = FlowAudit.shortfalls(observed, expectedClocks: FlowAudit.expectedClocks(policy: policy, subject: subject))
+            for gap in gaps { outcome.shortfalls[gap.split(separator: ":").first.map(String.init) ?? gap, default: 0] += 1 }
+            if gaps.contains(where: { $0.contains("duplicated") || $0.contains("unexpected") }) { outcome.duplicated += 1 }
+            if !gaps.isEmpty { outcome.incomplete += 1 }
+            outcome.acknowledgements += observed.delivered["complaint.registered.acknowledgement"] ?? 0
+            outcome.clocks += clocks.count
+            guard let at else { continue }
             outcome.assigned += 1
-            if assignments != 1 || acks > 1 || clocks > Self.clocksPerComplaint { outcome.duplicated += 1 }
-            outcome.acknowledgements += Int(acks)
-            outcome.clocks += Int(clocks)
+            if at < firstAssigned { firstAssigned = at }
             if let sent = submitted.time(n) { outcome.latencies.append(at.timeIntervalSince(sent)) }
             if at > lastAssigned { lastAssigned = at }
         }
@@ -330,7 +365,28 @@ struct SLAScanBench {
                     done += slice
                 }
                 try await postgres.query("ANALYZE sla_clocks", logger: logger)
+                // What a handler's case page reads: for every open case, a history of ten actions, its four
+                // clocks and three notices sent (the closed ones are the million rows the indexes must skip).
+                try await postgres.query("""
+                    INSERT INTO case_events (complaint_id, event_id, at, actor, action, from_status, to_status, reason, payload)
+                    SELECT c.id, gen_random_uuid(), now() - make_interval(hours => 10 - k), c.assignee, 'add_note', 'investigating', 'investigating',
+                           NULL, jsonb_build_object('text', '电话联系客户，说明理赔进度 ' || k)
+                    FROM complaints c, generate_series(1, 10) AS k WHERE c.status <> 'closed' AND c.external_ref LIKE 'BENCH-%'
+                    """, logger: logger)
+                try await postgres.query("""
+                    INSERT INTO sla_clocks (complaint_id, kind, started_at, warn_at, due_at)
+                    SELECT c.id, k, c.received_at, c.promised_reply_by - interval '3 days', c.promised_reply_by
+                    FROM complaints c, unnest(ARRAY['acknowledge', 'first_contact', 'decision', 'update']) AS k WHERE c.status <> 'closed'
+                    ON CONFLICT DO NOTHING
+                    """, logger: logger)
+                try await postgres.query("""
+                    INSERT INTO notifications (id, complaint_id, event_id, recipient, channel, template, status, body)
+                    SELECT gen_random_uuid(), c.id, gen_random_uuid(), 'customer:' || c.customer_key, 'sms', t, 'delivered', '您的投诉已受理'
+                    FROM complaints c, unnest(ARRAY['complaint.registered.acknowledgement', 'case.assigned.customer', 'case.awaiting_customer.customer']) AS t
+                    WHERE c.status <> 'closed'
+                    """, logger: logger)
                 try await postgres.query("ANALYZE complaints", logger: logger)
+                try await postgres.query("ANALYZE case_events", logger: logger)
                 print(String(format: "bench: sla: %d open clocks made in %.1f s", missing, (ContinuousClock.now - started).seconds))
             }
             let open = try await count(postgres, "SELECT count(*)::bigint FROM sla_clocks WHERE stopped_at IS NULL AND breached_at IS NULL")
@@ -395,14 +451,36 @@ struct QueueBench {
                         INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name, customer_phone,
                             customer_key, subject, content, policy_number, category, priority, handling_unit, assignee, status)
                         SELECT gen_random_uuid(), 'BENCH-' || i, 'online', 'BENCH-' || i, now() - interval '20 days',
-                               now() + make_interval(mins => (i % 1440)::int), a.units[1 + i % a.n], '张三', '13812345678', 'k', '理赔太慢', '理赔拖了两个月',
+                               now() + make_interval(mins => (i % 1440)::int), a.units[1 + i % a.n], '张三', '13812345678', 'k-' || (i % 250000), '理赔太慢',
+                               '理赔申请一个月没有结果，保单号POL-' || i || '，理赔员一直不接电话',
                                'POL-' || i, 'claims', CASE WHEN i % 7 = 0 THEN 'high' ELSE 'normal' END, a.units[1 + i % a.n], a.ids[1 + i % a.n],
                                CASE WHEN i % 499 = 0 THEN 'investigating' ELSE 'closed' END
                         FROM generate_series(\(done + 1), \(done + slice)) AS i, a
                         """, logger: logger)
                     done += slice
                 }
+                // What a handler's case page reads: for every open case, a history of ten actions, its four
+                // clocks and three notices sent (the closed ones are the million rows the indexes must skip).
+                try await postgres.query("""
+                    INSERT INTO case_events (complaint_id, event_id, at, actor, action, from_status, to_status, reason, payload)
+                    SELECT c.id, gen_random_uuid(), now() - make_interval(hours => 10 - k), c.assignee, 'add_note', 'investigating', 'investigating',
+                           NULL, jsonb_build_object('text', '电话联系客户，说明理赔进度 ' || k)
+                    FROM complaints c, generate_series(1, 10) AS k WHERE c.status <> 'closed' AND c.external_ref LIKE 'BENCH-%'
+                    """, logger: logger)
+                try await postgres.query("""
+                    INSERT INTO sla_clocks (complaint_id, kind, started_at, warn_at, due_at)
+                    SELECT c.id, k, c.received_at, c.promised_reply_by - interval '3 days', c.promised_reply_by
+                    FROM complaints c, unnest(ARRAY['acknowledge', 'first_contact', 'decision', 'update']) AS k WHERE c.status <> 'closed'
+                    ON CONFLICT DO NOTHING
+                    """, logger: logger)
+                try await postgres.query("""
+                    INSERT INTO notifications (id, complaint_id, event_id, recipient, channel, template, status, body)
+                    SELECT gen_random_uuid(), c.id, gen_random_uuid(), 'customer:' || c.customer_key, 'sms', t, 'delivered', '您的投诉已受理'
+                    FROM complaints c, unnest(ARRAY['complaint.registered.acknowledgement', 'case.assigned.customer', 'case.awaiting_customer.customer']) AS t
+                    WHERE c.status <> 'closed'
+                    """, logger: logger)
                 try await postgres.query("ANALYZE complaints", logger: logger)
+                try await postgres.query("ANALYZE case_events", logger: logger)
                 print(String(format: "bench: queue: %d complaints made in %.1f s", complaints - existing, (ContinuousClock.now - started).seconds))
             }
             var agents: [(String, String)] = [], supervisors: [(String, String)] = []
@@ -416,24 +494,38 @@ struct QueueBench {
             print("bench: queue: \(total) complaints in the database, \(open) open, \(agents.count) agents")
             let agentTokens = agents.map { tokens.mint(subject: $0.0, role: .agent, unit: $0.1) }
             let supervisorTokens = supervisors.map { tokens.mint(subject: $0.0, role: .supervisor, unit: $0.1) }
+            let tokenOf = Dictionary(uniqueKeysWithValues: zip(agents.map(\.0), agentTokens))
+            // Each agent opens their own open cases: the case page and the customer's other complaints.
+            var pages: [(String, String)] = [], histories: [(String, String)] = []
+            for try await (number, assignee) in try await postgres.query("""
+                SELECT number, assignee FROM complaints WHERE status <> 'closed' AND assignee IS NOT NULL ORDER BY id LIMIT 2000
+                """, logger: logger).decode((String, String).self) {
+                guard let token = tokenOf[assignee] else { continue }
+                pages.append(("/v1/cases/\(number)", token))
+                histories.append(("/v1/cases/\(number)/customer-history", token))
+            }
             // One staff member at a time (the latency a person sees), then the service under load.
             for connections in [1, concurrency] {
-                try await measure("GET /v1/cases/mine?limit=50 (agents)", path: "/v1/cases/mine?limit=50", tokens: agentTokens,
-                                  requests: 2000, connections: connections, expectFull: true)
-                try await measure("GET /v1/cases?limit=50 (supervisors' unit queues)", path: "/v1/cases?limit=50", tokens: supervisorTokens,
-                                  requests: 1000, connections: connections, expectFull: false)
+                try await measure("GET /v1/cases/mine?limit=50 (agents)", requests: agentTokens.map { ("/v1/cases/mine?limit=50", $0) },
+                                  count: 2000, connections: connections, expectFull: true)
+                try await measure("GET /v1/cases?limit=50 (supervisors' unit queues)", requests: supervisorTokens.map { ("/v1/cases?limit=50", $0) },
+                                  count: 1000, connections: connections, expectFull: false)
+                try await measure("GET /v1/cases/{number} (the case page: complaint, history, clocks, notices)", requests: pages,
+                                  count: 2000, connections: connections, expectFull: false, isPage: false)
+                try await measure("GET /v1/cases/{number}/customer-history", requests: histories,
+                                  count: 2000, connections: connections, expectFull: false, isPage: false)
             }
         }
     }
 
-    /// Warms up, then times `requests` requests over `concurrency` connections, each with a token picked in turn.
-    func measure(_ name: String, path: String, tokens: [String], requests: Int, connections: Int, expectFull: Bool) async throws {
+    /// Warms up, then times `count` requests over `connections` connections, each (path, token) picked in turn.
+    func measure(_ name: String, requests paths: [(String, String)], count requests: Int, connections: Int, expectFull: Bool, isPage: Bool = true) async throws {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        let url = cases + path
-        @Sendable func get(_ token: String) async throws -> (Double, Int) {
-            var request = HTTPClientRequest(url: url)
+        @Sendable func get(_ pair: (String, String)) async throws -> (Double, Int) {
+            let (path, token) = pair
+            var request = HTTPClientRequest(url: cases + path)
             request.headers.add(name: "Authorization", value: "Bearer \(token)")
             let started = ContinuousClock.now
             let response = try await client.execute(request, timeout: .seconds(30))
@@ -444,14 +536,14 @@ struct QueueBench {
             return (elapsed, items?.count ?? -1)
         }
         do {
-            for token in tokens { _ = try await get(token) }
+            for pair in paths.prefix(200) { _ = try await get(pair) }
             let next = Counter()
             let started = ContinuousClock.now
             let results = try await withThrowingTaskGroup(of: [(Double, Int)].self) { group in
                 for _ in 0..<connections {
                     group.addTask {
                         var mine: [(Double, Int)] = []
-                        while let i = next.take(below: requests) { mine.append(try await get(tokens[i % tokens.count])) }
+                        while let i = next.take(below: requests) { mine.append(try await get(paths[i % paths.count])) }
                         return mine
                     }
                 }
@@ -461,8 +553,9 @@ struct QueueBench {
             let latencies = results.map(\.0).sorted()
             let short = results.filter { $0.1 != 50 }.count
             func at(_ q: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * q))] }
-            print(String(format: "bench: queue: %@: %d requests, %d connections, %.0f/s; latency p50=%.1fms p99=%.1fms max=%.1fms; pages short of 50: %d",
-                         name, requests, connections, Double(requests) / seconds, at(0.5), at(0.99), latencies.last ?? 0, short))
+            print(String(format: "bench: queue: %@: %d requests, %d connections, %.0f/s; latency p50=%.1fms p99=%.1fms max=%.1fms%@",
+                         name, requests, connections, Double(requests) / seconds, at(0.5), at(0.99), latencies.last ?? 0,
+                         isPage ? "; pages short of 50: \(short)" : ""))
             if expectFull && short > 0 { throw ValidationError("\(short) queue pages had fewer than 50 cases: the fill did not give every agent 50 open cases") }
         } catch {
             try await client.shutdown()
