@@ -36,8 +36,10 @@ struct CaseReadModel: Sendable {
             SELECT \(Self.summaryColumns), c.branch, c.registered_at, c.decision_days, c.liability, c.responsible_link, c.cause_code,
                    c.spot_check, c.committee_status, c.next_contact_at, c.reopened_from, f.number AS reopened_from_number,
                    c.repeat_of, r.number AS repeat_of_number, c.content, c.attachments::text AS attachments, c.external_ref, c.claim_stage,
-                   c.customer_flags, c.regulator_case_number, c.regulator_deadline, c.outcome
+                   c.customer_flags, c.regulator_case_number, c.regulator_deadline, c.outcome,
+                   c.possible_second_of, p.number AS possible_second_of_number
             FROM complaints c LEFT JOIN complaints f ON f.id = c.reopened_from LEFT JOIN complaints r ON r.id = c.repeat_of
+                 LEFT JOIN complaints p ON p.id = c.possible_second_of
             WHERE
             """, byKey: key)
         var found: CaseDetail?
@@ -71,7 +73,8 @@ struct CaseReadModel: Sendable {
                 regulator: regulatorCase == nil && regulatorDeadline == nil ? nil
                     : RegulatorReference(caseNumber: regulatorCase, deadline: regulatorDeadline.map(Timestamp.format)),
                 outcome: try c["outcome"].decode(String?.self),
-                linked: LinkedCases(repeatOf: repeatOf, reopenedFrom: reopenedFrom, secondComplaints: []),
+                linked: LinkedCases(repeatOf: repeatOf, reopenedFrom: reopenedFrom, secondComplaints: [],
+                                    possibleSecondOf: try reference("possible_second_of", "possible_second_of_number")),
                 clocks: [], surveys: [], notices: [])
         }
         guard var detail = found else { throw CaseRefusal.notFound(key) }
@@ -173,6 +176,8 @@ struct LinkedCases: Codable, Sendable {
     var reopenedFrom: ComplaintReference?
     /// Second complaints opened from this case.
     var secondComplaints: [ComplaintReference]
+    /// 可能的二次投诉: the customer's recently closed complaint this one may be a second complaint about.
+    var possibleSecondOf: ComplaintReference?
 }
 
 /// One SLA clock as a handler reads it.

@@ -53,8 +53,11 @@ public struct ComplaintRegistered: EventPayload, Equatable {
     public var content: String
     public var regulatorCaseNumber: String?
     public var regulatorDeadline: Date?
-    /// 重复投诉: the same customer's still-open complaint about the same policy, which this one repeats.
+    /// 重复投诉: the same customer's still-open complaint about the same policy or claim, which this one repeats.
     public var repeatOf: ComplaintReference?
+    /// 可能的二次投诉: the same customer's complaint closed within the configured window (30 days):
+    /// this one may be a second complaint about it, for the handler to check.
+    public var possibleSecondOf: ComplaintReference?
     /// References to the customer's evidence (document store URIs; never the documents).
     public var attachments: [AttachmentReference]
     /// Staff who must not own this complaint (they sold the policy or handled the claim).
@@ -66,8 +69,10 @@ public struct ComplaintRegistered: EventPayload, Equatable {
         promisedReplyBy: Date, branch: String, customer: MaskedCustomer, policyNumber: String?,
         claimNumber: String?, claimStage: String?, subject: String, content: String,
         regulatorCaseNumber: String?, regulatorDeadline: Date?, repeatOf: ComplaintReference? = nil,
-        policyAgent: String? = nil, claimHandler: String? = nil, attachments: [AttachmentReference] = []
+        policyAgent: String? = nil, claimHandler: String? = nil, attachments: [AttachmentReference] = [],
+        possibleSecondOf: ComplaintReference? = nil
     ) {
+        self.possibleSecondOf = possibleSecondOf
         self.number = number
         self.channel = channel
         self.externalRef = externalRef

@@ -23,8 +23,17 @@ public enum IntakeService {
         try await ServiceHost.serve(service: name, defaultPort: defaultPort) { build(host: $0) }
     }
 
-    public static func build(host: ServiceHost) -> (Router<RedressRequestContext>, [any Service]) {
-        let registrar = Registrar(personalData: host.personalData, numbers: host.postgres)
+    public static func build(host: ServiceHost, environment: [String: String] = ProcessInfo.processInfo.environment) -> (Router<RedressRequestContext>, [any Service]) {
+        var env = EnvironmentReader(environment)
+        let window = env.integer("REDRESS_SECOND_COMPLAINT_DAYS", 30, 1...365)
+        do {
+            try env.check()
+        } catch {
+            // A bad setting stops the start with its name, rather than silently defaulting.
+            host.logger.critical("\(error)")
+            exit(2)
+        }
+        let registrar = Registrar(personalData: host.personalData, numbers: host.postgres, secondComplaintDays: window)
         let router = host.router()
         IntakeController(batcher: SubmissionBatcher(registrar: registrar, postgres: host.postgres, logger: host.logger))
             .add(to: router.group("v1/complaints").add(middleware: RequireRoles([.channel, .agent, .supervisor, .admin], authority: host.tokens)))

@@ -17,6 +17,8 @@ public struct Registration: Sendable, Equatable {
     public var duplicate: Bool
     /// The open complaint this one repeats, when it does.
     public var repeatOf: ComplaintReference? = nil
+    /// The customer's recently closed complaint this one may be a second complaint about.
+    public var possibleSecondOf: ComplaintReference? = nil
 }
 
 /// 受理/登记: registers submissions in batches — one round trip per step, not per complaint —
@@ -31,9 +33,13 @@ public struct Registrar: Sendable {
     let branchUTCOffset = 8 * 3600
     static let actor = Actor.service("redress-intake")
 
-    public init(personalData: PersonalDataKey, numbers: PostgresClient) {
+    /// A complaint closed within this many days before another from the same customer makes the new one a possible second complaint.
+    let secondComplaintDays: Int
+
+    public init(personalData: PersonalDataKey, numbers: PostgresClient, secondComplaintDays: Int = 30) {
         self.personalData = personalData
         self.numbers = numbers
+        self.secondComplaintDays = secondComplaintDays
     }
 
     public enum Failure: Error, Equatable {
@@ -109,6 +115,46 @@ public struct Registrar: Sendable {
                 openByCustomerPolicy[key + "\u{1F}" + policy] = ComplaintReference(id: id, number: number)
             }
         }
+        // The same customer known by their ID number about the same policy, and anyone's open complaint
+        // about the same claim, repeat it too (each lookup on its own index; most batches skip them).
+        var idKeyOf: [Int: String] = [:]
+        for index in fresh { if let idn = submissions[index].customerIDNumber { idKeyOf[index] = personalData.idNumberKey(idn) } }
+        var openByIDPolicy: [String: ComplaintReference] = [:]
+        let withIDPolicy = withPolicy.filter { idKeyOf[$0] != nil }
+        if !withIDPolicy.isEmpty {
+            for try await (key, policy, id, number) in try await connection.query("""
+                SELECT DISTINCT ON (c.customer_id_key, c.policy_number) c.customer_id_key, c.policy_number, c.id, c.number
+                FROM complaints c
+                JOIN unnest(\(withIDPolicy.map { idKeyOf[$0]! })::text[], \(withIDPolicy.map { submissions[$0].policyNumber! })::text[]) AS t(key, policy)
+                  ON c.customer_id_key = t.key AND c.policy_number = t.policy
+                WHERE c.status <> 'closed'
+                ORDER BY c.customer_id_key, c.policy_number, c.registered_at
+                """, logger: logger).decode((String, String, UUID, String).self) {
+                openByIDPolicy[key + "\u{1F}" + policy] = ComplaintReference(id: id, number: number)
+            }
+        }
+        var openByClaim: [String: ComplaintReference] = [:]
+        let claimNumbers = Array(Set(fresh.compactMap { submissions[$0].claimNumber }))
+        if !claimNumbers.isEmpty {
+            for try await (claim, id, number) in try await connection.query("""
+                SELECT DISTINCT ON (c.claim_number) c.claim_number, c.id, c.number FROM complaints c
+                WHERE c.claim_number = ANY(\(claimNumbers)::text[]) AND c.status <> 'closed' ORDER BY c.claim_number, c.registered_at
+                """, logger: logger).decode((String, UUID, String).self) {
+                openByClaim[claim] = ComplaintReference(id: id, number: number)
+            }
+        }
+        // 可能的二次投诉: the same customer's complaint closed within the window.
+        var recentlyClosed: [String: ComplaintReference] = [:]
+        let since = now.addingTimeInterval(-Double(secondComplaintDays) * 86_400)
+        for try await (key, idKey, id, number) in try await connection.query("""
+            SELECT c.customer_key, c.customer_id_key, c.id, c.number FROM complaints c
+            WHERE (c.customer_key = ANY(\(Array(Set(keyOf.values)))::text[]) OR c.customer_id_key = ANY(\(Array(Set(idKeyOf.values)))::text[]))
+              AND c.status = 'closed' AND c.closed_at >= \(since)
+            ORDER BY c.closed_at
+            """, logger: logger).decode((String, String?, UUID, String).self) {
+            recentlyClosed[key] = ComplaintReference(id: id, number: number)
+            if let idKey { recentlyClosed["id:" + idKey] = ComplaintReference(id: id, number: number) }
+        }
 
         // 5. Insert; a row another instance inserted meanwhile conflicts and is answered as a duplicate.
         var ids: [UUID] = [], nums: [String] = [], channels: [String] = [], refs: [String] = [], received: [Date] = []
@@ -116,9 +162,9 @@ public struct Registrar: Sendable {
         var idNumbers: [String] = [], keys: [String] = [], flags: [String] = [], policies: [String] = [], claims: [String] = []
         var stages: [String] = [], subjects: [String] = [], contents: [String] = [], regCases: [String] = [], regDeadlines: [String] = []
         var repeats: [String] = [], agents: [String] = [], handlers: [String] = [], attachmentLists: [String] = [], contacts: [String] = []
-        var idKeys: [String] = []
+        var idKeys: [String] = [], seconds: [String] = []
         let attachmentEncoder = JSONEncoder()
-        var entries: [(index: Int, id: UUID, promised: Date, key: String, repeatOf: ComplaintReference?)] = []
+        var entries: [(index: Int, id: UUID, promised: Date, key: String, repeatOf: ComplaintReference?, possibleSecondOf: ComplaintReference?)] = []
         for index in fresh {
             let s = submissions[index]
             let id = UUID()
@@ -127,20 +173,23 @@ public struct Registrar: Sendable {
             var repeatOf: ComplaintReference?
             if let policyNumber = s.policyNumber {
                 let pair = key + "\u{1F}" + policyNumber
-                repeatOf = openByCustomerPolicy[pair]
+                repeatOf = openByCustomerPolicy[pair] ?? idKeyOf[index].flatMap { openByIDPolicy[$0 + "\u{1F}" + policyNumber] }
                 // The first of a batch is what later ones in the same batch repeat.
                 if repeatOf == nil { openByCustomerPolicy[pair] = ComplaintReference(id: id, number: numbers[index]!) }
             }
+            if repeatOf == nil, let claim = s.claimNumber { repeatOf = openByClaim[claim] }
+            let possibleSecondOf = repeatOf == nil ? (recentlyClosed[key] ?? idKeyOf[index].flatMap { recentlyClosed["id:" + $0] }) : nil
+            seconds.append(possibleSecondOf?.id.uuidString ?? "")
             repeats.append(repeatOf?.id.uuidString ?? "")
             agents.append(s.policyAgent ?? "")
             handlers.append(s.claimHandler ?? "")
             attachmentLists.append(String(decoding: try attachmentEncoder.encode(s.attachments), as: UTF8.self))
             contacts.append(String(decoding: try attachmentEncoder.encode(s.contact), as: UTF8.self))
-            entries.append((index, id, promise, key, repeatOf))
+            entries.append((index, id, promise, key, repeatOf, possibleSecondOf))
             ids.append(id); nums.append(numbers[index]!); channels.append(s.channel.rawValue); refs.append(s.externalRef)
             received.append(s.receivedAt); promised.append(promise); branchCodes.append(s.branch); names.append(s.customerName)
             phones.append(s.customerPhone); idNumbers.append(s.customerIDNumber ?? ""); keys.append(key)
-            idKeys.append(s.customerIDNumber.map(personalData.idNumberKey) ?? "")
+            idKeys.append(idKeyOf[index] ?? "")
             flags.append(s.customerFlags.map(\.rawValue).joined(separator: ",")); policies.append(s.policyNumber ?? "")
             claims.append(s.claimNumber ?? ""); stages.append(s.claimStage ?? ""); subjects.append(s.subject); contents.append(s.content)
             regCases.append(s.regulatorCaseNumber ?? ""); regDeadlines.append(s.regulatorDeadline.map(Timestamp.format) ?? "")
@@ -151,18 +200,18 @@ public struct Registrar: Sendable {
                 INSERT INTO complaints (id, number, channel, external_ref, received_at, registered_at, promised_reply_by, branch,
                     customer_name, customer_phone, customer_id_number, customer_key, customer_id_key, customer_flags, policy_number, claim_number,
                     claim_stage, subject, content, regulator_case_number, regulator_deadline, repeat_of,
-                    policy_agent, claim_handler, attachments, customer_contact)
+                    policy_agent, claim_handler, attachments, customer_contact, possible_second_of)
                 SELECT id, number, channel, ref, received, \(now), promised, branch, name, phone, NULLIF(idn, ''), key, NULLIF(idkey, ''),
                     COALESCE(string_to_array(NULLIF(flags, ''), ','), '{}'), NULLIF(policy, ''), NULLIF(claim, ''), NULLIF(stage, ''),
                     subject, content, NULLIF(regcase, ''), NULLIF(regdeadline, '')::timestamptz, NULLIF(repeat, '')::uuid,
-                    NULLIF(agent, ''), NULLIF(handler, ''), attachments::jsonb, contact::jsonb
+                    NULLIF(agent, ''), NULLIF(handler, ''), attachments::jsonb, contact::jsonb, NULLIF(second, '')::uuid
                 FROM unnest(\(ids)::uuid[], \(nums)::text[], \(channels)::text[], \(refs)::text[], \(received)::timestamptz[],
                     \(promised)::timestamptz[], \(branchCodes)::text[], \(names)::text[], \(phones)::text[], \(idNumbers)::text[],
                     \(keys)::text[], \(flags)::text[], \(policies)::text[], \(claims)::text[], \(stages)::text[], \(subjects)::text[],
                     \(contents)::text[], \(regCases)::text[], \(regDeadlines)::text[], \(repeats)::text[], \(agents)::text[], \(handlers)::text[], \(attachmentLists)::text[], \(contacts)::text[],
-                    \(idKeys)::text[])
+                    \(idKeys)::text[], \(seconds)::text[])
                     AS t(id, number, channel, ref, received, promised, branch, name, phone, idn, key, flags, policy, claim, stage,
-                         subject, content, regcase, regdeadline, repeat, agent, handler, attachments, contact, idkey)
+                         subject, content, regcase, regdeadline, repeat, agent, handler, attachments, contact, idkey, second)
                 ON CONFLICT (channel, external_ref) DO NOTHING
                 RETURNING id
                 """, logger: logger)
@@ -181,7 +230,7 @@ public struct Registrar: Sendable {
             }
             let number = numbers[entry.index]!
             results[entry.index] = Registration(id: entry.id, number: number, status: CaseStatus.registered.rawValue, promisedReplyBy: entry.promised,
-                                                duplicate: false, repeatOf: entry.repeatOf)
+                                                duplicate: false, repeatOf: entry.repeatOf, possibleSecondOf: entry.possibleSecondOf)
             let payload = ComplaintRegistered(
                 number: number, channel: s.channel, externalRef: s.externalRef, receivedAt: s.receivedAt, registeredAt: now,
                 promisedReplyBy: entry.promised, branch: s.branch,
@@ -191,7 +240,7 @@ public struct Registrar: Sendable {
                 policyNumber: s.policyNumber, claimNumber: s.claimNumber, claimStage: s.claimStage,
                 subject: PersonalData.scrub(s.subject), content: PersonalData.scrub(s.content),
                 regulatorCaseNumber: s.regulatorCaseNumber, regulatorDeadline: s.regulatorDeadline, repeatOf: entry.repeatOf,
-                policyAgent: s.policyAgent, claimHandler: s.claimHandler, attachments: s.attachments)
+                policyAgent: s.policyAgent, claimHandler: s.claimHandler, attachments: s.attachments, possibleSecondOf: entry.possibleSecondOf)
             if entry.repeatOf != nil { repeatTally.add(s.channel.rawValue) }
             events.append(try OutboxEntry(EventEnvelope(occurredAt: now, complaintId: entry.id, orgUnit: s.branch, actor: Self.actor, payload: payload), encoder: encoder))
         }

@@ -24,6 +24,11 @@ public struct RedressLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
+        FileHandle.standardError.write(Data((line(for: event) + "\n").utf8))
+    }
+
+    /// The line an event is written as: personal data scrubbed from message and metadata alike.
+    func line(for event: LogEvent) -> String {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         let message = PersonalData.scrub(event.message.description)
@@ -39,10 +44,12 @@ public struct RedressLogHandler: LogHandler {
             }
             line = "{" + fields.map { "\(Self.quote($0.0)):\(Self.quote($0.1))" }.joined(separator: ",") + "}"
         case .text:
-            let meta = merged.sorted(by: { $0.key < $1.key }).map { "\($0.key)=\(PersonalData.scrub($0.value.description))" }.joined(separator: " ")
-            line = "\(Timestamp.format(Date())) \(event.level.rawValue.uppercased()) \(service) \(label): \(message)\(meta.isEmpty ? "" : " " + meta)"
+            // One event, one line: a newline in a message or a value must not forge a second log line.
+            func flat(_ text: String) -> String { text.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n") }
+            let meta = merged.sorted(by: { $0.key < $1.key }).map { "\($0.key)=\(flat(PersonalData.scrub($0.value.description)))" }.joined(separator: " ")
+            line = "\(Timestamp.format(Date())) \(event.level.rawValue.uppercased()) \(service) \(label): \(flat(message))\(meta.isEmpty ? "" : " " + meta)"
         }
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        return line
     }
 
     static func quote(_ text: String) -> String {

@@ -365,6 +365,8 @@ public enum Migrations {
     CREATE INDEX complaints_customer_id_key ON complaints (customer_id_key) WHERE customer_id_key IS NOT NULL;
     CREATE INDEX complaints_reopened_from ON complaints (reopened_from) WHERE reopened_from IS NOT NULL;
     CREATE INDEX complaints_repeat_of ON complaints (repeat_of) WHERE repeat_of IS NOT NULL;
+    -- 可能的二次投诉: the customer's complaint closed within the window (intake's setting) this one may follow.
+    ALTER TABLE complaints ADD COLUMN possible_second_of uuid REFERENCES complaints(id);
     CREATE INDEX complaints_unassigned ON complaints (promised_reply_by, id) WHERE assignee IS NULL AND status <> 'closed';
 
     -- Staff: leave (from, to) besides availability; every change on record.

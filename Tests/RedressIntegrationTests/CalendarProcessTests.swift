@@ -56,15 +56,16 @@ import Testing
 
                 try await stack.startBroker()
                 let port = stack.basePort + 6
-                _ = try stack.launch("redress-supervisor", environment: stack.environment(service: "supervisor", database: database, port: port).merging(files) { $1 },
+                let supervisor = try stack.launch("redress-supervisor", environment: stack.environment(service: "supervisor", database: database, port: port).merging(files) { $1 },
                                      log: "supervisor.log")
-                try await eventually("the gauge reports CN \(next) missing", timeout: .seconds(90)) {
+                func missing(_ value: Double) async -> Bool {
                     guard let metrics = try? await EndToEndTests.call(http, .GET, "http://127.0.0.1:\(port)/metrics").text else { return false }
                     return metrics.split(separator: "\n").contains { line in
-                        line.hasPrefix("redress_sla_calendar_missing") && line.contains(#"region="CN""#) && line.contains(#"year="\#(next)""#)
-                            && line.split(separator: " ").last.flatMap { Double($0) } == 1
+                        line.hasPrefix("redress_sla_calendar_missing{") && line.contains(#"region="CN""#) && line.contains(#"year="\#(next)""#)
+                            && line.split(separator: " ").last.flatMap { Double($0) } == value
                     }
                 }
+                try await eventually("the gauge reports CN \(next) missing", timeout: .seconds(90)) { await missing(1) }
                 let log = try String(contentsOf: stack.directory.appendingPathComponent("supervisor.log"), encoding: .utf8)
                 #expect(log.contains("no working calendar for") && log.contains("CN \(next)"), "the gap is in the supervisor's log")
 
@@ -79,6 +80,23 @@ import Testing
                 let (offline, offlineOutput) = try await Self.redressctl(stack, database: database,
                                                                          ["sla", "check", "--offline", "--at", "2026-06-01T09:00:00+08:00"], files: files)
                 #expect(offline == 0 && offlineOutput.contains("valid"), "\(offlineOutput)")
+
+                // The operator adds the year and tells the supervisors (NOTIFY redress_sla, as `redressctl sla recompute` does):
+                // the gauge falls to 0. Taken away again, a SIGHUP reloads and the gap is back.
+                let added = calendars.appendingPathComponent("CN-\(next).json")
+                try Data(#"""
+                    {"region": "CN", "year": \#(next), "timeZone": "Asia/Shanghai", "source": "test fixture",
+                     "workingHours": [{"from": "09:00", "to": "12:00"}, {"from": "13:30", "to": "18:00"}],
+                     "weekend": ["saturday", "sunday"], "holidays": [], "makeUpWorkingDays": []}
+                    """#.utf8).write(to: added)
+                try await db.query("SELECT pg_notify('redress_sla', 'test')", logger: TestDatabase.logger)
+                try await eventually("the gauge clears after the reload", timeout: .seconds(90)) { await missing(0) }
+                try FileManager.default.removeItem(at: added)
+                kill(supervisor.processIdentifier, SIGHUP)
+                try await eventually("SIGHUP reloads and the gap is reported again", timeout: .seconds(90)) { await missing(1) }
+                let reloads = try String(contentsOf: stack.directory.appendingPathComponent("supervisor.log"), encoding: .utf8)
+                    .components(separatedBy: "SLA policy and calendars reloaded").count - 1
+                #expect(reloads == 2, "one reload for the NOTIFY, one for the SIGHUP")
             } catch {
                 print(try stack.logs())
                 _ = await stack.stop()

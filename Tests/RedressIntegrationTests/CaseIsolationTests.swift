@@ -50,11 +50,10 @@ import Testing
                         let (unitQueue, _) = try await F.get(client, "/v1/cases?unit=\(owner)", as: token)
                         #expect(unitQueue == (visible ? .ok : .forbidden), "\(role)@\(viewer) queue of \(owner)")
                         let (wrote, _) = try await F.act(client, target.id, "add_note", ["version": 1, "text": "probe"], as: token)
-                        if !visible {
-                            #expect(wrote == .notFound, "\(role)@\(viewer) write \(owner)")
-                        } else {
-                            #expect(wrote != .notFound, "\(role)@\(viewer) write \(owner)")
-                        }
+                        // Out of sight: 404. In sight: auditors never write, an agent writes only their own case; the rest may note.
+                        let expected: HTTPResponse.Status = !visible ? .notFound
+                            : (role == .auditor || (role == .agent && viewer != owner)) ? .forbidden : .ok
+                        #expect(wrote == expected, "\(role)@\(viewer) write \(owner)")
                         checked += 1
                     }
                     // Put back what a permitted write changed, so every probe meets version 1.

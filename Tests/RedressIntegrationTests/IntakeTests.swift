@@ -22,8 +22,9 @@ import Testing
         try await TestHost.withHost(service: IntakeService.name, database: database, body)
     }
 
-    static func body(ref: String?, phone: String = "13812345678", policy: String = "P-1", branch: String = "GD-SZ", idNumber: String = "11010519491231002X") -> ByteBuffer {
-        let refField = ref.map { #""externalRef":"\#($0)","# } ?? ""
+    static func body(ref: String?, phone: String = "13812345678", policy: String = "P-1", branch: String = "GD-SZ", idNumber: String = "11010519491231002X",
+                     claim: String? = nil) -> ByteBuffer {
+        let refField = (ref.map { #""externalRef":"\#($0)","# } ?? "") + (claim.map { #""claimNumber":"\#($0)","# } ?? "")
         return ByteBuffer(string: #"""
             {"channel":"online",\#(refField)"receivedAt":"\#(Self.receivedAt)",
              "customer":{"name":"李四","phone":"\#(phone)","idNumber":"\#(idNumber)"},"policyNumber":"\#(policy)",
@@ -196,6 +197,54 @@ import Testing
                 #expect(event.contains("440524********0014"))
                 // The full values are in the system of record.
                 #expect(try await TestDatabase.count(db, "SELECT count(*) FROM complaints WHERE customer_phone = '13755556666' AND customer_name = '李四'") == 1)
+            }
+        }
+    }
+}
+
+extension IntakeTests {
+    /// 重复投诉 by claim number or ID number, and 可能的二次投诉 after a recent closure.
+    @Test func repeatsAreLinkedByPolicyClaimOrIDNumberAndARecentClosureFlagsASecondComplaint() async throws {
+        try await TestDatabase.withFresh { db, database in
+            try await Self.withHost(database: database) { host in
+                try await Self.app(host).test(.router) { client in
+                    func registered(_ body: ByteBuffer) async throws -> [String: Any] {
+                        let (status, json) = try await Self.post(client, body)
+                        #expect(status == .created, "\(json)")
+                        return json
+                    }
+                    func links(_ number: Any?) async throws -> (repeatOf: String?, second: String?) {
+                        for try await row in try await db.query("""
+                            SELECT r.number, p.number FROM complaints c LEFT JOIN complaints r ON r.id = c.repeat_of LEFT JOIN complaints p ON p.id = c.possible_second_of
+                            WHERE c.number = \(number as? String ?? "")
+                            """, logger: TestDatabase.logger).decode((String?, String?).self) { return row }
+                        return (nil, nil)
+                    }
+                    let first = try await registered(Self.body(ref: "R-1", phone: "13800000001", policy: "P-100", idNumber: "11010519491231002X", claim: "CLM-9"))
+                    // Another phone, the same claim: a repeat.
+                    let byClaim = try await registered(Self.body(ref: "R-2", phone: "13800000002", policy: "P-200", idNumber: "440106198001010019", claim: "CLM-9"))
+                    #expect(try await links(byClaim["number"]).repeatOf == first["number"] as? String)
+                    // Another phone, the same ID number and policy: a repeat.
+                    let byID = try await registered(Self.body(ref: "R-3", phone: "13800000003", policy: "P-100", idNumber: "11010519491231002X"))
+                    #expect(try await links(byID["number"]).repeatOf == first["number"] as? String)
+                    // Unrelated: no link.
+                    let other = try await registered(Self.body(ref: "R-4", phone: "13800000004", policy: "P-400", idNumber: "440106198001010019"))
+                    #expect(try await links(other["number"]) == (nil, nil))
+                    // Closed a week ago: the same customer's next complaint may be a second complaint about it.
+                    try await db.query("UPDATE complaints SET status = 'closed', closed_at = now() - interval '7 days' WHERE number = \(other["number"] as? String ?? "")",
+                                       logger: TestDatabase.logger)
+                    let again = try await registered(Self.body(ref: "R-5", phone: "13800000004", policy: "P-500", idNumber: "110101199003070011"))
+                    #expect(try await links(again["number"]) == (nil, other["number"] as? String))
+                    // Closed long ago: not flagged.
+                    try await db.query("UPDATE complaints SET closed_at = now() - interval '45 days' WHERE number = \(other["number"] as? String ?? "")",
+                                       logger: TestDatabase.logger)
+                    let later = try await registered(Self.body(ref: "R-6", phone: "13800000004", policy: "P-600", idNumber: "110101199003070011"))
+                    #expect(try await links(later["number"]) == (nil, nil))
+                    let event = try #require(try await db.query("""
+                        SELECT convert_from(payload, 'UTF8') FROM outbox WHERE event_type = 'complaint.registered' AND convert_from(payload, 'UTF8') LIKE '%possibleSecondOf%' LIMIT 1
+                        """, logger: TestDatabase.logger).decode(String.self).first(where: { _ in true }))
+                    #expect(event.contains(other["number"] as? String ?? "?"))
+                }
             }
         }
     }

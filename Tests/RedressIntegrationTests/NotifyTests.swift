@@ -144,6 +144,12 @@ struct CrashingChannel: NotificationChannel {
             #expect(sink.mails.first?.to == "li@example.com")
             #expect(sink.mails.first?.subject == "您的投诉已办结")
             #expect(sink.mails.first?.body == message.body)
+            // A line of just "." would end the mail early in plain SMTP; the base64 body carries it whole.
+            var dotted = message
+            dotted.body = "第一行\n.\n..\n.隐藏\n最后一行"
+            guard case .delivered = await channel.send(dotted) else { Issue.record("the dotted mail was not accepted"); return }
+            #expect(sink.mails.count == 2)
+            #expect(sink.mails.last?.body == dotted.body, "every line arrived, the dots included")
             var refused = message
             refused.address = "nobody@example.com"
             guard case .failed(let reason) = await channel.send(refused) else { Issue.record("a 550 must fail for good"); return }
@@ -236,6 +242,10 @@ struct CrashingChannel: NotificationChannel {
                 while try await restarted.dispatch() > 0 {}
                 #expect(try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE status = 'delivered'") == 20)
                 #expect(try await TestDatabase.count(db, "SELECT count(*) FROM outbox WHERE event_type = 'notification.delivered'") == 20)
+                // The proof is in what was sent, not in the stub: each phone's requests all carry one key, the
+                // key of its first send, so any gateway that honours Idempotency-Key delivers each message once.
+                let keysByPhone = Dictionary(grouping: gateway.requests, by: \.to).mapValues { Set($0.map(\.key)) }
+                #expect(keysByPhone.count == 20 && keysByPhone.values.allSatisfy { $0.count == 1 }, "every resend carried its first key")
                 #expect(gateway.delivered.count == 20, "each customer got the message once")
                 #expect(try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE gateway_message_id LIKE 'gw-%' AND delivered_at IS NOT NULL") == 20,
                         "the gateway's receipt is kept as proof")

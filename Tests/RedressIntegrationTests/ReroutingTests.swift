@@ -65,7 +65,7 @@ import Testing
             #expect(decided[transferred]?.assignee?.hasPrefix("ZJ-HZ-AGE") == true)
             #expect(decided[reopened]?.handlingUnit == "GD")
             #expect(decided[reopened]?.priority == .high)
-            #expect(decided[reopened]?.assignee != "GD-AGE01", "the agent with a conflict of interest")
+            #expect(decided[reopened]?.assignee != nil && decided[reopened]?.assignee != "GD-AGE01", "an owner, not the agent with a conflict of interest")
             // The owners they left carry one case less.
             #expect(try await TestDatabase.count(db, "SELECT sum(open_cases)::bigint FROM staff WHERE id IN ('GD-SZ-AGE01', 'GD-SZ-AGE02')") == 0)
         }
@@ -76,16 +76,15 @@ import Testing
             let handler = RerouteHandler(engine: RoutingEngine(rules: .fallback, postgres: db, logger: TestDatabase.logger))
             let id = try await Self.complaint(db, unit: "GD-SZ", owner: "GD-SZ-AGE01")
             let item = Reroute(eventID: UUID(), complaintID: id, move: .transfer(to: "MARS"), previousAssignee: "GD-SZ-AGE01")
-            await #expect(throws: (any Error).self) {
+            var reason: String?
+            do {
                 try await db.withTransaction(logger: TestDatabase.logger) { connection in
-                    do {
-                        try await handler.handle([item], on: connection, logger: TestDatabase.logger)
-                    } catch let rejection as Rejection {
-                        #expect(rejection.reason == "transfer target 'MARS' is not a unit of the organisation")
-                        throw rejection
-                    }
+                    try await handler.handle([item], on: connection, logger: TestDatabase.logger)
                 }
+            } catch let error as PostgresTransactionError {
+                reason = (error.closureError as? Rejection)?.reason
             }
+            #expect(reason == "transfer target 'MARS' is not a unit of the organisation", "refused with the reason, not by any error")
         }
     }
 }

@@ -185,4 +185,42 @@ extension SupervisorClockTests {
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE complaint_id = \(id) AND kind = 'first_contact' AND breached_at IS NOT NULL") == 1)
         }
     }
+
+    /// A closed case's clocks never fire, even before the consumer has caught up and stopped them.
+    @Test func aClosedCaseNeverFires() async throws {
+        try await TestDatabase.withFresh { db, _ in
+            let closed = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "closed", number: "GD-SZ-20261101-000011")
+            let open = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261101-000012")
+            for id in [closed, open] {
+                try await db.query("""
+                    INSERT INTO sla_clocks (complaint_id, kind, started_at, warn_at, due_at)
+                    VALUES (\(id), 'decision', now() - interval '20 days', now() - interval '5 days', now() - interval '1 day')
+                    """, logger: TestDatabase.logger)
+            }
+            let scanner = DeadlineScanner(postgres: db, gate: StartupGate(), interval: .seconds(1), logger: TestDatabase.logger)
+            let fired = try await db.withConnection { try await scanner.scan(on: $0) }
+            #expect(fired == 2, "the open case's warning and breach")
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE complaint_id = \(closed) AND (warned_at IS NOT NULL OR breached_at IS NOT NULL)") == 0)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM outbox WHERE key = \(closed.uuidString.lowercased())") == 0)
+        }
+    }
+
+    /// 告知受理 when there is no one to tell: a customer who consented to no channel we can use has their
+    /// acknowledgement recorded as suppressed, which meets the clock as a delivery would.
+    @Test func aSuppressedAcknowledgementMeetsItsClock() async throws {
+        try await TestDatabase.withFresh { db, _ in
+            let id = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", number: "GD-SZ-20261101-000013", category: "service")
+            let received = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 3600).rounded(.down))
+            try await db.query("UPDATE complaints SET received_at = \(received) WHERE id = \(id)", logger: TestDatabase.logger)
+            try await Self.rebuild(db, [id])
+            #expect(try await Self.clock(db, id, "acknowledge")?.stopped == nil)
+            try await db.query("""
+                INSERT INTO notifications (id, complaint_id, event_id, recipient, channel, template, status, body, created_at)
+                VALUES (\(UUID()), \(id), \(UUID()), 'customer:k', 'sms', 'complaint.registered.acknowledgement', 'suppressed', '', \(received.addingTimeInterval(60)))
+                """, logger: TestDatabase.logger)
+            try await Self.rebuild(db, [id])
+            #expect(try await Self.clock(db, id, "acknowledge")?.stopped == received.addingTimeInterval(60))
+            #expect(try await Self.clock(db, id, "decision")?.stopped == nil, "the other clocks run on")
+        }
+    }
 }

@@ -131,6 +131,9 @@ enum TestHost {
     static func make(service: String, database: String) throws -> ServiceHost {
         var env = ProcessInfo.processInfo.environment
         env["REDRESS_PG_DATABASE"] = database
+        // As production runs: the service role (row-level security applies to it), the schema migrated by its owner.
+        env["REDRESS_PG_USER"] = "redress_service"
+        env["REDRESS_MIGRATE_ON_START"] = "false"
         env["REDRESS_KAFKA_BOOTSTRAP"] = "127.0.0.1:1"
         env["REDRESS_JWT_SECRET"] = secret
         env["REDRESS_PII_KEY"] = secret + "pii"

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 @testable import RedressContracts
 @testable import RedressDomain
@@ -123,7 +124,21 @@ import Testing
         #expect(key.customerKey(phone: "13812345678").count == 64)
     }
 
-    @Test func logHandlerScrubsAndEscapes() {
+    @Test func logHandlerScrubsAndEscapes() throws {
         #expect(RedressLogHandler.quote("a\"b\n") == #""a\"b\n""#)
+        // A careless log line with a phone and an ID number, in the message and in metadata, in both formats.
+        for format in [ServiceConfiguration.LogFormat.json, .text] {
+            var handler = RedressLogHandler(label: "test", service: "redress-test", level: .info, format: format)
+            handler.metadata = ["caller": "13812345678"]
+            let line = handler.line(for: LogEvent(level: .warning, message: "customer 13912345678 with ID 11010519491231002X said \"hi\"\n",
+                                                  metadata: ["id": "11010519491231002X"], source: "t", file: #fileID, function: #function, line: #line))
+            for clear in ["13812345678", "13912345678", "11010519491231002X"] { #expect(!line.contains(clear), "\(format): \(line)") }
+            #expect(line.contains("139****5678") && line.contains("138****5678"), "\(format): masked, not dropped: \(line)")
+            #expect(!line.contains("\n"), "one event, one line")
+            if format == .json {
+                let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                #expect(object?["level"] as? String == "warning" && object?["service"] as? String == "redress-test")
+            }
+        }
     }
 }

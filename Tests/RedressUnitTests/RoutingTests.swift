@@ -132,6 +132,7 @@ import Testing
                 category: claims
                any: [x]
             """)
+            Issue.record("a file indented wrongly must be refused")
         } catch let error as RulesFileError {
             #expect(error.problems.first?.hasPrefix("line ") == true, "\(error.problems)")
         } catch {
