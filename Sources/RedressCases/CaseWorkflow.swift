@@ -75,6 +75,8 @@ struct CaseRow: Sendable {
 /// What an action refused for: each maps to one HTTP status and to a DLQ reason for event-driven actions.
 enum CaseRefusal: Error, Sendable {
     case notFound(String)
+    /// A staff id in a path that names nobody.
+    case noStaff(String)
     case forbidden(String)
     case invalid([FieldError])
     case conflict(String)
@@ -86,6 +88,8 @@ enum CaseRefusal: Error, Sendable {
         switch self {
         case .notFound(let key):
             Problem(status: .notFound, title: "No such case", detail: "no case '\(key)' is visible to you; check the id or number")
+        case .noStaff(let id):
+            Problem(status: .notFound, title: "No such staff member", detail: "no staff member '\(id)'; GET /v1/staff lists those you manage")
         case .forbidden(let why):
             Problem(status: .forbidden, title: "Not allowed", detail: why)
         case .invalid(let errors):

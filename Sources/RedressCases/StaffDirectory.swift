@@ -190,9 +190,7 @@ struct StaffDirectory: Sendable {
             if newPath == nil { unknownFields.append(FieldError("unit", "'\(unit)' is not a unit of the organisation")) }
         }
         if !unknownFields.isEmpty { throw CaseRefusal.unknown(unknownFields) }
-        guard let (current, currentPath) = try await get(id, on: connection, logger: logger) else {
-            throw CaseRefusal.unknown([FieldError("id", "'\(id)' is not a staff member")])
-        }
+        guard let (current, currentPath) = try await get(id, on: connection, logger: logger) else { throw CaseRefusal.noStaff(id) }
         // Both where they are and where they go must be within the editor's reach, in both roles.
         if let refusal = Self.refusal(editor, path: currentPath, role: current.role) { throw refusal }
         if let refusal = Self.refusal(editor, path: newPath ?? currentPath, role: request.role ?? current.role) { throw refusal }

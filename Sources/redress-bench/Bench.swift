@@ -365,28 +365,7 @@ struct SLAScanBench {
                     done += slice
                 }
                 try await postgres.query("ANALYZE sla_clocks", logger: logger)
-                // What a handler's case page reads: for every open case, a history of ten actions, its four
-                // clocks and three notices sent (the closed ones are the million rows the indexes must skip).
-                try await postgres.query("""
-                    INSERT INTO case_events (complaint_id, event_id, at, actor, action, from_status, to_status, reason, payload)
-                    SELECT c.id, gen_random_uuid(), now() - make_interval(hours => 10 - k), c.assignee, 'add_note', 'investigating', 'investigating',
-                           NULL, jsonb_build_object('text', '电话联系客户，说明理赔进度 ' || k)
-                    FROM complaints c, generate_series(1, 10) AS k WHERE c.status <> 'closed' AND c.external_ref LIKE 'BENCH-%'
-                    """, logger: logger)
-                try await postgres.query("""
-                    INSERT INTO sla_clocks (complaint_id, kind, started_at, warn_at, due_at)
-                    SELECT c.id, k, c.received_at, c.promised_reply_by - interval '3 days', c.promised_reply_by
-                    FROM complaints c, unnest(ARRAY['acknowledge', 'first_contact', 'decision', 'update']) AS k WHERE c.status <> 'closed'
-                    ON CONFLICT DO NOTHING
-                    """, logger: logger)
-                try await postgres.query("""
-                    INSERT INTO notifications (id, complaint_id, event_id, recipient, channel, template, status, body)
-                    SELECT gen_random_uuid(), c.id, gen_random_uuid(), 'customer:' || c.customer_key, 'sms', t, 'delivered', '您的投诉已受理'
-                    FROM complaints c, unnest(ARRAY['complaint.registered.acknowledgement', 'case.assigned.customer', 'case.awaiting_customer.customer']) AS t
-                    WHERE c.status <> 'closed'
-                    """, logger: logger)
                 try await postgres.query("ANALYZE complaints", logger: logger)
-                try await postgres.query("ANALYZE case_events", logger: logger)
                 print(String(format: "bench: sla: %d open clocks made in %.1f s", missing, (ContinuousClock.now - started).seconds))
             }
             let open = try await count(postgres, "SELECT count(*)::bigint FROM sla_clocks WHERE stopped_at IS NULL AND breached_at IS NULL")

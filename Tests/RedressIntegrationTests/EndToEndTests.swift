@@ -326,7 +326,11 @@ import Testing
             #expect((whole["content"] as? String)?.contains("理赔申请一个月没有结果") == true)
             #expect((whole["attachments"] as? [[String: Any]])?.first?["uri"] as? String == "https://docs.example.com/claims/77.pdf")
             #expect((whole["regulator"] as? [String: Any])?["caseNumber"] as? String == "GDJG-2026-0042")
-            #expect((whole["clocks"] as? [[String: Any]])?.contains { $0["kind"] as? String == "decision" && $0["state"] as? String == "running" } == true)
+            // The supervisor builds the clocks from the events, in its own time: awaited, not assumed.
+            try await eventually("the case page shows its running decision clock") {
+                let page = try await EndToEndTests.call(http, .GET, "\(casesAPI)/\(regulatorCase)", token: regulatorOwnerToken).json
+                return (page["clocks"] as? [[String: Any]])?.contains { $0["kind"] as? String == "decision" && $0["state"] as? String == "running" } == true
+            }
             let history = try await EndToEndTests.call(http, .GET, "\(casesAPI)/\(regulatorCase)/customer-history", token: supervisorGD).json
             #expect((history["items"] as? [[String: Any]])?.contains { $0["number"] as? String == number } == true, "\(history)")
             // Reclassified as a service complaint: the daily update (for claims) stops.

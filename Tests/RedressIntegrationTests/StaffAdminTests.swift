@@ -50,6 +50,8 @@ import Testing
             (status, json) = try await Self.send(client, .patch, "/v1/staff/GD-SZ-AGE09", ["leaveFrom": "2026-12-01T00:00:00+08:00", "leaveTo": "2026-12-08T00:00:00+08:00"],
                                                  as: supervisor)
             #expect(status == .ok && json["leaveTo"] as? String == "2026-12-07T16:00:00.000Z", "\(json)")
+            (status, json) = try await Self.send(client, .patch, "/v1/staff/GD-SZ-NOBODY", ["capacity": 10], as: supervisor)
+            #expect(status == .notFound && json["title"] as? String == "No such staff member", "\(json)")
             (status, _) = try await Self.send(client, .patch, "/v1/staff/GD-SZ-AGE09", ["role": "admin"], as: supervisor)
             #expect(status == .forbidden)
             (status, _) = try await Self.send(client, .patch, "/v1/staff/GD-SZ-AGE09", ["role": "supervisor"], as: F.token("HQ-ADM01", .admin, "HQ"))
