@@ -19,8 +19,11 @@ public enum FlowAudit {
         }
     }
 
-    /// The customer notices a registered and assigned complaint implies.
-    public static let impliedNotices = ["complaint.registered.acknowledgement", "case.assigned.customer"]
+    /// The customer notices a registered and routed complaint implies: the acknowledgement, and the
+    /// handler's introduction when routing found an owner (with none, the unit's supervisors are alerted instead).
+    public static func impliedNotices(owned: Bool) -> [String] {
+        owned ? ["complaint.registered.acknowledgement", "case.assigned.customer"] : ["complaint.registered.acknowledgement"]
+    }
 
     /// The clocks `policy` starts for a complaint of this category and claim stage.
     public static func expectedClocks(policy: SLAPolicy, subject: ClockSubject) -> Set<String> {
@@ -29,7 +32,7 @@ public enum FlowAudit {
 
     /// Every shortfall, by kind: `assignment.missing`, `assignment.duplicated`, `clock.missing:<kind>`,
     /// `clock.duplicated:<kind>`, `clock.unexpected:<kind>`, `notice.missing:<template>`, `notice.duplicated:<template>`.
-    public static func shortfalls(_ observed: Observed, expectedClocks: Set<String>, notices: [String] = impliedNotices) -> [String] {
+    public static func shortfalls(_ observed: Observed, expectedClocks: Set<String>, notices: [String]) -> [String] {
         var found: [String] = []
         if observed.assignments == 0 { found.append("assignment.missing") }
         if observed.assignments > 1 { found.append("assignment.duplicated") }

@@ -134,7 +134,7 @@ struct Bench: AsyncParsableCommand {
             let throughput = Double(outcome.assigned) / max(elapsed, 0.001)
             let sorted = outcome.latencies.sorted()
             func percentile(_ p: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] * 1000 }
-            print("bench: assigned \(outcome.assigned) of \(count) in \(String(format: "%.1f", elapsed)) s; acknowledgements \(outcome.acknowledgements), clocks \(outcome.clocks)")
+            print("bench: assigned \(outcome.assigned) of \(count) in \(String(format: "%.1f", elapsed)) s (\(outcome.unowned) to a supervisor queue, every eligible agent at capacity); acknowledgements \(outcome.acknowledgements), clocks \(outcome.clocks)")
             let intakeSeconds = outcome.lastRegistered.timeIntervalSince(started)
             print(String(format: "bench: stages: intake registered %.0f/s (all %d in %.1f s), assignment followed %.1f s after the last registration",
                          Double(count - outcome.lost) / max(intakeSeconds, 0.001), count - outcome.lost, intakeSeconds,
@@ -195,6 +195,8 @@ struct Bench: AsyncParsableCommand {
         /// Complaints with any shortfall, and the shortfalls by kind (FlowAudit).
         var incomplete = 0
         var shortfalls: [String: Int] = [:]
+        /// Routed with no owner (every eligible agent at capacity): the unit's supervisor queue.
+        var unowned = 0
         var latencies: [Double] = []
         var lastAssigned = Date()
         var lastRegistered = Date()
@@ -261,27 +263,29 @@ struct Bench: AsyncParsableCommand {
         var seen = Set<Int>()
         var lastAssigned = Date.distantPast
         let rows = try await postgres.query("""
-            WITH mine AS (SELECT id, external_ref, registered_at, category, claim_stage, priority FROM complaints WHERE external_ref LIKE \(pattern)),
+            WITH mine AS (SELECT id, external_ref, registered_at, category, claim_stage, assignee FROM complaints WHERE external_ref LIKE \(pattern)),
             assigns AS (SELECT e.complaint_id, min(e.at) AS at, count(*) AS n FROM case_events e JOIN mine ON mine.id = e.complaint_id
                         WHERE e.action = 'assign' GROUP BY e.complaint_id),
             notes AS (SELECT n.complaint_id, array_agg(n.template) AS t FROM notifications n JOIN mine ON mine.id = n.complaint_id
                       WHERE n.status = 'delivered' AND n.channel <> 'staff_inbox' GROUP BY n.complaint_id),
             clocks AS (SELECT s.complaint_id, array_agg(s.kind) AS k FROM sla_clocks s JOIN mine ON mine.id = s.complaint_id GROUP BY s.complaint_id)
             SELECT mine.external_ref, assigns.at, COALESCE(assigns.n, 0)::bigint, COALESCE(notes.t, '{}'), COALESCE(clocks.k, '{}'), mine.registered_at,
-                   mine.category, mine.claim_stage
+                   mine.category, mine.claim_stage, mine.assignee IS NOT NULL
             FROM mine LEFT JOIN assigns ON assigns.complaint_id = mine.id
             LEFT JOIN notes ON notes.complaint_id = mine.id LEFT JOIN clocks ON clocks.complaint_id = mine.id
             """, logger: logger)
         var lastRegistered = Date.distantPast
         var firstAssigned = Date.distantFuture
-        for try await (ref, at, assignments, notes, clocks, registered, category, stage) in rows.decode((String, Date?, Int64, [String], [String], Date, String?, String?).self) {
+        for try await (ref, at, assignments, notes, clocks, registered, category, stage, owned) in rows.decode((String, Date?, Int64, [String], [String], Date, String?, String?, Bool).self) {
             if registered > lastRegistered { lastRegistered = registered }
             guard let n = Int(ref.split(separator: "-").last ?? "") else { continue }
             seen.insert(n)
             let subject = ClockSubject(receivedAt: registered, priority: .normal, postClaim: stage == "post_claim", regulatorDeadline: nil,
                                        category: category.flatMap(RedressDomain.Category.init(rawValue:)))
             let observed = FlowAudit.Observed(assignments: Int(assignments), delivered: Dictionary(notes.map { ($0, 1) }, uniquingKeysWith: +), clocks: clocks)
-            let gaps = FlowAudit.shortfalls(observed, expectedClocks: FlowAudit.expectedClocks(policy: policy, subject: subject))
+            let gaps = FlowAudit.shortfalls(observed, expectedClocks: FlowAudit.expectedClocks(policy: policy, subject: subject),
+                                            notices: FlowAudit.impliedNotices(owned: owned))
+            if !owned { outcome.unowned += 1 }
             for gap in gaps { outcome.shortfalls[gap.split(separator: ":").first.map(String.init) ?? gap, default: 0] += 1 }
             if gaps.contains(where: { $0.contains("duplicated") || $0.contains("unexpected") }) { outcome.duplicated += 1 }
             if !gaps.isEmpty { outcome.incomplete += 1 }

@@ -229,8 +229,9 @@ import Testing
                 let clocks = try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks")
                 let acknowledgements = try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE template = 'complaint.registered.acknowledgement'")
                 let owners = try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE template = 'case.assigned.owner'")
+                let introduced = try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE template = 'case.assigned.customer'")
                 // acknowledge, first contact, decision, and the daily update of a claims complaint.
-                return clocks == 4 && acknowledgements == 1 && owners == 1
+                return clocks == 4 && acknowledgements == 1 && owners == 1 && introduced == 1
             }
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM case_events WHERE action = 'assign'") == 1)
 

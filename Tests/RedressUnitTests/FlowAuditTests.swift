@@ -22,26 +22,34 @@ import Testing
 
     @Test func aCompleteFlowHasNoShortfallAndEachGapIsNamed() {
         let claims = FlowAudit.expectedClocks(policy: .standard, subject: Self.subject(.claims))
-        #expect(FlowAudit.shortfalls(Self.complete, expectedClocks: claims).isEmpty)
+        let owned = FlowAudit.impliedNotices(owned: true)
+        #expect(FlowAudit.shortfalls(Self.complete, expectedClocks: claims, notices: owned).isEmpty)
+        // Nobody could take it: no introduction is owed, the acknowledgement still is.
+        var unowned = Self.complete
+        unowned.delivered["case.assigned.customer"] = nil
+        #expect(FlowAudit.shortfalls(unowned, expectedClocks: claims, notices: FlowAudit.impliedNotices(owned: false)).isEmpty)
+        unowned.delivered["complaint.registered.acknowledgement"] = nil
+        #expect(FlowAudit.shortfalls(unowned, expectedClocks: claims, notices: FlowAudit.impliedNotices(owned: false))
+                == ["notice.missing:complaint.registered.acknowledgement"])
         var o = Self.complete
         o.assignments = 0
-        #expect(FlowAudit.shortfalls(o, expectedClocks: claims) == ["assignment.missing"])
+        #expect(FlowAudit.shortfalls(o, expectedClocks: claims, notices: owned) == ["assignment.missing"])
         o.assignments = 2
-        #expect(FlowAudit.shortfalls(o, expectedClocks: claims) == ["assignment.duplicated"])
+        #expect(FlowAudit.shortfalls(o, expectedClocks: claims, notices: owned) == ["assignment.duplicated"])
         o = Self.complete
         o.delivered["complaint.registered.acknowledgement"] = nil
-        #expect(FlowAudit.shortfalls(o, expectedClocks: claims) == ["notice.missing:complaint.registered.acknowledgement"])
+        #expect(FlowAudit.shortfalls(o, expectedClocks: claims, notices: owned) == ["notice.missing:complaint.registered.acknowledgement"])
         o.delivered["complaint.registered.acknowledgement"] = 2
-        #expect(FlowAudit.shortfalls(o, expectedClocks: claims) == ["notice.duplicated:complaint.registered.acknowledgement"])
+        #expect(FlowAudit.shortfalls(o, expectedClocks: claims, notices: owned) == ["notice.duplicated:complaint.registered.acknowledgement"])
         o = Self.complete
         o.delivered["case.assigned.customer"] = 0
-        #expect(FlowAudit.shortfalls(o, expectedClocks: claims) == ["notice.missing:case.assigned.customer"])
+        #expect(FlowAudit.shortfalls(o, expectedClocks: claims, notices: owned) == ["notice.missing:case.assigned.customer"])
         o = Self.complete
         o.clocks = ["acknowledge", "first_contact", "decision"]
-        #expect(FlowAudit.shortfalls(o, expectedClocks: claims) == ["clock.missing:update"])
+        #expect(FlowAudit.shortfalls(o, expectedClocks: claims, notices: owned) == ["clock.missing:update"])
         o.clocks = ["acknowledge", "first_contact", "decision", "update", "update"]
-        #expect(FlowAudit.shortfalls(o, expectedClocks: claims) == ["clock.duplicated:update"])
+        #expect(FlowAudit.shortfalls(o, expectedClocks: claims, notices: owned) == ["clock.duplicated:update"])
         o.clocks = ["acknowledge", "first_contact", "decision", "update", "post_claim"]
-        #expect(FlowAudit.shortfalls(o, expectedClocks: claims) == ["clock.unexpected:post_claim"])
+        #expect(FlowAudit.shortfalls(o, expectedClocks: claims, notices: owned) == ["clock.unexpected:post_claim"])
     }
 }
