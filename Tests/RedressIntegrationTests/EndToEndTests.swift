@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import PostgresNIO
@@ -27,8 +28,14 @@ import Testing
         init() throws {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("redress-e2e-\(UUID().uuidString.prefix(8))")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            basePort = 28_000 + Int.random(in: 0..<90) * 10
+            // Each stack of this test process takes the next block of ports: two stacks never share one.
+            basePort = 28_000 + Self.nextBlock.withLockedValue { block in
+                defer { block = (block + 1) % 90 }
+                return block
+            } * 10
         }
+
+        static let nextBlock = NIOLockedValueBox(Int.random(in: 0..<90))
 
         static var binaries: URL {
             if let dir = ProcessInfo.processInfo.environment["REDRESS_BIN_DIR"] { return URL(fileURLWithPath: dir) }
