@@ -325,8 +325,7 @@ struct CaseWorkflow: Sendable {
             let target = request.assignee!
             var found: ReassignTarget?
             let rows = try await connection.query("""
-                SELECT s.role, s.org_unit, u.path, s.active, s.available AND NOT (COALESCE(s.leave_from <= now() AND now() < s.leave_to, false)),
-                       s.open_cases, s.capacity, s.skills
+                SELECT s.role, s.org_unit, u.path, s.active, \(unescaped: AgentPool.availableNow), s.open_cases, s.capacity, s.skills
                 FROM staff s JOIN org_units u ON u.code = s.org_unit WHERE s.id = \(target)
                 """, logger: logger)
             for try await (role, unit, path, active, available, open, capacity, skills) in rows.decode((String, String, String, Bool, Bool, Int, Int, [String]).self) {

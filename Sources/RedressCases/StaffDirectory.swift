@@ -227,18 +227,8 @@ struct StaffDirectory: Sendable {
                           Set([try c["policy_agent"].decode(String?.self), try c["claim_handler"].decode(String?.self)].compactMap { $0 })))
         }
         guard !cases.isEmpty else { return }
-        var pools: [String: [Assignment.Candidate]] = [:]
-        for try await row in try await connection.query("""
-            SELECT id, org_unit, open_cases, capacity, extract(epoch FROM last_assigned_at)::float8 AS last, skills FROM staff
-            WHERE org_unit = ANY(\(Array(Set(cases.map(\.unit))))::text[]) AND role = 'agent' AND active AND available
-              AND NOT COALESCE(leave_from <= now() AND now() < leave_to, false) AND id <> \(leaver)
-            ORDER BY id FOR NO KEY UPDATE
-            """, logger: logger) {
-            let s = row.makeRandomAccess()
-            pools[try s["org_unit"].decode(String.self), default: []].append(Assignment.Candidate(
-                id: try s["id"].decode(String.self), openCases: try s["open_cases"].decode(Int.self), capacity: try s["capacity"].decode(Int.self),
-                lastAssigned: try s["last"].decode(Double?.self), skills: Set(try s["skills"].decode([String].self))))
-        }
+        // The leaver is already inactive in this transaction, so the pool leaves them out.
+        var pools = try await AgentPool.lock(units: Set(cases.map(\.unit)), on: connection, logger: logger)
         var clock = Date().timeIntervalSince1970
         var alerts: [OutboxEntry] = []
         let encoder = EventCoding.encoder()

@@ -157,23 +157,9 @@ public final class RoutingEngine: Sendable {
         }
     }
 
-    /// Active, available agents of the units, locked until the transaction ends, in a fixed order
-    /// so concurrent routers cannot deadlock. NO KEY UPDATE: cases naming an agent as assignee
-    /// (a foreign-key check) need not wait for routing's transaction.
+    /// The units' agents at work, locked for this transaction (`AgentPool`).
     func lockAgents(of units: Set<String>, on connection: PostgresConnection, logger: Logger) async throws -> [String: [Assignment.Candidate]] {
-        let rows = try await connection.query("""
-            SELECT id, org_unit, open_cases, capacity, extract(epoch FROM last_assigned_at)::float8, skills
-            FROM staff
-            WHERE org_unit = ANY(\(Array(units))::text[]) AND role = 'agent' AND active AND available
-              AND NOT COALESCE(leave_from <= now() AND now() < leave_to, false)
-            ORDER BY id
-            FOR NO KEY UPDATE
-            """, logger: logger)
-        var candidates: [String: [Assignment.Candidate]] = [:]
-        for try await (id, unit, open, capacity, last, skills) in rows.decode((String, String, Int, Int, Double?, [String]).self) {
-            candidates[unit, default: []].append(Assignment.Candidate(id: id, openCases: open, capacity: capacity, lastAssigned: last, skills: Set(skills)))
-        }
-        return candidates
+        try await AgentPool.lock(units: units, on: connection, logger: logger)
     }
 
     func addLoad(_ load: [String: Int], on connection: PostgresConnection, logger: Logger) async throws {

@@ -40,9 +40,8 @@ public enum SupervisorService {
         try await ServiceHost.serve(service: name, defaultPort: defaultPort) { host in
             do {
                 let book = ClockBookHolder(try ClockBook.load(policyFile: policy, calendarDirectory: calendars))
+                // The watch reports the calendars' gaps on its first round and after each reload.
                 let watch = CalendarWatch()
-                let gaps = book.current.coverage.missing(now: Date())
-                if !gaps.isEmpty { host.logger.warning("\(CalendarCoverage.describe(gaps))") }
                 var (router, services) = build(host: host, book: book, watch: watch)
                 // A bad file is refused with its problems logged; the policy and calendars in force stay.
                 services.append(ReloadListener(channel: reloadChannel, postgres: host.postgres, gate: host.gate, logger: host.logger) { [logger = host.logger] why in
@@ -51,8 +50,6 @@ public enum SupervisorService {
                         logger.notice("SLA policy and calendars reloaded", metadata: ["trigger": "\(why)"])
                         // The next gauge round reports the calendars' coverage afresh, gaps or none.
                         watch.reset()
-                        let gaps = book.current.coverage.missing(now: Date())
-                        if !gaps.isEmpty { logger.warning("\(CalendarCoverage.describe(gaps))") }
                     } catch {
                         logger.error("\(error)")
                     }

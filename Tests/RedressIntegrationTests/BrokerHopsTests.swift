@@ -15,8 +15,7 @@ import Testing
     @Test func breachesUnassignableComplaintsAndDeadLettersTakeTheirHopsThroughTheBroker() async throws {
         try await TestDatabase.withFresh { db, database in
             let stack = try EndToEndTests.Stack()
-            let http = HTTPClient(eventLoopGroupProvider: .singleton)
-            do {
+            try await stack.run { http in
                 try await stack.start(database: database)
                 for service in EndToEndTests.services {
                     try await eventually("redress-\(service.name) is ready", timeout: .seconds(60)) {
@@ -76,13 +75,8 @@ import Testing
                 try await db.query("""
                     INSERT INTO org_units (code, parent_code, level, name, path, region) VALUES ('GD-ZH', 'GD', 'city', '珠海中心支公司', 'HQ/GD/GD-ZH', 'CN')
                     """, logger: TestDatabase.logger)
-                var environment = stack.environment(service: "redressctl", database: database, port: 0)
-                environment["REDRESS_PG_USER"] = "redress"
-                let replay = try stack.launch("redressctl", arguments: ["dlq", "replay", Topics.inbound, "--idle-seconds", "8"], environment: environment,
-                                              log: "dlq-replay.log")
-                try await eventually("the replay ends", timeout: .seconds(90)) { !replay.isRunning }
-                let replayed = try String(contentsOf: stack.directory.appendingPathComponent("dlq-replay.log"), encoding: .utf8)
-                #expect(replay.terminationStatus == 0 && replayed.contains("replayed 1 message"), "\(replayed)")
+                let (code, replayed) = try await stack.redressctl(database: database, ["dlq", "replay", Topics.inbound, "--idle-seconds", "8"])
+                #expect(code == 0 && replayed.contains("replayed 1 message"), "\(replayed)")
                 try await eventually("the replayed complaint is registered at its new branch", timeout: .seconds(60)) {
                     try await TestDatabase.count(db, "SELECT count(*) FROM complaints WHERE external_ref = 'CC-HOPS-2' AND branch = 'GD-ZH'") == 1
                 }
@@ -114,14 +108,7 @@ import Testing
                 }
                 #expect(seen.isSuperset(of: ["redress_sla_breaches_total", "redress_notifications_recorded_total", "redress_case_transitions_total",
                                              "redress_complaints_received_total", "redress_complaints_rejected_total"]), "\(seen.sorted())")
-            } catch {
-                print(try stack.logs())
-                _ = await stack.stop()
-                try await http.shutdown()
-                throw error
             }
-            _ = await stack.stop()
-            try await http.shutdown()
         }
     }
 }

@@ -14,21 +14,10 @@ import Testing
         return calendar.component(.year, from: date)
     }
 
-    /// Runs redressctl with the stack's database settings; returns its exit code and what it printed.
-    static func redressctl(_ stack: EndToEndTests.Stack, database: String, _ arguments: [String], files: [String: String]) async throws -> (Int32, String) {
-        let output = stack.directory.appendingPathComponent("redressctl-\(UUID().uuidString.prefix(6)).out")
-        var environment = stack.environment(service: "redressctl", database: database, port: 0).merging(files) { $1 }
-        environment["REDRESS_PG_USER"] = "redress"
-        let process = try stack.launch("redressctl", arguments: arguments, environment: environment, log: output.lastPathComponent)
-        try await eventually("redressctl \(arguments.joined(separator: " ")) ends", timeout: .seconds(60)) { !process.isRunning }
-        return (process.terminationStatus, try String(contentsOf: output, encoding: .utf8))
-    }
-
     @Test func aClockRunningIntoAYearWithoutACalendarIsReported() async throws {
         try await TestDatabase.withFresh { db, database in
             let stack = try EndToEndTests.Stack()
-            let http = HTTPClient(eventLoopGroupProvider: .singleton)
-            do {
+            try await stack.run { http in
                 // Only the 2026 calendar, and a policy whose first-contact clock counts working time.
                 let calendars = stack.directory.appendingPathComponent("calendars")
                 try FileManager.default.createDirectory(at: calendars, withIntermediateDirectories: true)
@@ -71,14 +60,14 @@ import Testing
 
                 // The check refuses, naming region and year: as of today, and — because of the running clock —
                 // even as of a day long before the new year's 60-day warning.
-                let (code, output) = try await Self.redressctl(stack, database: database, ["sla", "check"], files: files)
+                let (code, output) = try await stack.redressctl(database: database, ["sla", "check"], environment: files)
                 #expect(code == 1, "\(output)")
                 #expect(output.contains("CN \(next)"), "\(output)")
-                let (early, earlyOutput) = try await Self.redressctl(stack, database: database, ["sla", "check", "--at", "2026-06-01T09:00:00+08:00"], files: files)
+                let (early, earlyOutput) = try await stack.redressctl(database: database, ["sla", "check", "--at", "2026-06-01T09:00:00+08:00"], environment: files)
                 #expect(early == 1 && earlyOutput.contains("CN \(next)"), "\(earlyOutput)")
                 // The files alone, as of that June day, are complete.
-                let (offline, offlineOutput) = try await Self.redressctl(stack, database: database,
-                                                                         ["sla", "check", "--offline", "--at", "2026-06-01T09:00:00+08:00"], files: files)
+                let (offline, offlineOutput) = try await stack.redressctl(database: database,
+                                                                         ["sla", "check", "--offline", "--at", "2026-06-01T09:00:00+08:00"], environment: files)
                 #expect(offline == 0 && offlineOutput.contains("valid"), "\(offlineOutput)")
 
                 // The operator adds the year and tells the supervisors (NOTIFY redress_sla, as `redressctl sla recompute` does):
@@ -97,14 +86,7 @@ import Testing
                 let reloads = try String(contentsOf: stack.directory.appendingPathComponent("supervisor.log"), encoding: .utf8)
                     .components(separatedBy: "SLA policy and calendars reloaded").count - 1
                 #expect(reloads == 2, "one reload for the NOTIFY, one for the SIGHUP")
-            } catch {
-                print(try stack.logs())
-                _ = await stack.stop()
-                try await http.shutdown()
-                throw error
             }
-            _ = await stack.stop()
-            try await http.shutdown()
         }
     }
 }

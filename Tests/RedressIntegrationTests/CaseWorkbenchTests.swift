@@ -235,7 +235,7 @@ import Testing
             let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000601")
             let agent = F.token("GD-SZ-AGE01", .agent, "GD-SZ")
             var version = 1
-            for (action, body) in [("await_customer", ["reason": "请补充提供住院病历及费用清单", "respondBy": "2026-12-05T18:00:00+08:00"]),
+            for (action, body) in [("await_customer", ["reason": "请补充提供住院病历及费用清单", "respondBy": Timestamp.format(Date().addingTimeInterval(5 * 86_400))]),
                                    ("customer_responded", [:]), ("propose_resolution", ["text": "补发赔款并支付利息"]), ("customer_accepts", [:]),
                                    ("close", ["liability": "liable", "responsibleLink": "claims", "causeCode": "claim_delay", "outcome": "赔款及利息已于今日补发"])] {
                 let (status, json) = try await F.act(client, id, action, (body as [String: Any]).merging(["version": version]) { $1 }, as: agent)

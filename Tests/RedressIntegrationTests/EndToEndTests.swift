@@ -127,6 +127,33 @@ import Testing
             return codes
         }
 
+        /// Runs `redressctl` as the schema owner against `database` (with `environment` on top) until it
+        /// ends; returns its exit status and everything it printed.
+        func redressctl(database: String, _ arguments: [String], environment extra: [String: String] = [:]) async throws -> (Int32, String) {
+            let output = "redressctl-\(UUID().uuidString.prefix(6)).out"
+            var environment = self.environment(service: "redressctl", database: database, port: 0).merging(extra) { $1 }
+            environment["REDRESS_PG_USER"] = "redress"
+            let process = try launch("redressctl", arguments: arguments, environment: environment, log: output)
+            try await eventually("redressctl \(arguments.joined(separator: " ")) ends", timeout: .seconds(90)) { !process.isRunning }
+            return (process.terminationStatus, try String(contentsOf: directory.appendingPathComponent(output), encoding: .utf8))
+        }
+
+        /// Runs `body` with an HTTP client; on failure prints the processes' logs; whatever happens, stops
+        /// the processes and the client.
+        func run(_ body: (HTTPClient) async throws -> Void) async throws {
+            let http = HTTPClient(eventLoopGroupProvider: .singleton)
+            do {
+                try await body(http)
+            } catch {
+                print((try? logs()) ?? "")
+                _ = await stop()
+                try await http.shutdown()
+                throw error
+            }
+            _ = await stop()
+            try await http.shutdown()
+        }
+
         func logs() throws -> String {
             try FileManager.default.contentsOfDirectory(atPath: directory.path)
                 .filter { $0.hasSuffix(".log") }

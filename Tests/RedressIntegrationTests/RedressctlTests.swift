@@ -7,19 +7,10 @@ import Testing
 /// `redressctl` as an operator runs it, a real process against a real database: every verb that
 /// needs no broker (`dlq replay` is exercised with one in the outbox tests' relay path).
 @Suite(.serialized) struct RedressctlTests {
-    static func run(_ stack: EndToEndTests.Stack, database: String, _ arguments: [String]) async throws -> (Int32, String) {
-        let output = "redressctl-\(UUID().uuidString.prefix(6)).out"
-        var environment = stack.environment(service: "redressctl", database: database, port: 0)
-        environment["REDRESS_PG_USER"] = "redress"
-        let process = try stack.launch("redressctl", arguments: arguments, environment: environment, log: output)
-        try await eventually("redressctl \(arguments.joined(separator: " ")) ends", timeout: .seconds(60)) { !process.isRunning }
-        return (process.terminationStatus, try String(contentsOf: stack.directory.appendingPathComponent(output), encoding: .utf8))
-    }
-
     @Test func theOperatorsVerbsDoWhatTheySay() async throws {
         try await TestDatabase.withFresh(seed: false) { db, database in
             let stack = try EndToEndTests.Stack()
-            func ctl(_ arguments: String...) async throws -> (Int32, String) { try await Self.run(stack, database: database, arguments) }
+            func ctl(_ arguments: String...) async throws -> (Int32, String) { try await stack.redressctl(database: database, arguments) }
             var (code, out) = try await ctl("migrate")
             #expect(code == 0 && out.contains("schema up to date"), "\(out)")
             (code, out) = try await ctl("seed", "--file", TestDatabase.repo.appendingPathComponent("deploy/seed/org.json").path)

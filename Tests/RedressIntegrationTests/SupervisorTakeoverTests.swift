@@ -16,8 +16,7 @@ import Testing
     @Test func aStandbyTakesOverAfterTheLeaderIsKilled() async throws {
         try await TestDatabase.withFresh { db, database in
             let stack = try EndToEndTests.Stack()
-            let http = HTTPClient(eventLoopGroupProvider: .singleton)
-            do {
+            try await stack.run { http in
                 try await stack.startBroker()
                 let ports = [stack.basePort + 6, stack.basePort + 7]
                 var processes: [Int: Process] = [:]
@@ -72,14 +71,7 @@ import Testing
                 }
                 try await eventually("both breaches are counted") { try await fired() >= 2 }
                 #expect(try await fired() == 2, "each due clock fired once across two live supervisors")
-            } catch {
-                print(try stack.logs())
-                _ = await stack.stop()
-                try await http.shutdown()
-                throw error
             }
-            _ = await stack.stop()
-            try await http.shutdown()
         }
     }
 }
