@@ -12,7 +12,7 @@ let nio: [Target.Dependency] = [
 ]
 
 /// A service library: the domain, the contracts and the service kit, plus what it names.
-func serviceLibrary(_ name: String, _ extra: [Target.Dependency] = []) -> Target {
+func serviceLibrary(_ name: String, _ extra: [Target.Dependency] = [], resources: [Resource]? = nil) -> Target {
     .target(
         name: name,
         dependencies: [
@@ -24,6 +24,7 @@ func serviceLibrary(_ name: String, _ extra: [Target.Dependency] = []) -> Target
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ] + extra,
+        resources: resources,
         swiftSettings: swiftSettings
     )
 }
@@ -47,6 +48,7 @@ let package = Package(
         .executable(name: "redress-notify", targets: ["redress-notify"]),
         .executable(name: "redress-surveys", targets: ["redress-surveys"]),
         .executable(name: "redress-supervisor", targets: ["redress-supervisor"]),
+        .executable(name: "redress-console", targets: ["redress-console"]),
         .executable(name: "redress-devbroker", targets: ["redress-devbroker"]),
         .executable(name: "redressctl", targets: ["redressctl"]),
         .executable(name: "redress-bench", targets: ["redress-bench"]),
@@ -64,6 +66,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         // Pure domain: no I/O, no dependencies. Tested fast and exhaustively.
@@ -121,14 +125,38 @@ let package = Package(
         ]),
         serviceLibrary("RedressCases"),
         serviceLibrary("RedressNotify", [.product(name: "AsyncHTTPClient", package: "async-http-client")] + nio),
-        serviceLibrary("RedressSurveys", [.product(name: "Crypto", package: "swift-crypto")] + nio),
+        // The customer's pages (return visit, status look-up) are served here, the public-facing service.
+        serviceLibrary("RedressSurveys", [.product(name: "Crypto", package: "swift-crypto"), .product(name: "Mustache", package: "swift-mustache")] + nio,
+                       resources: [.copy("Resources")]),
         serviceLibrary("RedressSupervisor"),
+        // The staff console: server-rendered pages over the staff API, sessions in PostgreSQL.
+        .target(
+            name: "RedressConsole",
+            dependencies: [
+                "RedressDomain", "RedressContracts", "RedressStore", "RedressServiceKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "HummingbirdOTP", package: "hummingbird-auth"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ] + nio,
+            resources: [.copy("Resources")],
+            swiftSettings: swiftSettings
+        ),
         executable("redress-intake", "RedressIntake"),
         executable("redress-routing", "RedressRouting"),
         executable("redress-cases", "RedressCases"),
         executable("redress-notify", "RedressNotify"),
         executable("redress-surveys", "RedressSurveys"),
         executable("redress-supervisor", "RedressSupervisor"),
+        executable("redress-console", "RedressConsole"),
         .executableTarget(
             name: "redress-devbroker",
             dependencies: [
@@ -142,7 +170,7 @@ let package = Package(
             name: "redressctl",
             dependencies: [
                 "RedressDomain", "RedressContracts", "RedressStore", "RedressKafka", "RedressServiceKit", "RedressRouting", "RedressSupervisor",
-                "RedressCases",
+                "RedressCases", "RedressConsole",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
@@ -169,6 +197,7 @@ let package = Package(
             dependencies: [
                 "RedressDomain", "RedressContracts", "RedressStore", "RedressKafka", "RedressServiceKit",
                 "RedressIntake", "RedressRouting", "RedressCases", "RedressNotify", "RedressSurveys", "RedressSupervisor",
+                "RedressConsole",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),

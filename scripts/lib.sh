@@ -4,8 +4,8 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Without it SwiftPM passes Hummingbird's trait flags in random order and rebuilds it needlessly.
 export SWIFT_DETERMINISTIC_HASHING=1
-SERVICES=(intake routing cases notify surveys supervisor)
-declare -A SERVICE_PORT=([intake]=8081 [cases]=8082 [surveys]=8083 [routing]=8084 [notify]=8085 [supervisor]=8086)
+SERVICES=(intake routing cases notify surveys supervisor console)
+declare -A SERVICE_PORT=([intake]=8081 [cases]=8082 [surveys]=8083 [routing]=8084 [notify]=8085 [supervisor]=8086 [console]=8087)
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -23,6 +23,25 @@ ensure_packages() {
         apt-get update -qq
         apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
+}
+
+# Chromium, its driver and CJK fonts (Debian), Selenium and axe (PyPI): the browser test's parts.
+ensure_browser() {
+    local missing=()
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v chromedriver >/dev/null || missing+=(chromium-driver)
+    dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing+=(fonts-noto-cjk)
+    command -v pip >/dev/null || command -v pip3 >/dev/null || missing+=(python3-pip)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]} (apt-get)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    python3 -c "import selenium, axe_selenium_python" 2>/dev/null && return 0
+    log "installing selenium and axe-selenium-python (pip)"
+    python3 -m pip install -q selenium axe-selenium-python 2>/dev/null \
+        || python3 -m pip install -q --break-system-packages selenium axe-selenium-python
 }
 
 # libfaketime, for running the tests at another date (scripts/test, REDRESS_TEST_CLOCK_OFFSET).
@@ -133,7 +152,7 @@ write_env() {
     } >"$rundir/env"
 }
 
-# start_services BINDIR RUNDIR [NAME…]: the services named (all six by default), each on its port
+# start_services BINDIR RUNDIR [NAME…]: the services named (all seven by default), each on its port
 # (+ REDRESS_PORT_OFFSET); waits until they are ready.
 start_services() {
     local bindir="$1" rundir="$2" name port

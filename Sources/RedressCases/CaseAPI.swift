@@ -32,6 +32,17 @@ struct CaseSummary: Codable, Sendable {
     var version: Int
 }
 
+struct UnitCount: Codable, Sendable {
+    var unit: String
+    var open: Int
+    var breached: Int
+    var unassigned: Int
+}
+
+struct UnitCounts: ResponseEncodable, Sendable {
+    var items: [UnitCount]
+}
+
 struct CasePage: ResponseEncodable, Sendable {
     var items: [CaseSummary]
     var nextCursor: String?
@@ -175,6 +186,7 @@ struct CaseAPI: Sendable {
         let staff = RequireRoles([.agent, .supervisor, .committee, .auditor, .admin], authority: tokens)
         let cases = router.group("v1/cases").add(middleware: staff)
         cases.get("mine") { request, context in try await queue(request, context, mine: true) }
+        cases.get("counts") { request, context in try await counts(request, context) }
         cases.get("") { request, context in try await queue(request, context, mine: false) }
         cases.get(":key") { _, context in try await detail(key: context.parameters.require("key"), context) }
         cases.get(":key/customer-history") { _, context in
@@ -301,6 +313,8 @@ struct CaseAPI: Sendable {
         let spotCheck = query.get("spotCheck") == "true"
         // The supervisor queue: open cases nobody owns (routing found no eligible agent).
         let unassigned = query.get("unassigned") == "true"
+        // 二次投诉: cases that came back from a closed one (a dissatisfied return visit, a review request).
+        let secondComplaint = query.get("secondComplaint") == "true"
         let committee = query.get("committee")
         if let committee, !["referred", "ruled"].contains(committee) { errors.append(FieldError("committee", "must be referred or ruled")) }
         // A phone or ID number is searched by its keyed hash, never as clear text in SQL, and the search is on record.
@@ -346,6 +360,7 @@ struct CaseAPI: Sendable {
             if !statuses.isEmpty { conditions.append("c.status = ANY(\(try bind(statuses))::text[])") }
             if spotCheck { conditions.append("c.spot_check") }
             if unassigned { conditions.append("c.assignee IS NULL") }
+            if secondComplaint { conditions.append("c.reopened_from IS NOT NULL") }
             if let committee { conditions.append("c.committee_status = \(try bind(committee))") }
             if !categories.isEmpty { conditions.append("c.category = ANY(\(try bind(categories))::text[])") }
             if !priorities.isEmpty { conditions.append("c.priority = ANY(\(try bind(priorities))::text[])") }
@@ -386,6 +401,33 @@ struct CaseAPI: Sendable {
         }
     }
 
+    /// Open cases per handling unit in the caller's subtree (or a unit of it): how many, how many
+    /// past their promised reply, how many nobody owns. The supervisor board's table.
+    func counts(_ request: Request, _ context: RedressRequestContext) async throws -> UnitCounts {
+        let caller = try context.caller()
+        let unit = request.uri.queryParameters.get("unit") ?? caller.unit
+        return try await scoped(context) { connection, callerPath in
+            var unitPath: String?
+            for try await value in try await connection.query("SELECT path FROM org_units WHERE code = \(unit)", logger: context.logger).decode(String.self) {
+                unitPath = value
+            }
+            guard let unitPath, unitPath == callerPath || unitPath.hasPrefix(callerPath + "/") else {
+                throw CaseRefusal.forbidden("unit '\(unit)' is outside your part of the organisation (\(caller.unit) and below)")
+            }
+            let rows = try await connection.query("""
+                SELECT COALESCE(c.handling_unit, c.branch), count(*)::int8, (count(*) FILTER (WHERE c.promised_reply_by < now()))::int8,
+                       (count(*) FILTER (WHERE c.assignee IS NULL))::int8
+                FROM complaints c WHERE c.status <> 'closed' AND (c.unit_path = \(unitPath) OR c.unit_path LIKE \(unitPath) || '/%')
+                GROUP BY 1 ORDER BY 1
+                """, logger: context.logger)
+            var items: [UnitCount] = []
+            for try await (code, open, breached, unassigned) in rows.decode((String, Int64, Int64, Int64).self) {
+                items.append(UnitCount(unit: code, open: Int(open), breached: Int(breached), unassigned: Int(unassigned)))
+            }
+            return UnitCounts(items: items)
+        }
+    }
+
     static func encodeCursor(_ position: (Int64, UUID)) -> String {
         let text = "\(position.0)|\(position.1.uuidString.lowercased())"
         return Data(text.utf8).base64EncodedString()
@@ -400,10 +442,17 @@ struct CaseAPI: Sendable {
 
     // MARK: One case
 
+    /// The case with the actions this caller may take on it now: its state allows them and the
+    /// caller's role (and, for an agent, ownership) does too.
     func detail(key: String, _ context: RedressRequestContext) async throws -> CaseDetail {
-        try await scoped(context) { connection, _ in
+        let caller = try context.caller()
+        var detail = try await scoped(context) { connection, _ in
             try await cases.detail(key: key, history: true, on: connection, logger: context.logger)
         }
+        detail.allowedActions = detail.allowedActions.filter { name in
+            CaseAction(rawValue: name).map { CaseAccess.refusal(of: $0, by: .staff(caller), assignee: detail.summary.assignee) == nil } ?? false
+        }
+        return detail
     }
 
     /// Full personal data, to those who handle the case; every read is on record with its purpose.

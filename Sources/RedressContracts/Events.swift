@@ -438,3 +438,19 @@ public struct SurveyAnswered: EventPayload, Equatable {
         self.answeredAt = answeredAt
     }
 }
+
+/// 投诉进度查询: the customer asked to see their complaint's status; notify sends the one-time code
+/// to the contact on file. The code is a credential for ten minutes: only its hash is stored by
+/// surveys, and notify keeps the sent text without it.
+public struct StatusCodeRequested: EventPayload, Equatable {
+    public static let eventType = EventType.statusCodeRequested
+    public var number: String
+    public var code: String
+    public var expiresAt: Date
+
+    public init(number: String, code: String, expiresAt: Date) {
+        self.number = number
+        self.code = code
+        self.expiresAt = expiresAt
+    }
+}

@@ -18,6 +18,8 @@ public enum EventType: String, Sendable, Codable, CaseIterable {
     case surveyRequested = "survey.requested"
     case surveyAnswered = "survey.answered"
     case surveyDissatisfied = "survey.dissatisfied"
+    /// 投诉进度查询: a customer asked for a one-time code to look up their complaint.
+    case statusCodeRequested = "status.code_requested"
 
     public var topic: String { "redress." + rawValue }
 }

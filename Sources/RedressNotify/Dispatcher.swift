@@ -119,8 +119,9 @@ public final class Dispatcher: Service, Sendable {
             }
             var send: [Claimed] = [], wait: [(UUID, Date)] = [], throttled = 0
             for item in due {
-                // Quiet hours hold customer texts until the morning.
-                if item.channel == "sms", let release = settings.quietHours?.release(for: at) {
+                // Quiet hours hold customer texts until the morning; not a look-up code the customer
+                // has just asked for.
+                if item.channel == "sms", item.template != "status.code.customer", let release = settings.quietHours?.release(for: at) {
                     wait.append((item.id, release))
                     continue
                 }
@@ -190,6 +191,7 @@ public final class Dispatcher: Service, Sendable {
                     UPDATE notifications n SET status = 'delivered', delivered_at = \(at), gateway_message_id = NULLIF(t.receipt, ''), last_error = NULL,
                         address_masked = NULLIF(t.address, ''),
                         body = CASE WHEN n.template = 'survey.requested.customer' THEN regexp_replace(n.body, 'https?://[^[:space:]]+', '[link sent]', 'g')
+                                    WHEN n.template = 'status.code.customer' THEN regexp_replace(n.body, '[0-9]{6}', '[code sent]', 'g')
                                     ELSE n.body END
                     FROM unnest(\(delivered.map(\.0.id))::uuid[], \(delivered.map { $0.1 ?? "" })::text[], \(delivered.map { $0.2 ?? "" })::text[])
                         AS t(id, receipt, address)

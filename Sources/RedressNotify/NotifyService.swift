@@ -280,7 +280,8 @@ struct CustomerNotice: Sendable {
 /// and the return-visit invitation.
 struct CustomerNoticeHandler: BatchHandler {
     let composer: Composer
-    static let topics = [EventType.complaintRegistered, .caseAssigned, .caseUpdated, .caseExtended, .caseClosed, .surveyRequested].map(\.topic)
+    static let topics = [EventType.complaintRegistered, .caseAssigned, .caseUpdated, .caseExtended, .caseClosed, .surveyRequested,
+                         .statusCodeRequested].map(\.topic)
 
     let registered = EventHandler<ComplaintRegistered> { _, _, _ in }
     let assigned = EventHandler<CaseAssigned> { _, _, _ in }
@@ -288,6 +289,7 @@ struct CustomerNoticeHandler: BatchHandler {
     let updated = EventHandler<CaseUpdated> { _, _, _ in }
     let closed = EventHandler<CaseClosed> { _, _, _ in }
     let surveys = EventHandler<SurveyRequested> { _, _, _ in }
+    let statusCodes = EventHandler<StatusCodeRequested> { _, _, _ in }
 
     /// nil: an event that tells the customer nothing (a reassignment, say).
     func decode(_ message: KafkaMessage) -> Result<CustomerNotice?, Rejection> {
@@ -334,6 +336,11 @@ struct CustomerNoticeHandler: BatchHandler {
         case EventType.caseClosed.topic:
             return closed.decode(message).map {
                 CustomerNotice(eventID: $0.id, complaintID: $0.complaintId, template: "case.closed.customer", fields: ["outcome": $0.payload.outcome ?? ""])
+            }
+        case EventType.statusCodeRequested.topic:
+            return statusCodes.decode(message).map {
+                CustomerNotice(eventID: $0.id, complaintID: $0.complaintId, template: "status.code.customer",
+                               fields: ["code": $0.payload.code, "expiresAt": local($0.payload.expiresAt)])
             }
         default:
             return surveys.decode(message).map {

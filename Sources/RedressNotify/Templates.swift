@@ -35,6 +35,7 @@ public struct TemplateBook: Sendable, Equatable {
         "case.awaiting_customer.customer": ["number", "customerName", "needed", "respondBy"],
         "case.resolution_proposed.customer": ["number", "customerName", "proposal"],
         "survey.requested.customer": ["number", "customerName", "link", "expiresAt"],
+        "status.code.customer": ["number", "customerName", "code", "expiresAt"],
         "case.assigned.owner": ["number", "priority", "promisedReplyBy"],
         "complaint.unassignable.supervisors": ["number", "unit", "reason"],
         "sla.warning.staff": ["number", "clock", "dueAt"],

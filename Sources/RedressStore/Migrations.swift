@@ -12,6 +12,7 @@ public enum Migrations {
         Migration(version: 2, name: "case handling", sql: caseHandling),
         Migration(version: 3, name: "notifications and return visits", sql: notificationsAndVisits),
         Migration(version: 4, name: "case workbench", sql: workbench),
+        Migration(version: 5, name: "console and customer pages", sql: consoleAndCustomerPages),
     ]
 
     /// The database roles the services use; a cluster-level set-up (scripts/lib.sh creates them; a
@@ -398,5 +399,47 @@ public enum Migrations {
     ALTER TABLE surveys ENABLE ROW LEVEL SECURITY;
     CREATE POLICY surveys_services ON surveys TO redress_service USING (true) WITH CHECK (true);
     CREATE POLICY surveys_staff ON surveys TO redress_staff USING (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id));
+    """#
+
+    static let consoleAndCustomerPages = #"""
+    -- Console sign-in: a staff member's credentials, apart from the staff row the staff API reads,
+    -- so no staff query can ever return a password hash. Only redress_service (the console) reads it.
+    CREATE TABLE staff_credentials (
+        staff_id        text PRIMARY KEY REFERENCES staff(id),
+        password_hash   text NOT NULL,
+        totp_secret     text,
+        failed_attempts integer NOT NULL DEFAULT 0 CHECK (failed_attempts >= 0),
+        locked_until    timestamptz,
+        changed_at      timestamptz NOT NULL DEFAULT now()
+    );
+    -- Console sessions: the cookie holds a random value and only its SHA-256 is kept, so a copy of
+    -- this table signs no one in. Ending a session sets ended_at; signing out ends them all.
+    CREATE TABLE console_sessions (
+        id_hash      bytea PRIMARY KEY,
+        staff_id     text NOT NULL REFERENCES staff(id),
+        csrf_token   text NOT NULL,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        last_seen_at timestamptz NOT NULL DEFAULT now(),
+        ended_at     timestamptz
+    );
+    CREATE INDEX console_sessions_staff ON console_sessions (staff_id) WHERE ended_at IS NULL;
+    -- 投诉进度查询: one-time codes sent to the phone on file (only their hash is kept), and every
+    -- lookup by number, known or not, so guessing is limited per number across instances.
+    CREATE TABLE status_codes (
+        id           uuid PRIMARY KEY,
+        complaint_id uuid NOT NULL REFERENCES complaints(id),
+        code_hash    bytea NOT NULL,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        expires_at   timestamptz NOT NULL,
+        attempts     integer NOT NULL DEFAULT 0,
+        used_at      timestamptz
+    );
+    CREATE INDEX status_codes_complaint ON status_codes (complaint_id, created_at);
+    CREATE TABLE status_lookups (
+        number_hash  bytea NOT NULL,
+        kind         text NOT NULL CHECK (kind IN ('code', 'check')),
+        at           timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX status_lookups_number ON status_lookups (number_hash, at);
     """#
 }

@@ -73,7 +73,14 @@ public enum SurveysService {
         -> (Router<RedressRequestContext>, [any Service]) {
         let router = host.router()
         let visits = ReturnVisits(postgres: host.postgres, settings: settings, logger: host.logger)
-        SurveyAPI(postgres: host.postgres, guard: MissLimiter(perMinute: settings.missesPerMinute, now: now)).add(to: router)
+        let api = SurveyAPI(postgres: host.postgres, guard: MissLimiter(perMinute: settings.missesPerMinute, now: now))
+        api.add(to: router)
+        do {
+            try CustomerPages(survey: api, postgres: host.postgres).add(to: router)
+        } catch {
+            host.logger.critical("the customer pages cannot start: \(error)")
+            exit(2)
+        }
         let consumer = host.consumer(group: consumerGroup, topics: [EventType.caseClosed.topic],
                                      handler: EventHandler<CaseClosed> { try await visits.schedule($0, on: $1, logger: $2) })
         let series = GaugeSeries()
@@ -228,6 +235,10 @@ struct SurveyThanks: ResponseEncodable, Sendable {
     var number: String
     var wave: String
     var thanks: String
+    /// Not sent: the customer's page says what happens next (a dissatisfied answer is looked at again, one level up).
+    var satisfied = true
+
+    enum CodingKeys: String, CodingKey { case number, wave, thanks }
 }
 
 struct SurveyAnswer: Decodable, Sendable {
@@ -310,17 +321,28 @@ struct SurveyAPI: Sendable {
         guard errors.isEmpty, let score = body.score, let resolved = body.resolved else {
             throw Problem(status: .badRequest, title: "Invalid answer", detail: errors.map(\.description).joined(separator: "; "), errors: errors)
         }
-        let comment = body.comment.map(PersonalData.scrub).flatMap { $0.isEmpty ? nil : $0 }
+        let thanks = try await record(token: token, score: score, resolved: resolved, comment: body.comment, logger: context.logger)
+        guard let thanks else {
+            try await miss(token, client: client, context)
+            throw Self.notFound
+        }
+        return try thanks.response(from: request, context: context).withStatus(.created)
+    }
+
+    /// Records an answer (the JSON API and the customer's page alike): only an invited, unexpired
+    /// visit takes it, once. A bad answer (1–2, or not resolved) also raises `survey.dissatisfied`.
+    /// Nil when the link is unknown, used or expired.
+    func record(token: String, score: Int, resolved: Bool, comment: String?, logger: Logger) async throws -> SurveyThanks? {
+        let comment = comment.map(PersonalData.scrub).flatMap { $0.isEmpty ? nil : $0 }
         let satisfied = score >= 3 && resolved
         let now = Date()
-        // Single use: only an invited, unexpired visit takes the answer, and it does so once.
-        let thanks = try await postgres.withTransaction(logger: context.logger) { connection -> SurveyThanks? in
+        return try await postgres.withTransaction(logger: logger) { connection -> SurveyThanks? in
             let rows = try await connection.query("""
                 UPDATE surveys s SET status = 'answered', answered_at = \(now), score = \(score), resolved = \(resolved), comment = \(comment)
                 FROM complaints c
                 WHERE s.token_hash = \(ByteBuffer(bytes: SurveysService.hash(token))) AND s.status = 'invited' AND s.expires_at > \(now) AND c.id = s.complaint_id
                 RETURNING s.id, s.complaint_id, s.visit, c.number, COALESCE(s.handling_unit, c.branch), COALESCE(s.category, 'other'), COALESCE(s.handler, '')
-                """, logger: context.logger)
+                """, logger: logger)
             for try await (id, complaint, wave, number, unit, category, handler) in rows.decode((UUID, UUID, String, String, String, String, String).self) {
                 let encoder = EventCoding.encoder()
                 var outbox = [try OutboxEntry(EventEnvelope(occurredAt: now, complaintId: complaint, orgUnit: unit, actor: SurveysService.actor,
@@ -332,19 +354,13 @@ struct SurveyAPI: Sendable {
                         payload: SurveyDissatisfied(surveyId: id, number: number, wave: wave, score: score, resolved: resolved, comment: comment, answeredAt: now)),
                         encoder: encoder))
                 }
-                try await Outbox.append(outbox, on: connection, logger: context.logger)
+                try await Outbox.append(outbox, on: connection, logger: logger)
                 Counter(label: "redress_survey_answers_total", dimensions: [
                     ("unit", unit), ("category", category), ("handler", handler), ("score", String(score)), ("resolved", String(resolved)),
                 ]).increment()
-                return SurveyThanks(number: number, wave: wave, thanks: "感谢您的反馈。Thank you for your feedback.")
+                return SurveyThanks(number: number, wave: wave, thanks: "感谢您的反馈。Thank you for your feedback.", satisfied: satisfied)
             }
             return nil
         }
-        guard let thanks else {
-            try await miss(token, client: client, context)
-            throw Self.notFound
-        }
-        return try thanks.response(from: request, context: context).withStatus(.created)
     }
 }
-

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import RedressCases
+import RedressConsole
 import RedressContracts
 import RedressKafka
 import RedressServiceKit
@@ -295,7 +296,7 @@ func bootstrapServers() throws -> String {
 
 struct Staff: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "staff", abstract: "The staff directory (as GET/POST/PATCH /v1/staff do it).",
-                                                    subcommands: [List.self, Add.self, Deactivate.self])
+                                                    subcommands: [List.self, Add.self, Deactivate.self, SetPassword.self])
 
     static func refused(_ error: any Error) -> any Error {
         (error as? StaffCommands.Refused).map { ValidationError($0.description) } ?? error
@@ -342,6 +343,45 @@ struct Staff: AsyncParsableCommand {
                 print(try await withPostgres { [id] client, logger in try await StaffCommands.deactivate(id: id, on: client, logger: logger) })
             } catch {
                 throw Staff.refused(error)
+            }
+        }
+    }
+
+    struct SetPassword: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set-password",
+            abstract: "Set a staff member's console password (bcrypt), and with --totp a new authenticator secret.",
+            discussion: "The password is read from standard input (one line) unless --password gives it (development only: it shows in ps). "
+                + "Setting a password clears a lock and ends the member's console sessions.")
+        @Argument(help: "Staff ids; with --all, none.") var ids: [String] = []
+        @Flag(help: "Every active staff member (the demo organisation).") var all = false
+        @Option(help: "The password (development only; otherwise give it on standard input).") var password: String?
+        @Flag(help: "Also enrol a new TOTP secret and print its otpauth:// URL for an authenticator app.") var totp = false
+
+        func validate() throws {
+            if all == !ids.isEmpty { throw ValidationError("name the staff ids, or give --all") }
+        }
+
+        func run() async throws {
+            let secret = password ?? readLine(strippingNewline: true) ?? ""
+            do {
+                let enrolled = try await withPostgres { [ids, all, totp] client, logger in
+                    var targets = ids
+                    if all {
+                        targets = []
+                        for try await id in try await client.query("SELECT id FROM staff WHERE active ORDER BY id", logger: logger).decode(String.self) {
+                            targets.append(id)
+                        }
+                    }
+                    let secrets = try await ConsoleAuth.setPassword(secret, for: targets, newTOTP: totp, on: client, logger: logger)
+                    return (targets.count, secrets)
+                }
+                print("password set for \(enrolled.0) staff member(s)")
+                for (id, secret) in enrolled.1.sorted(by: { $0.key < $1.key }) {
+                    print("\(id) \(ConsoleAuth.totpURL(secret: secret, staffID: id))")
+                }
+            } catch let error as ConsoleError {
+                throw ValidationError(error.description)
             }
         }
     }

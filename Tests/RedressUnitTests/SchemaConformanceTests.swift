@@ -73,6 +73,7 @@ import Testing
                                                                   resolved: false, comment: nil, answeredAt: Date()))),
             (.surveyRequested, try document(SurveyRequested(surveyId: UUID(), number: "GD-SZ-20261122-000001", wave: "day7",
                                                             link: "https://survey.example/s/3q2-7Xk_9pLm", requestedAt: Date(), expiresAt: Date()))),
+            (.statusCodeRequested, try document(StatusCodeRequested(number: "GD-SZ-20261122-000001", code: "042917", expiresAt: Date()))),
             (.surveyAnswered, try document(SurveyAnswered(surveyId: UUID(), number: "GD-SZ-20261122-000001", wave: "day0", score: 5,
                                                           resolved: true, satisfied: true, comment: "很快就处理好了", answeredAt: Date()))),
             (.notificationDelivered, try document(NotificationDelivered(notificationId: UUID(), number: "GD-SZ-20261122-000001",

@@ -1,0 +1,3 @@
+import RedressConsole
+
+try await ConsoleService.main()
