@@ -179,7 +179,7 @@ let package = Package(
         .executableTarget(
             name: "redress-bench",
             dependencies: [
-                "RedressDomain", "RedressContracts", "RedressStore", "RedressKafka", "RedressServiceKit", "RedressSupervisor",
+                "RedressDomain", "RedressContracts", "RedressStore", "RedressKafka", "RedressServiceKit", "RedressSupervisor", "RedressConsole",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -189,7 +189,7 @@ let package = Package(
         // Pure logic: no database, no broker.
         .testTarget(
             name: "RedressUnitTests",
-            dependencies: ["RedressDomain", "RedressContracts", "RedressStore", "RedressServiceKit", "RedressRouting", "RedressNotify"],
+            dependencies: ["RedressDomain", "RedressContracts", "RedressStore", "RedressServiceKit", "RedressRouting", "RedressNotify", "RedressConsole"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

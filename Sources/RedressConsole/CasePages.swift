@@ -131,7 +131,7 @@ extension ConsolePages {
         if let committee = c["committeeStatus"] as? String { data["committeeLabel"] = catalogue.label("committee", committee, language) }
         if c["spotCheck"] as? Bool == true { data["spotCheck"] = true }
         if let due = (c["promisedReplyBy"] as? String).flatMap(Timestamp.parse) {
-            let left = timeLeft(due: due, start: (c["receivedAt"] as? String).flatMap(Timestamp.parse), language)
+            let left = Self.timeLeft(due: due, start: (c["receivedAt"] as? String).flatMap(Timestamp.parse), language)
             (data["dueClass"], data["dueIcon"], data["dueText"]) = (left.cls, left.icon, left.text)
             data["promisedLocal"] = local(due) + " " + catalogue.text("zone", language)
             if c["status"] as? String == "closed" { (data["dueClass"], data["dueIcon"], data["dueText"]) = ("stopped", "■", catalogue.text("status.closed", language)) }
@@ -142,7 +142,7 @@ extension ConsolePages {
                                       "dueLocal": local(clock["dueAt"] as? String) ?? ""]
             let state = clock["state"] as? String ?? ""
             if state == "running", let due = (clock["dueAt"] as? String).flatMap(Timestamp.parse) {
-                let left = timeLeft(due: due, start: (clock["startedAt"] as? String).flatMap(Timestamp.parse), language)
+                let left = Self.timeLeft(due: due, start: (clock["startedAt"] as? String).flatMap(Timestamp.parse), language)
                 (row["dueClass"], row["dueIcon"], row["dueText"]) = (left.cls, left.icon, left.text)
                 row["live"] = true
                 row["dueAt"] = clock["dueAt"]

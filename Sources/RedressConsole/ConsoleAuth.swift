@@ -27,7 +27,6 @@ public enum SignInRefusal: Error, Equatable, Sendable {
     case locked(until: Date)
     case secondFactorNeeded
     case secondFactorNotEnrolled
-    case noPassword
 }
 
 /// Passwords (bcrypt, through hummingbird-auth), second factors (TOTP, likewise), the lock after

@@ -173,7 +173,7 @@ struct ConsolePages: Sendable {
     func local(_ text: String?) -> String? { text.flatMap(Timestamp.parse).map(local) }
 
     /// Time left to a deadline as words, a class and an icon (colour is never alone).
-    func timeLeft(due: Date, start: Date?, now: Date = Date(), _ language: Catalogue.Language) -> (cls: String, icon: String, text: String) {
+    static func timeLeft(due: Date, start: Date?, now: Date = Date(), _ language: Catalogue.Language) -> (cls: String, icon: String, text: String) {
         let left = due.timeIntervalSince(now)
         let span = Self.span(abs(left), language)
         if left < 0 {
@@ -228,7 +228,6 @@ struct ConsolePages: Sendable {
             case .locked(let until): ("locked", text("login_locked", request) + local(until))
             case .secondFactorNeeded: ("second_factor", text("login_totp_needed", request))
             case .secondFactorNotEnrolled: ("second_factor", text("login_totp_not_enrolled", request))
-            case .noPassword: ("refused", text("login_wrong", request))
             }
             Counter(label: "redress_console_sign_ins_total", dimensions: [("outcome", outcome)]).increment()
             return loginPage(request, error: message, staffID: staffID, status: .unauthorized)

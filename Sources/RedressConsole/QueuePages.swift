@@ -22,7 +22,7 @@ extension ConsolePages {
             row["priorityLabel"] = (item["priority"] as? String).map { catalogue.label("priority", $0, language) } ?? "—"
             row["assigneeLabel"] = item["assignee"] as? String ?? catalogue.text("nobody", language)
             if let due = (item["promisedReplyBy"] as? String).flatMap(Timestamp.parse) {
-                let left = timeLeft(due: due, start: (item["receivedAt"] as? String).flatMap(Timestamp.parse), now: now, language)
+                let left = Self.timeLeft(due: due, start: (item["receivedAt"] as? String).flatMap(Timestamp.parse), now: now, language)
                 row["dueClass"] = left.cls
                 row["dueIcon"] = left.icon
                 row["dueText"] = left.text

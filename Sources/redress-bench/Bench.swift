@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import PostgresNIO
+import RedressConsole
 import RedressContracts
 import RedressDomain
 import RedressKafka
@@ -40,6 +41,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "The case service's base URL (queue benchmark).")
     var cases = "http://127.0.0.1:8082"
 
+    @Option(help: "The staff console's base URL: the queue benchmark also times its pages, signed in as the agents and supervisors.")
+    var console: String?
+
     @Option(help: "Stage mode: once every complaint is registered, create this file and wait for routing to be started (scripts/bench --stages).")
     var signalFile: String?
 
@@ -57,7 +61,7 @@ struct Bench: AsyncParsableCommand {
             guard let secret = ProcessInfo.processInfo.environment["REDRESS_JWT_SECRET"] else {
                 throw ValidationError("REDRESS_JWT_SECRET must be set to the stack's (source run/<stack>/env)")
             }
-            try await QueueBench(complaints: queueComplaints, cases: cases, concurrency: min(concurrency, 8),
+            try await QueueBench(complaints: queueComplaints, cases: cases, console: console, concurrency: min(concurrency, 8),
                                  tokens: TokenAuthority(secret: secret), logger: logger).run()
             return
         }
@@ -413,6 +417,7 @@ struct SLAScanBench {
 struct QueueBench {
     let complaints: Int
     let cases: String
+    let console: String?
     let concurrency: Int
     let tokens: TokenAuthority
     let logger: Logger
@@ -498,18 +503,75 @@ struct QueueBench {
                 try await measure("GET /v1/cases/{number}/customer-history", requests: histories,
                                   count: 2000, connections: connections, expectFull: false, isPage: false)
             }
+            if let console {
+                try await measureConsole(console, postgres: postgres, agents: agents, supervisors: supervisors, pages: pages)
+            }
         }
     }
 
+    /// The console's pages as staff see them: signed in (a session cookie), HTML rendered from the
+    /// staff API's answers. The time includes the console's calls to the API.
+    func measureConsole(_ console: String, postgres: PostgresClient, agents: [(String, String)], supervisors: [(String, String)],
+                        pages: [(String, String)]) async throws {
+        let password = "bench-password-\(UInt32.random(in: 0...UInt32.max))"
+        // Agents with open cases (each signs in once: a bcrypt check), and some supervisors.
+        var owners: [String] = []
+        for try await id in try await postgres.query("""
+            SELECT DISTINCT assignee FROM complaints WHERE status <> 'closed' AND assignee IS NOT NULL ORDER BY assignee LIMIT 24
+            """, logger: logger).decode(String.self) { owners.append(id) }
+        let chosen = owners + supervisors.prefix(8).map(\.0)
+        _ = try await ConsoleAuth.setPassword(password, for: chosen, newTOTP: false, on: postgres, logger: logger)
+        var cookies: [String: String] = [:]
+        for id in chosen { cookies[id] = try await signIn(console, id, password) }
+        var casePages: [(String, String)] = []
+        for try await (number, assignee) in try await postgres.query("""
+            SELECT number, assignee FROM complaints WHERE status <> 'closed' AND assignee = ANY(\(chosen)::text[]) ORDER BY id LIMIT 2000
+            """, logger: logger).decode((String, String).self) {
+            if let cookie = cookies[assignee] { casePages.append(("/cases/\(number)", cookie)) }
+        }
+        let agentQueues = chosen.filter { id in agents.contains { $0.0 == id } }.compactMap { id in cookies[id].map { ("/queue/mine", $0) } }
+        let unitQueues = supervisors.prefix(8).compactMap { cookies[$0.0].map { ("/queue/unit", $0) } }
+        for connections in [1, concurrency] {
+            try await measure("console GET /queue/mine (agents)", requests: agentQueues, count: 1000, connections: connections, expectFull: false,
+                              isPage: false, base: console, cookie: true)
+            try await measure("console GET /queue/unit (supervisors)", requests: unitQueues, count: 500, connections: connections, expectFull: false,
+                              isPage: false, base: console, cookie: true)
+            try await measure("console GET /cases/{number} (the case page)", requests: casePages, count: 1000, connections: connections,
+                              expectFull: false, isPage: false, base: console, cookie: true)
+        }
+    }
+
+    /// Signs in through the form, as a browser does: the sign-in page's token and cookie, then the post.
+    func signIn(_ console: String, _ staffID: String, _ password: String) async throws -> String {
+        let page = try await HTTPClient.shared.execute(HTTPClientRequest(url: console + "/login"), timeout: .seconds(10))
+        let html = String(buffer: try await page.body.collect(upTo: 1 << 20))
+        guard let login = page.headers["Set-Cookie"].first(where: { $0.hasPrefix("redress_login=") })?.split(separator: ";").first,
+              let range = html.range(of: #"name="csrf" value=""#), let end = html[range.upperBound...].firstIndex(of: "\"") else {
+            throw ValidationError("the console's sign-in page has no form token")
+        }
+        var post = HTTPClientRequest(url: console + "/login")
+        post.method = .POST
+        post.headers.add(name: "Cookie", value: String(login))
+        post.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+        let form = "csrf=\(html[range.upperBound..<end])&staffId=\(staffID)&password=\(password)"
+        post.body = .bytes(ByteBuffer(string: form))
+        let answer = try await HTTPClient.shared.execute(post, timeout: .seconds(10))
+        guard let session = answer.headers["Set-Cookie"].first(where: { $0.hasPrefix("redress_session=") })?.split(separator: ";").first else {
+            throw ValidationError("\(staffID) could not sign in to the console (\(answer.status.code))")
+        }
+        return String(session)
+    }
+
     /// Warms up, then times `count` requests over `connections` connections, each (path, token) picked in turn.
-    func measure(_ name: String, requests paths: [(String, String)], count requests: Int, connections: Int, expectFull: Bool, isPage: Bool = true) async throws {
+    func measure(_ name: String, requests paths: [(String, String)], count requests: Int, connections: Int, expectFull: Bool, isPage: Bool = true,
+                 base: String? = nil, cookie: Bool = false) async throws {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         @Sendable func get(_ pair: (String, String)) async throws -> (Double, Int) {
             let (path, token) = pair
-            var request = HTTPClientRequest(url: cases + path)
-            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+            var request = HTTPClientRequest(url: (base ?? cases) + path)
+            if cookie { request.headers.add(name: "Cookie", value: token) } else { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
             let started = ContinuousClock.now
             let response = try await client.execute(request, timeout: .seconds(30))
             let body = try await response.body.collect(upTo: 4 << 20)

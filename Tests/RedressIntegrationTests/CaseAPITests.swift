@@ -76,6 +76,36 @@ enum CaseFixture {
 }
 
 @Suite struct CaseAPITests {
+    /// What the console offers as forms: the actions this caller may take now, and the board's lists and counts.
+    @Test func allowedActionsAreTheCallersAndTheBoardHasItsListsAndCounts() async throws {
+        try await CaseFixture.withApp { db, _, client in
+            typealias F = CaseFixture
+            let first = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "closed", number: "GD-SZ-20261130-000001")
+            try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261130-000002", dueInHours: -2)
+            let second = try await F.insert(db, unit: "GD", assignee: nil, status: "assigned", number: "GD-SZ-20261130-000001-R1")
+            try await db.query("UPDATE complaints SET reopened_from = \(first) WHERE id = \(second)", logger: TestDatabase.logger)
+            func actions(_ token: String) async throws -> [String] {
+                try await F.get(client, "/v1/cases/GD-SZ-20261130-000002", as: token).1["allowedActions"] as? [String] ?? ["?"]
+            }
+            let owner = try await actions(F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            #expect(owner.contains("propose_resolution") && !owner.contains("reassign") && !owner.contains("exclude_time"), "\(owner)")
+            #expect(try await actions(F.token("GD-SZ-AGE02", .agent, "GD-SZ")) == [], "another agent may do nothing on a case not theirs")
+            #expect(try await actions(F.token("HQ-AUD01", .auditor, "HQ")) == [], "auditors read")
+            #expect(try await actions(F.token("GD-COM01", .committee, "GD")) == ["record_committee_ruling", "add_note"])
+            let supervisor = try await actions(F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
+            #expect(supervisor.contains("reassign") && supervisor.contains("exclude_time"))
+
+            let province = F.token("GD-SUP01", .supervisor, "GD")
+            var (status, json) = try await F.get(client, "/v1/cases?secondComplaint=true", as: province)
+            #expect(status == .ok && (json["items"] as? [[String: Any]])?.compactMap { $0["number"] as? String } == ["GD-SZ-20261130-000001-R1"])
+            (status, json) = try await F.get(client, "/v1/cases/counts", as: province)
+            let counts = (json["items"] as? [[String: Any]] ?? []).map { "\($0["unit"]!) \($0["open"]!) \($0["breached"]!) \($0["unassigned"]!)" }
+            #expect(status == .ok && counts == ["GD 1 0 1", "GD-SZ 1 1 0"], "\(json)")
+            (status, _) = try await F.get(client, "/v1/cases/counts?unit=ZJ", as: province)
+            #expect(status == .forbidden, "a sibling province's counts are not theirs")
+        }
+    }
+
     typealias F = CaseFixture
 
     @Test func aCaseGoesTheWholeWayWithEveryChangeOnRecordAndAnnounced() async throws {
