@@ -68,6 +68,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
     targets: [
         // Pure domain: no I/O, no dependencies. Tested fast and exhaustively.
@@ -189,7 +190,8 @@ let package = Package(
         // Pure logic: no database, no broker.
         .testTarget(
             name: "RedressUnitTests",
-            dependencies: ["RedressDomain", "RedressContracts", "RedressStore", "RedressServiceKit", "RedressRouting", "RedressNotify", "RedressConsole"],
+            dependencies: ["RedressDomain", "RedressContracts", "RedressStore", "RedressServiceKit", "RedressRouting", "RedressNotify", "RedressConsole",
+                           .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -30,6 +30,27 @@ struct CaseSummary: Codable, Sendable {
     var claimNumber: String?
     var customer: Customer
     var version: Int
+
+    /// Every field, `null` when unset: the schema lists them all as required (nullable), and a
+    /// client reads "no owner" from `assignee: null`, not from a missing key.
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(number, forKey: .number)
+        try c.encode(status, forKey: .status)
+        try c.encode(channel, forKey: .channel)
+        try c.encode(category, forKey: .category)
+        try c.encode(priority, forKey: .priority)
+        try c.encode(handlingUnit, forKey: .handlingUnit)
+        try c.encode(assignee, forKey: .assignee)
+        try c.encode(receivedAt, forKey: .receivedAt)
+        try c.encode(promisedReplyBy, forKey: .promisedReplyBy)
+        try c.encode(subject, forKey: .subject)
+        try c.encode(policyNumber, forKey: .policyNumber)
+        try c.encode(claimNumber, forKey: .claimNumber)
+        try c.encode(customer, forKey: .customer)
+        try c.encode(version, forKey: .version)
+    }
 }
 
 struct UnitCount: Codable, Sendable {
@@ -45,7 +66,16 @@ struct UnitCounts: ResponseEncodable, Sendable {
 
 struct CasePage: ResponseEncodable, Sendable {
     var items: [CaseSummary]
+    /// `null` on the last page.
     var nextCursor: String?
+
+    enum CodingKeys: String, CodingKey { case items, nextCursor }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(items, forKey: .items)
+        try c.encode(nextCursor, forKey: .nextCursor)
+    }
 }
 
 struct CaseHistoryEntry: Codable, Sendable {
@@ -58,6 +88,19 @@ struct CaseHistoryEntry: Codable, Sendable {
     var toStatus: String
     var reason: String?
     var payload: [String: AuditValue]
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(at, forKey: .at)
+        try c.encode(actor, forKey: .actor)
+        try c.encode(actorRole, forKey: .actorRole)
+        try c.encode(actorUnit, forKey: .actorUnit)
+        try c.encode(action, forKey: .action)
+        try c.encode(fromStatus, forKey: .fromStatus)
+        try c.encode(toStatus, forKey: .toStatus)
+        try c.encode(reason, forKey: .reason)
+        try c.encode(payload, forKey: .payload)
+    }
 }
 
 /// What an audit payload (`case_events.payload`) holds: strings, and arrays of strings (committee members).
@@ -183,7 +226,8 @@ struct CaseAPI: Sendable {
     let cases = CaseReadModel()
 
     func add(to router: Router<RedressRequestContext>, tokens: TokenAuthority) {
-        let staff = RequireRoles([.agent, .supervisor, .committee, .auditor, .admin], authority: tokens)
+        let standing = StaffCheck(postgres: postgres)
+        let staff = RequireRoles([.agent, .supervisor, .committee, .auditor, .admin], authority: tokens, staff: standing)
         let cases = router.group("v1/cases").add(middleware: staff)
         cases.get("mine") { request, context in try await queue(request, context, mine: true) }
         cases.get("counts") { request, context in try await counts(request, context) }
@@ -209,7 +253,7 @@ struct CaseAPI: Sendable {
         router.group("v1/closure-taxonomy").add(middleware: staff).get("") { _, _ in TaxonomyView(taxonomy: workflow.taxonomy) }
         router.group("v1/inbox").add(middleware: staff).get("") { request, context in try await inbox(request, context) }
         // 人员管理: admins everywhere, supervisors within their subtree.
-        let people = router.group("v1/staff").add(middleware: RequireRoles([.supervisor, .admin], authority: tokens))
+        let people = router.group("v1/staff").add(middleware: RequireRoles([.supervisor, .admin], authority: tokens, staff: standing))
         people.get("") { request, context in
             let unit = request.uri.queryParameters.get("unit")
             return try await scoped(context) { connection, path in
@@ -260,8 +304,11 @@ struct CaseAPI: Sendable {
                 guard let path else {
                     throw CaseRefusal.forbidden("your token's unit '\(caller.unit)' is not a unit of the organisation; mint a token for an existing unit")
                 }
-                try await connection.query("SELECT set_config('role', 'redress_staff', true), set_config('redress.unit_path', \(path), true)",
-                                           logger: context.logger)
+                // A staff request never runs longer than this: a pathological search cannot hold a connection.
+                try await connection.query("""
+                    SELECT set_config('role', 'redress_staff', true), set_config('redress.unit_path', \(path), true),
+                           set_config('statement_timeout', '5000', true)
+                    """, logger: context.logger)
                 return try await body(connection, path)
             }
         } catch let refusal as CaseRefusal {
@@ -299,8 +346,8 @@ struct CaseAPI: Sendable {
         }
         var dueBefore: Date?
         if let text = query.get("dueBefore") {
-            dueBefore = Timestamp.parse(text)
-            if dueBefore == nil { errors.append(FieldError("dueBefore", "is not an RFC 3339 date-time")) }
+            dueBefore = Timestamp.parseStorable(text)
+            if dueBefore == nil { errors.append(FieldError("dueBefore", "is not an RFC 3339 date-time between 1970 and 9999")) }
         }
         var cursor: (Int64, UUID)?
         if let text = query.get("cursor") {
@@ -437,6 +484,10 @@ struct CaseAPI: Sendable {
         guard let data = Data(base64Encoded: text), let plain = String(data: data, encoding: .utf8) else { return nil }
         let parts = plain.split(separator: "|")
         guard parts.count == 2, let micros = Int64(parts[0]), let id = UUID(uuidString: String(parts[1])) else { return nil }
+        // Only positions this API can have given: an instant PostgreSQL can hold.
+        let storable = Timestamp.storable
+        guard micros >= Int64(storable.lowerBound.timeIntervalSince1970) * 1_000_000,
+              micros < Int64(storable.upperBound.timeIntervalSince1970) * 1_000_000 else { return nil }
         return (micros, id)
     }
 
@@ -516,7 +567,12 @@ struct CaseAPI: Sendable {
 
     func inbox(_ request: Request, _ context: RedressRequestContext) async throws -> Inbox {
         let caller = try context.caller()
-        let limit = request.uri.queryParameters.get("limit").flatMap(Int.init).map { min(max($0, 1), 200) } ?? 50
+        var limit = 50
+        if let text = request.uri.queryParameters.get("limit") {
+            guard let n = Int(text), (1...200).contains(n) else { throw CaseRefusal.invalid([FieldError("limit", "must be 1 to 200")]).problem }
+            limit = n
+        }
+        let pageSize = limit
         // The names notify addresses staff by: "staff:<id>", and "supervisors:<unit>" for a unit's supervisors.
         let recipients = ["staff:" + caller.subject] + (caller.role == .supervisor ? ["supervisors:\(caller.unit)"] : [])
         return try await scoped(context) { connection, _ in
@@ -524,7 +580,7 @@ struct CaseAPI: Sendable {
                 SELECT n.id, n.complaint_id, c.number, n.template, n.created_at, n.status
                 FROM notifications n JOIN complaints c ON c.id = n.complaint_id
                 WHERE n.channel = 'staff_inbox' AND n.recipient = ANY(\(recipients)::text[])
-                ORDER BY n.created_at DESC LIMIT \(limit)
+                ORDER BY n.created_at DESC LIMIT \(pageSize)
                 """, logger: context.logger)
             var items: [InboxItem] = []
             for try await row in rows.decode((UUID, UUID, String, String, Date, String).self) {

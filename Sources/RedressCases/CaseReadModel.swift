@@ -116,7 +116,14 @@ struct CaseReadModel: Sendable {
             FROM case_events WHERE complaint_id = \(id) ORDER BY id
             """, logger: logger) {
             let e = row.makeRandomAccess()
-            let payload = (try? decoder.decode([String: AuditValue].self, from: Data(try e["payload"].decode(String.self).utf8))) ?? [:]
+            // Notes, contacts and proposals are free text: whatever personal data was typed into them is
+            // masked for every reader, as in events (the clear values come only through the audited read).
+            let payload = ((try? decoder.decode([String: AuditValue].self, from: Data(try e["payload"].decode(String.self).utf8))) ?? [:]).mapValues { value in
+                switch value {
+                case .string(let text): AuditValue.string(PersonalData.scrub(text))
+                case .array(let items): AuditValue.array(items.map(PersonalData.scrub))
+                }
+            }
             entries.append(CaseHistoryEntry(at: Timestamp.format(try e["at"].decode(Date.self)), actor: try e["actor"].decode(String.self),
                                             actorRole: try e["actor_role"].decode(String?.self), actorUnit: try e["actor_unit"].decode(String?.self),
                                             action: try e["action"].decode(String.self), fromStatus: try e["from_status"].decode(String?.self),

@@ -171,8 +171,8 @@ enum CaseAccess {
             if let channel = request.contactChannel, !channels.contains(channel) {
                 errors.append(FieldError("contactChannel", "must be one of \(channels.joined(separator: ", "))"))
             }
-            if let next = request.nextContactAt, Timestamp.parse(next) == nil {
-                errors.append(FieldError("nextContactAt", "is not an RFC 3339 date-time"))
+            if let next = request.nextContactAt, Timestamp.parseStorable(next) == nil {
+                errors.append(FieldError("nextContactAt", "is not an RFC 3339 date-time between 1970 and 9999"))
             }
         case .addEvidence:
             need(request.name, "name", max: 200)
@@ -203,7 +203,9 @@ enum CaseAccess {
         case .awaitCustomer:
             // The customer is told what is needed.
             need(request.reason, "reason")
-            if let by = request.respondBy, Timestamp.parse(by) == nil { errors.append(FieldError("respondBy", "is not an RFC 3339 date-time")) }
+            if let by = request.respondBy, Timestamp.parseStorable(by) == nil {
+                errors.append(FieldError("respondBy", "is not an RFC 3339 date-time between 1970 and 9999"))
+            }
         case .reopen: need(request.reason, "reason")
         case .excludeTime: need(request.reason, "reason")
         case .assign, .startInvestigation, .customerResponded, .customerAccepts, .customerRefuses, .includeTime:
@@ -559,7 +561,7 @@ struct CaseWorkflow: Sendable {
             INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name, customer_phone,
                 customer_id_number, customer_key, customer_id_key, customer_flags, policy_number, claim_number, claim_stage, subject, content,
                 policy_agent, claim_handler, attachments, customer_contact, category, priority, handling_unit, status, reopened_from)
-            SELECT \(id), c.number || '-R' || n.k, c.channel, c.external_ref || '#R' || n.k, \(now), \(DecisionDeadline.promise(receivedAt: now)),
+            SELECT \(id), c.number || '-R' || n.k, c.channel, c.external_ref || ' #R' || n.k, \(now), \(DecisionDeadline.promise(receivedAt: now)),
                 c.branch, c.customer_name, c.customer_phone, c.customer_id_number, c.customer_key, c.customer_id_key, c.customer_flags, c.policy_number,
                 c.claim_number, c.claim_stage, c.subject, c.content, c.policy_agent, c.claim_handler, c.attachments, c.customer_contact, c.category, c.priority,
                 c.handling_unit, 'reopened', c.id

@@ -127,7 +127,9 @@ struct StaffDirectory: Sendable {
         }
         if let capacity = request.capacity, !(1...500).contains(capacity) { malformed.append(FieldError("capacity", "must be 1 to 500 open cases")) }
         for (value, field) in [(request.leaveFrom, "leaveFrom"), (request.leaveTo, "leaveTo")] {
-            if let value, !value.isEmpty, Timestamp.parse(value) == nil { malformed.append(FieldError(field, "is not an RFC 3339 date-time (or \"\" to clear it)")) }
+            if let value, !value.isEmpty, Timestamp.parseStorable(value) == nil {
+                malformed.append(FieldError(field, "is not an RFC 3339 date-time between 1970 and 9999 (or \"\" to clear it)"))
+            }
         }
         if let from = request.leaveFrom.flatMap(Timestamp.parse), let to = request.leaveTo.flatMap(Timestamp.parse), to <= from {
             malformed.append(FieldError("leaveTo", "must be after leaveFrom"))
@@ -196,7 +198,7 @@ struct StaffDirectory: Sendable {
         if let refusal = Self.refusal(editor, path: newPath ?? currentPath, role: request.role ?? current.role) { throw refusal }
         func leave(_ text: String?, _ now: String?) -> Date? {
             guard let text else { return now.flatMap(Timestamp.parse) }
-            return text.isEmpty ? nil : Timestamp.parse(text)
+            return text.isEmpty ? nil : Timestamp.parseStorable(text)
         }
         try await connection.query("""
             UPDATE staff SET name = \(request.name ?? current.name), org_unit = \(request.unit ?? current.unit), role = \(request.role ?? current.role),

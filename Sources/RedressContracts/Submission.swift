@@ -227,7 +227,9 @@ public enum SubmissionValidator {
         }
 
         if let received = s.receivedAt {
-            if received.timeIntervalSince(now) > allowedClockSkew {
+            if !Timestamp.storable.contains(received) {
+                errors.append(FieldError("receivedAt", "must lie between 1970 and 9999"))
+            } else if received.timeIntervalSince(now) > allowedClockSkew {
                 errors.append(FieldError("receivedAt", "lies in the future; send the moment the customer complained"))
             }
         } else {
@@ -344,7 +346,9 @@ public enum SubmissionValidator {
         if channel == .regulator {
             regulatorCase = text(s.regulator?.caseNumber, "regulator.caseNumber", max: 64, &errors)
             regulatorDeadline = s.regulator?.deadline
-            if regulatorDeadline == nil {
+            if let deadline = regulatorDeadline, !Timestamp.storable.contains(deadline) {
+                errors.append(FieldError("regulator.deadline", "must lie between 1970 and 9999: the deadline the regulator set"))
+            } else if regulatorDeadline == nil {
                 errors.append(FieldError("regulator.deadline", "required for regulator transfers: the deadline the regulator set"))
             }
         } else if s.regulator != nil {

@@ -48,4 +48,6 @@ public enum Headers {
     public static let deadLetterReason = "redress-dlq-reason"
     public static let deadLetterSource = "redress-dlq-topic"
     public static let deadLetterConsumer = "redress-dlq-consumer"
+    /// On a dead letter too large for the broker: the id of the `dead_letters` row holding it.
+    public static let deadLetterStored = "redress-dlq-stored"
 }

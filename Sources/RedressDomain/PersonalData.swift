@@ -45,30 +45,154 @@ public enum PersonalData {
         return given == expected
     }
 
-    /// Defence in depth for log lines: masks any run of digits that looks like a mobile number or a
-    /// resident ID, wherever it appears in free text (complaint content quoted in an error, say).
+    /// Masks personal data in free text — notes, proposals, reasons, complaint text, comments — before it
+    /// reaches an event, a log line or a page for someone other than the case's handler:
+    /// mobile numbers however written (`138-1234-5678`, `138 1234 5678`, `+86 13812345678`,
+    /// `0086…`, full-width digits), resident ID numbers (18, or 17 and X; the old 15), bank-card
+    /// numbers (13–19 digits passing the Luhn check), and e-mail addresses. A run of digits that is
+    /// part of a code (`P4403…`, `CLM-2026-…`) is left alone when a letter touches it.
     public static func scrub(_ text: String) -> String {
-        var utf8 = Array(text.utf8)
+        var scalars = Array(text.unicodeScalars)
         var changed = false
         var i = 0
-        while i < utf8.count {
-            guard isDigit(utf8[i]) else { i += 1; continue }
-            var j = i
-            while j < utf8.count, isDigit(utf8[j]) { j += 1 }
+        let count = scalars.count
+        while i < count {
+            let startsNumber = digit(scalars[i]) != nil || (scalars[i] == "+" && i + 1 < count && digit(scalars[i + 1]) != nil)
+            guard startsNumber else { i += 1; continue }
+            // Digits glued to a letter or digit before them belong to a code, not a number of their own.
+            if i > 0, isWordCharacter(scalars[i - 1]) {
+                var j = i + 1
+                while j < count, digit(scalars[j]) != nil || isWordCharacter(scalars[j]) { j += 1 }
+                i = j
+                continue
+            }
+            var positions: [Int] = []
+            var j = scalars[i] == "+" ? i + 1 : i
+            while j < count {
+                if digit(scalars[j]) != nil { positions.append(j); j += 1; continue }
+                // One separator between two digits keeps the number going.
+                if !positions.isEmpty, isSeparator(scalars[j]), j + 1 < count, digit(scalars[j + 1]) != nil { j += 1; continue }
+                break
+            }
             var end = j
-            // An ID number may end in X.
-            if j - i == 17, j < utf8.count, utf8[j] == UInt8(ascii: "X") || utf8[j] == UInt8(ascii: "x") { end = j + 1 }
-            let length = end - i
-            if length == 11, utf8[i] == UInt8(ascii: "1") {
-                for k in (i + 3)..<(i + 7) { utf8[k] = UInt8(ascii: "*") }
-                changed = true
-            } else if length == 18 || length == 15 {
-                for k in (i + 6)..<(end - 4) { utf8[k] = UInt8(ascii: "*") }
+            var checkX: Int?
+            if positions.count == 17, j < count, scalars[j] == "X" || scalars[j] == "x" {
+                checkX = j
+                end = j + 1
+            }
+            if end < count, isASCIILetter(scalars[end]) {
+                i = end
+                continue
+            }
+            let digits = positions.map { digit(scalars[$0])! }
+            var masked: Range<Int>?
+            var prefix = 0
+            if digits.count == 13, digits.starts(with: [8, 6]), digits[2] == 1 { prefix = 2 }
+            if digits.count == 15, digits.starts(with: [0, 0, 8, 6]), digits[4] == 1 { prefix = 4 }
+            let core = digits.count - prefix
+            if core == 11, digits[prefix] == 1 {
+                masked = (prefix + 3)..<(prefix + 7)
+            } else if checkX != nil {
+                masked = 6..<14
+            } else if digits.count == 18 || digits.count == 15 {
+                masked = 6..<(digits.count - 4)
+            } else if (13...19).contains(digits.count), luhn(digits) {
+                masked = 0..<(digits.count - 4)
+            }
+            if let masked {
+                for k in masked { scalars[positions[k]] = "*" }
                 changed = true
             }
             i = end
         }
-        return changed ? String(decoding: utf8, as: UTF8.self) : text
+        if scalars.contains("@") {
+            let before = scalars
+            scalars = maskEmails(scalars)
+            changed = changed || scalars != before
+        }
+        guard changed else { return text }
+        var out = String.UnicodeScalarView()
+        out.append(contentsOf: scalars)
+        return String(out)
+    }
+
+    /// `zhang.san@example.com` → `z***@example.com`.
+    static func maskEmails(_ scalars: [Unicode.Scalar]) -> [Unicode.Scalar] {
+        func local(_ c: Unicode.Scalar) -> Bool { isASCIILetter(c) || (c.value >= 48 && c.value <= 57) || "._%+-".unicodeScalars.contains(c) }
+        func domain(_ c: Unicode.Scalar) -> Bool { isASCIILetter(c) || (c.value >= 48 && c.value <= 57) || c == "." || c == "-" }
+        var out: [Unicode.Scalar] = []
+        var i = 0
+        var pending: [Unicode.Scalar] = []
+        while i < scalars.count {
+            let c = scalars[i]
+            if c == "@", !pending.isEmpty {
+                var j = i + 1
+                while j < scalars.count, domain(scalars[j]) { j += 1 }
+                let host = scalars[(i + 1)..<j]
+                if host.contains("."), host.first != ".", host.last != "." {
+                    out.append(pending[0])
+                    out += Array("***".unicodeScalars)
+                    out += scalars[i..<j]
+                    pending = []
+                    i = j
+                    continue
+                }
+            }
+            if local(c) {
+                pending.append(c)
+            } else {
+                out += pending
+                pending = []
+                out.append(c)
+            }
+            i += 1
+        }
+        return out + pending
+    }
+
+    /// ASCII and full-width digits (`０`–`９`) as their values.
+    static func digit(_ c: Unicode.Scalar) -> Int? {
+        switch c.value {
+        case 48...57: Int(c.value - 48)
+        case 0xFF10...0xFF19: Int(c.value - 0xFF10)
+        default: nil
+        }
+    }
+
+    static func isSeparator(_ c: Unicode.Scalar) -> Bool {
+        [" ", "-", ".", "\u{00A0}", "\u{3000}", "\u{FF0D}", "\u{2010}", "\u{2011}", "\u{2012}", "\u{2013}", "\u{2014}", "\u{2212}"].contains(c)
+    }
+
+    static func isASCIILetter(_ c: Unicode.Scalar) -> Bool { (c.value >= 65 && c.value <= 90) || (c.value >= 97 && c.value <= 122) }
+
+    static func isWordCharacter(_ c: Unicode.Scalar) -> Bool { isASCIILetter(c) || (c.value >= 48 && c.value <= 57) || c == "_" }
+
+    /// The check character (0–9 or X) of a resident ID's first 17 digits.
+    public static func checkCharacter(_ body: String) -> String {
+        let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+        let digits = body.compactMap { $0.wholeNumberValue }
+        guard digits.count == 17 else { return "?" }
+        let sum = zip(digits, weights).reduce(0) { $0 + $1.0 * $1.1 }
+        return String(Array("10X98765432")[sum % 11])
+    }
+
+    /// The digit that makes `digits` pass the Luhn check.
+    public static func luhnCheckDigit(_ digits: [Int]) -> Int {
+        (0...9).first { luhn(digits + [$0]) } ?? 0
+    }
+
+    /// The Luhn check bank-card numbers carry.
+    static func luhn(_ digits: [Int]) -> Bool {
+        var sum = 0
+        for (offset, d) in digits.reversed().enumerated() {
+            if offset % 2 == 1 {
+                let doubled = d * 2
+                sum += doubled > 9 ? doubled - 9 : doubled
+            } else {
+                sum += d
+            }
+        }
+        return sum % 10 == 0
     }
 
     @inline(__always)

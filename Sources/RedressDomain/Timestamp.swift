@@ -25,6 +25,16 @@ public enum Timestamp {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// The instants Redress stores and every consumer reads: 1970-01-01 up to the end of 9999.
+    /// PostgreSQL refuses some years outside it (0000), and none of its dates is a complaint's.
+    public static let storable = Date(timeIntervalSince1970: 0)..<Date(timeIntervalSince1970: 253_402_300_800)
+
+    /// `parse`, and nil outside `storable`: what request fields use, so a year PostgreSQL would
+    /// refuse is the caller's field error, not a failed transaction.
+    public static func parseStorable(_ text: String) -> Date? {
+        parse(text).flatMap { storable.contains($0) ? $0 : nil }
+    }
+
     /// Parses `YYYY-MM-DDThh:mm:ss[.fff…](Z|±hh:mm)`. Returns nil for anything else, so callers can name the field.
     public static func parse(_ text: String) -> Date? {
         let b = Array(text.utf8)

@@ -33,10 +33,13 @@ public enum IntakeService {
             host.logger.critical("\(error)")
             exit(2)
         }
+        // Ready when PostgreSQL is: what it takes in goes to the outbox, sent when the broker is back.
+        host.readyWithoutBroker()
         let registrar = Registrar(personalData: host.personalData, numbers: host.postgres, secondComplaintDays: window)
         let router = host.router()
         IntakeController(batcher: SubmissionBatcher(registrar: registrar, postgres: host.postgres, logger: host.logger))
-            .add(to: router.group("v1/complaints").add(middleware: RequireRoles([.channel, .agent, .supervisor, .admin], authority: host.tokens)))
+            .add(to: router.group("v1/complaints").add(middleware: RequireRoles([.channel, .agent, .supervisor, .admin], authority: host.tokens,
+                                                                                         staff: StaffCheck(postgres: host.postgres))))
         let inbound = host.consumer(group: consumerGroup, topics: [Topics.inbound], handler: InboundHandler(registrar: registrar))
         return (router, [inbound])
     }
@@ -55,10 +58,16 @@ public enum IntakeService {
         }
     }
 
+    /// Counts refusals by field, as a metric label: array positions are dropped (`customer.flags[]`,
+    /// not one series per index), and each field is counted once per submission.
     static func countRejection(_ rejected: SubmissionRejected) {
-        for error in rejected.errors {
-            Counter(label: "redress_complaints_rejected_total", dimensions: [("reason", error.field)]).increment()
+        for field in Set(rejected.errors.map { metricField($0.field) }) {
+            Counter(label: "redress_complaints_rejected_total", dimensions: [("reason", field)]).increment()
         }
+    }
+
+    static func metricField(_ field: String) -> String {
+        field.replacingOccurrences(of: #"\[[0-9]+\]"#, with: "[]", options: .regularExpression)
     }
 }
 
@@ -84,6 +93,19 @@ struct IntakeController {
             case .failure(let rejected):
                 IntakeService.countRejection(rejected)
                 throw Problem(status: .badRequest, title: "Malformed complaint", detail: rejected.summary, errors: rejected.errors)
+            }
+            // A channel's token is bound to its channel, so one sender cannot take another's references.
+            let caller = try context.caller()
+            if caller.role == .channel {
+                guard let bound = Channel(rawValue: caller.subject) else {
+                    throw Problem(status: .forbidden, title: "Channel token without a channel",
+                                  detail: "a channel token names its channel as its subject (redressctl token --role channel --subject online); this one names '\(caller.subject)'")
+                }
+                // A value that is no channel at all is validation's to name, with the other field errors.
+                if let given = submission.channel, Channel(rawValue: given) != nil, given != bound.rawValue {
+                    throw Problem(status: .forbidden, title: "Wrong channel",
+                                  detail: "this token is for channel '\(bound.rawValue)'; it cannot submit complaints of channel '\(given)'")
+                }
             }
             // Idempotency-Key stands for the external reference when the sender has none of its own:
             // a retry with the same key is answered with the first complaint.

@@ -74,6 +74,9 @@ public final class KafkaProducer: Service, Sendable {
         }
     }
 
+    /// The fatal error librdkafka reported, if any: the producer cannot send again.
+    public var fatalError: KafkaError? { state.withLockedValue { $0.fatal } }
+
     /// Sends the messages in order and returns when every one has its delivery report.
     /// With idempotence on, messages with the same key arrive in the order given.
     public func send(_ messages: [KafkaOutgoingMessage]) async throws(KafkaError) -> [DeliveryReport] {

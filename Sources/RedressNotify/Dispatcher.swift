@@ -40,6 +40,7 @@ public final class Dispatcher: Service, Sendable {
 
     public func run() async throws {
         await gate.wait()
+        guard gate.isOpen else { return }
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             var sent = 0
             do {

@@ -19,6 +19,8 @@ public struct ServiceConfiguration: Sendable {
     public var migrateOnStart: Bool
     /// Batches each consumer handles at once (in different partitions).
     public var consumerLanes: Int
+    /// Attempts at an event that keeps failing before it goes to the dead-letter topic.
+    public var consumerMaxAttempts: Int
 
     public struct PostgresSettings: Sendable {
         public var host: String
@@ -125,7 +127,8 @@ public struct ServiceConfiguration: Sendable {
             logLevel: logLevel,
             logFormat: logFormat,
             migrateOnStart: (value("REDRESS_MIGRATE_ON_START") ?? "true") != "false",
-            consumerLanes: integer("REDRESS_CONSUMER_LANES", 4, 1...64))
+            consumerLanes: integer("REDRESS_CONSUMER_LANES", 4, 1...64),
+            consumerMaxAttempts: integer("REDRESS_CONSUMER_MAX_ATTEMPTS", 5, 1...100))
         try env.check()
         return configuration
     }

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import Metrics
+import NIOCore
+import NIOPosix
 import PostgresNIO
 import RedressContracts
 import RedressKafka
@@ -76,7 +78,62 @@ public struct EventHandler<Payload: EventPayload>: BatchHandler {
 public final class EventConsumer<Handler: BatchHandler>: Service, Sendable {
     public struct Settings: Sendable {
         public var maxBatch = 500
+        /// Attempts at one event whose handling fails (for a reason other than the database being
+        /// unreachable) before it is dead-lettered: a bug or a bad row must not hold its partition.
+        public var maxAttempts = 5
+        /// A dead letter larger than this (value and headers) is kept in `dead_letters`, and the
+        /// dead-letter topic gets a reference to it: the broker refuses records over its limit.
+        public var maxDeadLetterBytes = 900_000
+        /// The reason header is cut to this many characters, with a count of the rest.
+        public var maxReasonCharacters = 1_000
         public init() {}
+    }
+
+    /// Why a batch failed, for what to do next.
+    enum Failure: Equatable {
+        /// PostgreSQL cannot be reached: no event is at fault; wait and retry, however long it takes.
+        case unavailable
+        /// Retrying cannot fix it (a value or constraint PostgreSQL refuses, data that does not decode): dead-letter at once.
+        case permanent
+        /// Anything else: retry a bounded number of times.
+        case other
+    }
+
+    static func classify(_ error: any Error) -> Failure {
+        var error = error
+        if let transaction = error as? PostgresTransactionError {
+            error = transaction.closureError ?? transaction.beginError ?? transaction.commitError ?? error
+        }
+        if let psql = error as? PSQLError {
+            switch psql.code {
+            case .server:
+                let state = psql.serverInfo?[.sqlState] ?? ""
+                // 22: data exception, 23: integrity constraint violation.
+                if state.hasPrefix("22") || state.hasPrefix("23") { return .permanent }
+                // 08: connection, 53: insufficient resources, 57P: the server shutting down.
+                if state.hasPrefix("08") || state.hasPrefix("53") || state.hasPrefix("57P") { return .unavailable }
+                return .other
+            case .serverClosedConnection, .connectionError, .clientClosedConnection, .poolClosed, .uncleanShutdown, .failedToAddSSLHandler:
+                return .unavailable
+            default:
+                return .other
+            }
+        }
+        if error is DecodingError || error is EncodingError { return .permanent }
+        if error is IOError || error is ChannelError || error is NIOConnectionError { return .unavailable }
+        return .other
+    }
+
+    /// Words for a dead letter's reason: PostgreSQL's message and code, never its detail (which quotes values).
+    static func describe(_ error: any Error) -> String {
+        var error = error
+        if let transaction = error as? PostgresTransactionError {
+            error = transaction.closureError ?? transaction.beginError ?? transaction.commitError ?? error
+        }
+        if let psql = error as? PSQLError, let message = psql.serverInfo?[.message] {
+            return "PostgreSQL refused it: \(message) (SQLSTATE \(psql.serverInfo?[.sqlState] ?? "?"))"
+        }
+        return String(describing: type(of: error)) + ": " + String(String(describing: error).prefix(300))
     }
 
     let group: String
@@ -106,6 +163,7 @@ public final class EventConsumer<Handler: BatchHandler>: Service, Sendable {
 
     public func run() async throws {
         await gate.wait()
+        guard gate.isOpen else { return }
         let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -139,26 +197,14 @@ public final class EventConsumer<Handler: BatchHandler>: Service, Sendable {
             }
         }
 
-        var backoff: Duration = .milliseconds(50)
         var handled = 0
         var duplicates = 0
-        while true {
-            do {
-                (handled, duplicates) = try await handleInTransaction(items.map(\.item))
-                break
-            } catch let rejection as Rejection where items.indices.contains(rejection.index) {
-                let refused = items.remove(at: rejection.index)
-                dead.append((refused.message, rejection.reason))
-            } catch {
-                if Task.isShuttingDownGracefully {
-                    // Nothing stored: the group re-reads this batch after restart.
-                    logger.warning("batch abandoned at shutdown; it will be redelivered", metadata: ["error": "\(error)"])
-                    return
-                }
-                logger.error("batch failed; retrying", metadata: ["error": "\(String(reflecting: error))", "retryIn": "\(backoff)"])
-                try await Task.sleep(for: backoff)
-                backoff = min(backoff * 2, .seconds(5))
-            }
+        if let outcome = try await handleWithRetries(items.map(\.item), isolateOnFailure: items.count > 1) {
+            (handled, duplicates) = (outcome.handled, outcome.duplicates)
+            dead += outcome.refused.map { (items[$0.index].message, $0.reason) }
+        } else {
+            // Shutting down: nothing stored; the group re-reads this batch after restart.
+            return
         }
 
         if !dead.isEmpty {
@@ -175,6 +221,64 @@ public final class EventConsumer<Handler: BatchHandler>: Service, Sendable {
             Counter(label: "redress_events_consumed_total", dimensions: [("group", group), ("topic", topic), ("outcome", "dead_lettered")]).increment(by: dead.count)
         }
         Metrics.Timer(label: "redress_event_batch_duration_seconds", dimensions: [("group", group)]).recordNanoseconds((ContinuousClock.now - start).nanoseconds)
+    }
+
+    struct Outcome {
+        var handled = 0
+        var duplicates = 0
+        /// Items refused (by the handler, or after failing for good), by position, with the reason.
+        var refused: [(index: Int, reason: String)] = []
+    }
+
+    /// Handles the items in one transaction. A refusal drops the refused item and tries again with
+    /// the rest. When the database is unreachable it waits and retries, however long it takes.
+    /// Another failure of a batch of several is narrowed down by handling them one by one; a single
+    /// item is retried up to `maxAttempts` times (a permanent failure not at all) and then refused.
+    /// Nil when shutdown came first.
+    func handleWithRetries(_ all: [Handler.Item], isolateOnFailure: Bool) async throws -> Outcome? {
+        var outcome = Outcome()
+        var positions = Array(all.indices)
+        var backoff: Duration = .milliseconds(50)
+        var attempts = 0
+        while true {
+            do {
+                let (handled, duplicates) = try await handleInTransaction(positions.map { all[$0] })
+                outcome.handled += handled
+                outcome.duplicates += duplicates
+                return outcome
+            } catch let rejection as Rejection where positions.indices.contains(rejection.index) {
+                outcome.refused.append((positions.remove(at: rejection.index), rejection.reason))
+            } catch {
+                if Task.isShuttingDownGracefully || Task.isCancelled {
+                    logger.warning("batch abandoned at shutdown; it will be redelivered", metadata: ["error": "\(error)"])
+                    return nil
+                }
+                let failure = Self.classify(error)
+                if failure != .unavailable, positions.count > 1, isolateOnFailure {
+                    // Which one? Each on its own, in order: the others are handled, the culprit is found.
+                    logger.warning("batch failed; handling its events one by one", metadata: ["error": "\(Self.describe(error))"])
+                    for position in positions {
+                        guard let single = try await handleWithRetries([all[position]], isolateOnFailure: false) else { return nil }
+                        outcome.handled += single.handled
+                        outcome.duplicates += single.duplicates
+                        outcome.refused += single.refused.map { (position, $0.reason) }
+                    }
+                    return outcome
+                }
+                attempts += failure == .unavailable ? 0 : 1
+                if failure == .permanent || attempts >= settings.maxAttempts {
+                    let why = failure == .permanent ? "cannot be handled" : "failed \(attempts) times"
+                    outcome.refused += positions.map { ($0, "\(why): \(Self.describe(error))") }
+                    Counter(label: "redress_events_failed_total", dimensions: [("group", group), ("kind", failure == .permanent ? "permanent" : "retries_exhausted")])
+                        .increment(by: positions.count)
+                    return outcome
+                }
+                logger.error("batch failed; retrying", metadata: ["error": "\(Self.describe(error))", "retryIn": "\(backoff)",
+                                                               "attempt": "\(failure == .unavailable ? "database unreachable" : "\(attempts) of \(settings.maxAttempts)")"])
+                try await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(5))
+            }
+        }
     }
 
     /// Returns (handled, duplicates).
@@ -220,28 +324,68 @@ public final class EventConsumer<Handler: BatchHandler>: Service, Sendable {
         }
     }
 
+    /// The reason as a header: cut to `maxReasonCharacters`, saying how much was left out.
+    func bounded(_ reason: String) -> String {
+        guard reason.count > settings.maxReasonCharacters else { return reason }
+        return String(reason.prefix(settings.maxReasonCharacters)) + "… (\(reason.count - settings.maxReasonCharacters) more characters)"
+    }
+
     private func deadLetter(_ dead: [(KafkaMessage, String)]) async throws {
-        let messages = dead.map { message, reason in
-            KafkaOutgoingMessage(
-                topic: Topics.deadLetter(message.topic), key: message.key, value: message.value,
-                headers: message.headers.filter { !$0.name.hasPrefix("redress-dlq-") } + [
-                    KafkaHeader(name: Headers.deadLetterReason, value: reason),
-                    KafkaHeader(name: Headers.deadLetterSource, value: message.topic),
-                    KafkaHeader(name: Headers.deadLetterConsumer, value: group),
-                ])
+        var messages: [KafkaOutgoingMessage] = []
+        for (message, reason) in dead {
+            let headers = message.headers.filter { !$0.name.hasPrefix("redress-dlq-") } + [
+                KafkaHeader(name: Headers.deadLetterReason, value: bounded(reason)),
+                KafkaHeader(name: Headers.deadLetterSource, value: message.topic),
+                KafkaHeader(name: Headers.deadLetterConsumer, value: group),
+            ]
+            let size = message.value.count + (message.key?.utf8.count ?? 0) + headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
+            if size <= settings.maxDeadLetterBytes {
+                messages.append(KafkaOutgoingMessage(topic: Topics.deadLetter(message.topic), key: message.key, value: message.value, headers: headers))
+                continue
+            }
+            // Too large for the broker: kept in PostgreSQL, and the topic gets a reference (redressctl dlq replay follows it).
+            let id = try await DeadLetters.store(message, reason: reason, consumer: group, on: postgres, logger: logger)
+            messages.append(KafkaOutgoingMessage(
+                topic: Topics.deadLetter(message.topic), key: message.key,
+                value: Array(#"{"deadLetterId":"\#(id.uuidString.lowercased())","bytes":\#(message.value.count)}"#.utf8),
+                headers: headers + [KafkaHeader(name: Headers.deadLetterStored, value: id.uuidString.lowercased())]))
         }
         for (message, reason) in dead {
             logger.warning("event dead-lettered", metadata: [
-                "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)", "reason": "\(reason)",
+                "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)", "reason": "\(bounded(reason))",
             ])
         }
         var backoff: Duration = .milliseconds(100)
         while true {
             let reports = try await producer.send(messages)
             if reports.allSatisfy(\.isDelivered) { return }
+            if Task.isShuttingDownGracefully || Task.isCancelled { throw CancellationError() }
             logger.error("dead-letter publish failed; retrying", metadata: ["error": "\(reports.first { !$0.isDelivered }?.error?.message ?? "")"])
             try await Task.sleep(for: backoff)
             backoff = min(backoff * 2, .seconds(5))
         }
+    }
+}
+
+/// Dead letters too large for the broker, kept whole in PostgreSQL (`dead_letters`).
+public enum DeadLetters {
+    public static func store(_ message: KafkaMessage, reason: String, consumer: String, on postgres: PostgresClient, logger: Logger) async throws -> UUID {
+        let id = UUID()
+        let headers = String(decoding: try JSONEncoder().encode(Dictionary(message.headers.map { ($0.name, $0.value) }) { $1 }), as: UTF8.self)
+        try await postgres.query("""
+            INSERT INTO dead_letters (id, topic, partition, "offset", consumer, key, value, headers, reason)
+            VALUES (\(id), \(message.topic), \(Int(message.partition)), \(Int64(message.offset)), \(consumer),
+                    \(message.key), \(ByteBuffer(bytes: message.value)), \(headers)::jsonb, \(reason))
+            """, logger: logger)
+        return id
+    }
+
+    /// The stored message of a reference, for replay: its value and headers.
+    public static func load(_ id: UUID, on postgres: PostgresClient, logger: Logger) async throws -> (value: [UInt8], headers: [String: String])? {
+        let rows = try await postgres.query("SELECT value, headers::text FROM dead_letters WHERE id = \(id)", logger: logger)
+        for try await (value, headers) in rows.decode((ByteBuffer, String).self) {
+            return (Array(value.readableBytesView), (try? JSONDecoder().decode([String: String].self, from: Data(headers.utf8))) ?? [:])
+        }
+        return nil
     }
 }

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import Metrics
 import NIOCore
+import PostgresNIO
 import RedressContracts
 
 /// The request context of every Redress service: Hummingbird's core plus the verified caller.
@@ -84,15 +85,43 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// Checks the bearer token and that its role is one the route accepts.
+/// The staff directory as it is now, for every request with a staff token: a token says who its
+/// holder was when it was minted; the directory says whether they are still active, and in that
+/// role at that unit. Read per request (one primary-key lookup), so a deactivation or a move takes
+/// effect at the next request, not when the token expires.
+public struct StaffCheck: Sendable {
+    let postgres: PostgresClient
+
+    public init(postgres: PostgresClient) { self.postgres = postgres }
+
+    public enum Verdict: Equatable, Sendable {
+        case current
+        case unknownOrInactive
+        case changed(role: String, unit: String)
+    }
+
+    public func verdict(for identity: Identity, logger: Logger) async throws -> Verdict {
+        let rows = try await postgres.query("SELECT active, role, org_unit FROM staff WHERE id = \(identity.subject)", logger: logger)
+        for try await (active, role, unit) in rows.decode((Bool, String, String).self) {
+            guard active else { return .unknownOrInactive }
+            return role == identity.role.rawValue && unit == identity.unit ? .current : .changed(role: role, unit: unit)
+        }
+        return .unknownOrInactive
+    }
+}
+
+/// Checks the bearer token, that its role is one the route accepts, and (with `staff`) that the
+/// staff member is still active in that role at that unit. Channel tokens name channels, not staff.
 public struct RequireRoles: RouterMiddleware {
     public typealias Context = RedressRequestContext
     let roles: Set<Role>
     let authority: TokenAuthority
+    let staff: StaffCheck?
 
-    public init(_ roles: Set<Role>, authority: TokenAuthority) {
+    public init(_ roles: Set<Role>, authority: TokenAuthority, staff: StaffCheck? = nil) {
         self.roles = roles
         self.authority = authority
+        self.staff = staff
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -109,6 +138,18 @@ public struct RequireRoles: RouterMiddleware {
             throw Problem(status: .forbidden, title: "Role not allowed",
                           detail: "role '\(identity.role.rawValue)' may not use this route; it needs one of \(roles.map(\.rawValue).sorted().joined(separator: ", "))")
         }
+        if let staff, identity.role != .channel {
+            switch try await staff.verdict(for: identity, logger: context.logger) {
+            case .current:
+                break
+            case .unknownOrInactive:
+                throw Problem(status: .unauthorized, title: "Account not active",
+                              detail: "'\(identity.subject)' is not an active staff member; the token no longer opens anything")
+            case .changed(let role, let unit):
+                throw Problem(status: .forbidden, title: "Token out of date",
+                              detail: "the token says \(identity.role.rawValue) at \(identity.unit); the staff directory now says \(role) at \(unit): get a new token")
+            }
+        }
         var context = context
         context.identity = identity
         context.logger[metadataKey: "caller"] = "\(identity.subject)@\(identity.unit)"
@@ -124,15 +165,29 @@ public struct HTTPMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
-        let response = try await next(request, context)
+        let status: Int
+        let response: Response
+        do {
+            response = try await next(request, context)
+            status = Int(response.status.code)
+        } catch {
+            // Refusals and failures count too: 401, 403, 404, 422, 429, 500 are what an operator watches.
+            let code = (error as? Problem)?.status ?? (error as? HTTPError).map { Int($0.status.code) } ?? 500
+            record(request, context, status: code, since: start)
+            throw error
+        }
+        record(request, context, status: status, since: start)
+        return response
+    }
+
+    func record(_ request: Request, _ context: Context, status: Int, since start: ContinuousClock.Instant) {
         let route = context.endpointPath ?? "unmatched"
         let method = request.method.rawValue
         Counter(label: "redress_http_requests_total", dimensions: [
-            ("service", service), ("route", route), ("method", method), ("status", String(response.status.code)),
+            ("service", service), ("route", route), ("method", method), ("status", String(status)),
         ]).increment()
         Metrics.Timer(label: "redress_http_request_duration_seconds", dimensions: [("service", service), ("route", route), ("method", method)])
             .recordNanoseconds((ContinuousClock.now - start).nanoseconds)
-        return response
     }
 }
 

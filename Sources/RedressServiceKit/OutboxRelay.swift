@@ -43,6 +43,7 @@ public final class OutboxRelay: Service, Sendable {
 
     public func run() async throws {
         await gate.wait()
+        guard gate.isOpen else { return }
         await withDiscardingTaskGroup { group in
             group.addTask { await self.listen() }
             group.addTask { await self.housekeeping() }

@@ -22,6 +22,7 @@ public struct Periodic: Service {
 
     public func run() async throws {
         await gate.wait()
+        guard gate.isOpen else { return }
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
                 try await body()

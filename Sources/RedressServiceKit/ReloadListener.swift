@@ -22,6 +22,7 @@ public struct ReloadListener: Service {
 
     public func run() async throws {
         await gate.wait()
+        guard gate.isOpen else { return }
         await withDiscardingTaskGroup { group in
             group.addTask {
                 for await _ in await UnixSignalsSequence(trapping: .sighup) { reload("SIGHUP") }

@@ -23,6 +23,7 @@ public final class ServiceHost: Sendable {
     public let gate = StartupGate()
     public let registry: PrometheusCollectorRegistry
     private let readiness = NIOLockedValueBox<(at: ContinuousClock.Instant, ready: Bool, detail: String)?>(nil)
+    private let brokerNeeded = NIOLockedValueBox(true)
 
     /// Process-wide set-up (logging and metrics back ends) happens once; tests create hosts freely.
     private static let metricsRegistry: PrometheusCollectorRegistry = {
@@ -87,8 +88,16 @@ public final class ServiceHost: Sendable {
 
     /// `lanes` overrides REDRESS_CONSUMER_LANES for a handler whose batches would only queue on the same locks.
     public func consumer<H: BatchHandler>(group: String, topics: [String], handler: H, lanes: Int? = nil) -> EventConsumer<H> {
-        EventConsumer(configuration: consumerConfiguration(group: group, topics: topics, lanes: lanes), handler: handler,
-                      postgres: postgres, producer: producer, gate: gate, logger: logger)
+        var settings = EventConsumer<H>.Settings()
+        settings.maxAttempts = configuration.consumerMaxAttempts
+        return EventConsumer(configuration: consumerConfiguration(group: group, topics: topics, lanes: lanes), handler: handler,
+                             postgres: postgres, producer: producer, gate: gate, settings: settings, logger: logger)
+    }
+
+    /// For a service whose work needs only PostgreSQL (intake and surveys write to the outbox, which
+    /// the relay sends when the broker is back): `/ready` then does not ask the broker.
+    public func readyWithoutBroker() {
+        brokerNeeded.withLockedValue { $0 = false }
     }
 
     /// A router with the problem-document and metrics middleware and the system routes
@@ -131,7 +140,7 @@ public final class ServiceHost: Sendable {
                 ready = false
                 detail = "PostgreSQL unreachable"
             }
-            if ready {
+            if ready, brokerNeeded.withLockedValue({ $0 }) {
                 do {
                     _ = try await producer.topicNames(timeout: .seconds(2))
                 } catch {
@@ -165,8 +174,11 @@ public final class ServiceHost: Sendable {
         }
         all += services.map { .init(service: $0) }
         all.append(.init(service: app))
+        all.append(.init(service: ProducerWatch(producer: producer, logger: logger)))
         var group = ServiceGroupConfiguration(services: all, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        group.maximumGracefulShutdownDuration = .seconds(25)
+        group.maximumGracefulShutdownDuration = .seconds(8)
+        group.maximumCancellationDuration = .seconds(1)
+        ShutdownWatchdog.arm(after: .seconds(10), logger: logger)
         try await ServiceGroup(configuration: group).run()
     }
 }
@@ -195,4 +207,50 @@ struct StartupService: Service {
             }
         }
     }
+}
+
+/// Ends the process (status 1) when the producer has failed for good: librdkafka cannot recover a
+/// fatal error, and a process that only looks healthy helps no one; the orchestrator restarts it.
+struct ProducerWatch: Service {
+    let producer: KafkaProducer
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            if let fatal = producer.fatalError {
+                logger.critical("the Kafka producer failed for good; exiting so that the process is restarted", metadata: ["error": "\(fatal.message)"])
+                exit(1)
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+}
+
+/// SIGTERM ends the process within `after` whatever PostgreSQL and Kafka are doing: the graceful
+/// shutdown gets its time (8 s), and if something still hangs — a connection to a database that
+/// is gone — the process exits anyway rather than outlive its grace period.
+public enum ShutdownWatchdog {
+    private static let armed = NIOLockedValueBox(false)
+
+    public static func arm(after limit: Duration, logger: Logger) {
+        let first = armed.withLockedValue { armed -> Bool in
+            defer { armed = true }
+            return !armed
+        }
+        guard first else { return }
+        for signal in [SIGTERM, SIGINT] {
+            let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
+            source.setEventHandler {
+                DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(limit.components.seconds * 1000))) {
+                    logger.critical("still running \(limit) after the stop signal; exiting")
+                    exit(1)
+                }
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    /// Kept alive for the life of the process; written once, by the first `arm`, guarded by `armed`.
+    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
 }

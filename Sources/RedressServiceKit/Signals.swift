@@ -1,8 +1,10 @@
+import Foundation
 import NIOConcurrencyHelpers
+import ServiceLifecycle
 
 /// Opens once: services wait on it for start-up work (migrations) to finish before touching the database.
 public final class StartupGate: Sendable {
-    private let state = NIOLockedValueBox<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let state = NIOLockedValueBox<(open: Bool, waiters: [(id: UUID, continuation: CheckedContinuation<Void, Never>)])>((false, []))
 
     public init() {}
 
@@ -12,19 +14,42 @@ public final class StartupGate: Sendable {
         let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
             state.open = true
             defer { state.waiters = [] }
-            return state.waiters
+            return state.waiters.map(\.continuation)
         }
         waiters.forEach { $0.resume() }
     }
 
+    /// Returns when the gate opens, or when the process is told to stop (graceful shutdown or
+    /// cancellation) before the database was ever reached: the caller checks `isOpen` after.
     public func wait() async {
-        await withCheckedContinuation { continuation in
-            let ready = state.withLockedValue { state -> Bool in
-                if state.open { return true }
-                state.waiters.append(continuation)
-                return false
+        let id = UUID()
+        await withGracefulShutdownHandler {
+            await waitOrCancel(id)
+        } onGracefulShutdown: {
+            self.release(id)
+        }
+    }
+
+    private func release(_ id: UUID) {
+        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+            return state.waiters.remove(at: index).continuation
+        }
+        waiter?.resume()
+    }
+
+    private func waitOrCancel(_ id: UUID) async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let ready = state.withLockedValue { state -> Bool in
+                    if state.open || Task.isCancelled || Task.isShuttingDownGracefully { return true }
+                    state.waiters.append((id, continuation))
+                    return false
+                }
+                if ready { continuation.resume() }
             }
-            if ready { continuation.resume() }
+        } onCancel: {
+            self.release(id)
         }
     }
 }

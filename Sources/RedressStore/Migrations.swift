@@ -13,6 +13,8 @@ public enum Migrations {
         Migration(version: 3, name: "notifications and return visits", sql: notificationsAndVisits),
         Migration(version: 4, name: "case workbench", sql: workbench),
         Migration(version: 5, name: "console and customer pages", sql: consoleAndCustomerPages),
+        Migration(version: 6, name: "dead letters", sql: deadLetters),
+        Migration(version: 7, name: "notifications by unit", sql: notificationsByUnit),
     ]
 
     /// The database roles the services use; a cluster-level set-up (scripts/lib.sh creates them; a
@@ -441,5 +443,35 @@ public enum Migrations {
         at           timestamptz NOT NULL DEFAULT now()
     );
     CREATE INDEX status_lookups_number ON status_lookups (number_hash, at);
+    """#
+
+    static let deadLetters = #"""
+    -- Dead letters too large for the broker (message.max.bytes): kept whole here, and the
+    -- dead-letter topic carries a reference (header redress-dlq-stored) that replay follows.
+    CREATE TABLE dead_letters (
+        id          uuid PRIMARY KEY,
+        topic       text NOT NULL,
+        partition   integer NOT NULL,
+        "offset"    bigint NOT NULL,
+        consumer    text NOT NULL,
+        key         text,
+        value       bytea NOT NULL,
+        headers     jsonb NOT NULL DEFAULT '{}',
+        reason      text NOT NULL,
+        at          timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX dead_letters_topic ON dead_letters (topic, at);
+    -- Kept as they arrived: the services add rows, an operator replays or deletes them.
+    REVOKE UPDATE ON dead_letters FROM redress_service;
+    COMMENT ON TABLE dead_letters IS 'dead letters too large for the broker; the DLQ topic holds a reference (redress-dlq-stored)';
+    """#
+
+    static let notificationsByUnit = #"""
+    -- Staff see a notification exactly when they see its case, like its history and clocks.
+    ALTER TABLE notifications ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY notifications_services ON notifications TO redress_service USING (true) WITH CHECK (true);
+    CREATE POLICY notifications_staff ON notifications TO redress_staff USING (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id));
+    -- The staff API appends events to the outbox; it never reads other units' (or its own) pending events.
+    REVOKE SELECT ON outbox FROM redress_staff;
     """#
 }

@@ -369,6 +369,7 @@ public final class DeadlineScanner: Service, Sendable {
 
     public func run() async throws {
         await gate.wait()
+        guard gate.isOpen else { return }
         let leader = Gauge(label: "redress_sla_leader")
         leader.record(0)
         while !Task.isShuttingDownGracefully, !Task.isCancelled {

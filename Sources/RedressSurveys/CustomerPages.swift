@@ -104,7 +104,7 @@ struct CustomerPages: Sendable {
     func surveyPage(_ request: Request, _ context: RedressRequestContext, errors: [String: String] = [:], values: [String: String] = [:]) async throws -> Response {
         let token = try context.parameters.require("token")
         do {
-            let form = try await survey.show(context)
+            let form = try await survey.show(request, context)
             var data: [String: Any] = ["number": form.number, "token": token]
             data["scores"] = (1...5).map { ["value": $0, "label": text("score_\($0)", request), "checked": values["score"] == String($0)] }
             data["resolvedYes"] = values["resolved"] == "true"
@@ -132,10 +132,12 @@ struct CustomerPages: Sendable {
         if resolved == nil { errors["resolved"] = text("error_resolved", request) }
         if let comment = values["comment"], comment.count > 1000 { errors["comment"] = text("error_comment", request) }
         guard errors.isEmpty, let score, let resolved else { return try await surveyPage(request, context, errors: errors, values: values) }
-        let client = try? survey.checkClient(context)
-        guard client != nil else { return page("gone", ["busy": true], request, status: .tooManyRequests) }
         guard let thanks = try await survey.record(token: token, score: score, resolved: resolved, comment: values["comment"], logger: context.logger) else {
-            try await survey.miss(token, client: client!, context)
+            do {
+                try await survey.refuseUnknown(token, client: survey.client(request, context), context)
+            } catch let problem as Problem where problem.status == 429 {
+                return page("gone", ["busy": true], request, status: .tooManyRequests)
+            }
             return page("gone", [:], request, status: .notFound)
         }
         return page("thanks", ["number": thanks.number, "dissatisfied": !thanks.satisfied], request)

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import Metrics
@@ -30,6 +31,8 @@ public enum SurveysService {
         public var linkBase: String
         /// Unknown-token lookups a client may make per minute before it is refused (429).
         public var missesPerMinute: Int
+        /// The deployment's proxies (REDRESS_TRUSTED_PROXIES): their X-Forwarded-For names the client.
+        public var trustedProxies: Set<String> = []
 
         public init(waves: [Int] = [0, 7, 30], tokenLifetime: TimeInterval = 14 * 86_400, linkBase: String = "https://survey.redress.example/s/",
                     missesPerMinute: Int = 10) {
@@ -52,6 +55,9 @@ public enum SurveysService {
             }
             settings.tokenLifetime = Double(env.integer("REDRESS_SURVEY_TOKEN_DAYS", 14, 1...90)) * 86_400
             if let base = env.value("REDRESS_SURVEY_LINK_BASE") { settings.linkBase = base }
+            if let proxies = env.value("REDRESS_TRUSTED_PROXIES") {
+                settings.trustedProxies = Set(proxies.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+            }
             try env.check()
             return settings
         }
@@ -71,9 +77,12 @@ public enum SurveysService {
     /// `now` is the limiter's clock: tests pin it so that their misses fall in one minute whatever the hour.
     public static func build(host: ServiceHost, settings: Settings = Settings(), now: @escaping @Sendable () -> Date = Date.init)
         -> (Router<RedressRequestContext>, [any Service]) {
+        // Ready when PostgreSQL is: what it takes in goes to the outbox, sent when the broker is back.
+        host.readyWithoutBroker()
         let router = host.router()
         let visits = ReturnVisits(postgres: host.postgres, settings: settings, logger: host.logger)
-        let api = SurveyAPI(postgres: host.postgres, guard: MissLimiter(perMinute: settings.missesPerMinute, now: now))
+        let api = SurveyAPI(postgres: host.postgres, guard: MissLimiter(perMinute: settings.missesPerMinute, now: now),
+                            trustedProxies: settings.trustedProxies)
         api.add(to: router)
         do {
             try CustomerPages(survey: api, postgres: host.postgres).add(to: router)
@@ -252,6 +261,8 @@ struct SurveyAnswer: Decodable, Sendable {
 struct SurveyAPI: Sendable {
     let postgres: PostgresClient
     let `guard`: MissLimiter
+    /// Addresses of the deployment's own proxies, whose X-Forwarded-For is believed.
+    var trustedProxies: Set<String> = []
 
     static let questions = [
         SurveyQuestion(id: "score", type: "integer", text: "您对本次投诉处理的满意程度（1 非常不满意 – 5 非常满意）",
@@ -267,30 +278,39 @@ struct SurveyAPI: Sendable {
 
     func add(to router: Router<RedressRequestContext>) {
         let group = router.group("v1/surveys")
-        group.get(":token") { _, context in try await show(context) }
+        group.get(":token") { request, context in try await show(request, context) }
         group.post(":token") { request, context in try await answer(request, context) }
     }
 
-    func checkClient(_ context: RedressRequestContext) throws -> String {
-        let client = context.remoteIP ?? "unknown"
+    /// The client a guess is counted against: the connection's peer, or — when the peer is one of
+    /// the deployment's proxies (`REDRESS_TRUSTED_PROXIES`) — the address it forwarded for, so the
+    /// customers behind one ingress do not share one budget.
+    func client(_ request: Request, _ context: RedressRequestContext) -> String {
+        let peer = context.remoteIP ?? "unknown"
+        guard trustedProxies.contains(peer), let forwarded = request.headers[HTTPField.Name("X-Forwarded-For")!] else { return peer }
+        // The right-most address no trusted proxy added: what the last proxy we trust saw.
+        let chain = forwarded.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return chain.last { !trustedProxies.contains($0) } ?? peer
+    }
+
+    /// After a link was not found: 429 when this client has guessed too often this minute, else the
+    /// miss is counted (only a token no visit ever had counts: a customer clicking an old or
+    /// answered link is not guessing) and the caller answers 404.
+    func refuseUnknown(_ token: String, client: String, _ context: RedressRequestContext) async throws {
         if `guard`.isBlocked(client) {
             throw Problem(status: .tooManyRequests, title: "Too many unknown links",
                           detail: "too many requests for unknown survey links from your address; try again in a minute",
                           retryAfter: `guard`.secondsToNextMinute())
         }
-        return client
-    }
-
-    /// Only a token no visit ever had counts against the client: a customer clicking an old or
-    /// answered link is not guessing.
-    func miss(_ token: String, client: String, _ context: RedressRequestContext) async throws {
         let rows = try await postgres.query("SELECT 1 FROM surveys WHERE token_hash = \(ByteBuffer(bytes: SurveysService.hash(token)))", logger: context.logger)
         for try await _ in rows.decode(Int.self) { return }
         `guard`.miss(client)
     }
 
-    func show(_ context: RedressRequestContext) async throws -> SurveyForm {
-        let client = try checkClient(context)
+    /// A valid link always opens, however often others behind the same address guessed: only the
+    /// unknown ones are limited.
+    func show(_ request: Request, _ context: RedressRequestContext) async throws -> SurveyForm {
+        let client = client(request, context)
         let token = try context.parameters.require("token")
         let rows = try await postgres.query("""
             SELECT c.number, s.visit, s.expires_at FROM surveys s JOIN complaints c ON c.id = s.complaint_id
@@ -299,12 +319,12 @@ struct SurveyAPI: Sendable {
         for try await (number, wave, expires) in rows.decode((String, String, Date).self) {
             return SurveyForm(number: number, wave: wave, expiresAt: Timestamp.format(expires), questions: Self.questions)
         }
-        try await miss(token, client: client, context)
+        try await refuseUnknown(token, client: client, context)
         throw Self.notFound
     }
 
     func answer(_ request: Request, _ context: RedressRequestContext) async throws -> Response {
-        let client = try checkClient(context)
+        let client = client(request, context)
         let token = try context.parameters.require("token")
         let body: SurveyAnswer
         do {
@@ -323,7 +343,7 @@ struct SurveyAPI: Sendable {
         }
         let thanks = try await record(token: token, score: score, resolved: resolved, comment: body.comment, logger: context.logger)
         guard let thanks else {
-            try await miss(token, client: client, context)
+            try await refuseUnknown(token, client: client, context)
             throw Self.notFound
         }
         return try thanks.response(from: request, context: context).withStatus(.created)

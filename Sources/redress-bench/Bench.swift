@@ -71,7 +71,7 @@ struct Bench: AsyncParsableCommand {
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let postgres = PostgresClient(configuration: try ServiceConfiguration.PostgresSettings.fromEnvironment().clientConfiguration(), backgroundLogger: logger)
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: .init(bootstrapServers: bootstrap, clientID: "redress-bench")), logger: logger)
-        let token = TokenAuthority(secret: secret).mint(subject: "bench", role: .channel, unit: "HQ")
+        let token = TokenAuthority(secret: secret).mint(subject: "online", role: .channel, unit: "HQ")
         let runID = String(UUID().uuidString.prefix(8))
         let httpCount = min(http, count)
         let kafkaCount = count - httpCount
@@ -172,10 +172,26 @@ struct Bench: AsyncParsableCommand {
                             request.headers.add(name: "Content-Type", value: "application/json")
                             request.body = .bytes(ByteBuffer(bytes: submission(n)))
                             submitted.record(range: n..<(n + 1), at: Date())
-                            let response = try await client.execute(request, timeout: .seconds(30))
-                            _ = try await response.body.collect(upTo: 1 << 20)
-                            guard response.status == .created || response.status == .ok else {
-                                throw ValidationError("POST /v1/complaints answered \(response.status.code)")
+                            // As a channel does: a connection error or a 5xx (intake restarting, say) is
+                            // retried with the same submission — the same reference — until it is taken.
+                            var delay: Duration = .milliseconds(100)
+                            var tries = 0
+                            while true {
+                                tries += 1
+                                do {
+                                    let response = try await client.execute(request, timeout: .seconds(30))
+                                    _ = try await response.body.collect(upTo: 1 << 20)
+                                    if response.status == .created || response.status == .ok { break }
+                                    guard response.status.code >= 500, tries < 100 else {
+                                        throw ValidationError("POST /v1/complaints answered \(response.status.code)")
+                                    }
+                                } catch let error as ValidationError {
+                                    throw error
+                                } catch {
+                                    guard tries < 100 else { throw error }
+                                }
+                                try await Task.sleep(for: delay)
+                                delay = min(delay * 2, .seconds(2))
                             }
                         }
                     }
@@ -522,7 +538,17 @@ struct QueueBench {
         let chosen = owners + supervisors.prefix(8).map(\.0)
         _ = try await ConsoleAuth.setPassword(password, for: chosen, newTOTP: false, on: postgres, logger: logger)
         var cookies: [String: String] = [:]
-        for id in chosen { cookies[id] = try await signIn(console, id, password) }
+        // Redirects are not followed: the answer to the sign-in post carries the session cookie itself.
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        do {
+            for id in chosen { cookies[id] = try await signIn(console, id, password, client: client) }
+        } catch {
+            try await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
         var casePages: [(String, String)] = []
         for try await (number, assignee) in try await postgres.query("""
             SELECT number, assignee FROM complaints WHERE status <> 'closed' AND assignee = ANY(\(chosen)::text[]) ORDER BY id LIMIT 2000
@@ -542,8 +568,8 @@ struct QueueBench {
     }
 
     /// Signs in through the form, as a browser does: the sign-in page's token and cookie, then the post.
-    func signIn(_ console: String, _ staffID: String, _ password: String) async throws -> String {
-        let page = try await HTTPClient.shared.execute(HTTPClientRequest(url: console + "/login"), timeout: .seconds(10))
+    func signIn(_ console: String, _ staffID: String, _ password: String, client: HTTPClient) async throws -> String {
+        let page = try await client.execute(HTTPClientRequest(url: console + "/login"), timeout: .seconds(10))
         let html = String(buffer: try await page.body.collect(upTo: 1 << 20))
         guard let login = page.headers["Set-Cookie"].first(where: { $0.hasPrefix("redress_login=") })?.split(separator: ";").first,
               let range = html.range(of: #"name="csrf" value=""#), let end = html[range.upperBound...].firstIndex(of: "\"") else {
@@ -555,7 +581,7 @@ struct QueueBench {
         post.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
         let form = "csrf=\(html[range.upperBound..<end])&staffId=\(staffID)&password=\(password)"
         post.body = .bytes(ByteBuffer(string: form))
-        let answer = try await HTTPClient.shared.execute(post, timeout: .seconds(10))
+        let answer = try await client.execute(post, timeout: .seconds(10))
         guard let session = answer.headers["Set-Cookie"].first(where: { $0.hasPrefix("redress_session=") })?.split(separator: ";").first else {
             throw ValidationError("\(staffID) could not sign in to the console (\(answer.status.code))")
         }

@@ -83,7 +83,7 @@ struct Token: AsyncParsableCommand {
     @Option(help: "The org unit code the token belongs to (it sees this unit and below).")
     var unit: String
 
-    @Option(help: "The subject (staff id or channel name).")
+    @Option(help: "The subject: a staff id, or for role channel the channel it submits for (online, wechat, call_center, …).")
     var subject: String?
 
     @Option(help: "Lifetime in hours.")
@@ -95,6 +95,10 @@ struct Token: AsyncParsableCommand {
         }
         guard let secret = ProcessInfo.processInfo.environment["REDRESS_JWT_SECRET"], secret.utf8.count >= 32 else {
             throw ValidationError("REDRESS_JWT_SECRET must be set (at least 32 characters), the same as the services use")
+        }
+        // A channel token is bound to its channel: intake refuses it for another channel's complaints.
+        if role == .channel, Channel(rawValue: subject ?? "") == nil {
+            throw ValidationError("a channel token names its channel as --subject: one of \(Channel.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let authority = TokenAuthority(secret: secret)
         print(authority.mint(subject: subject ?? "\(role.rawValue)@\(unit)", role: role, unit: unit, lifetime: .seconds(hours * 3600)))
@@ -235,8 +239,19 @@ struct DLQ: AsyncParsableCommand {
             while true {
                 let batch = try await consumer.nextBatch(maxCount: 500, timeout: .seconds(idleSeconds))
                 guard let batch, !batch.isEmpty else { break }
-                let messages = batch.map { message in
-                    KafkaOutgoingMessage(topic: topic, key: message.key, value: message.value, headers: message.headers.filter { !$0.name.hasPrefix("redress-dlq-") })
+                var messages: [KafkaOutgoingMessage] = []
+                for message in batch {
+                    // A dead letter too large for the broker is a reference to its dead_letters row: replay the stored one.
+                    if let stored = message.header(Headers.deadLetterStored).flatMap(UUID.init(uuidString:)) {
+                        guard let kept = try await withPostgres({ client, logger in try await DeadLetters.load(stored, on: client, logger: logger) }) else {
+                            throw ValidationError("dead letter \(stored) is referenced on \(Topics.deadLetter(topic)) but not in the dead_letters table")
+                        }
+                        messages.append(KafkaOutgoingMessage(topic: topic, key: message.key, value: kept.value,
+                                                             headers: kept.headers.filter { !$0.key.hasPrefix("redress-dlq-") }.map { KafkaHeader(name: $0.key, value: $0.value) }))
+                        continue
+                    }
+                    messages.append(KafkaOutgoingMessage(topic: topic, key: message.key, value: message.value,
+                                                         headers: message.headers.filter { !$0.name.hasPrefix("redress-dlq-") }))
                 }
                 let reports = try await producer.send(messages)
                 guard reports.allSatisfy(\.isDelivered) else {

@@ -29,6 +29,12 @@ import Testing
                 let number = "\(unit)-20261122-\(String(format: "%06d", n + 1))"
                 cases[unit] = (try await F.insert(db, unit: unit, assignee: "\(unit)-AGE01", status: "investigating", number: number, policy: "POL-\(unit)"), number)
             }
+            // Every (unit, role) has its staff member: a token names someone active in that role at that unit.
+            try await db.query("""
+                INSERT INTO staff (id, name, org_unit, role)
+                SELECT u || '-' || r, u || ' ' || r, u, r FROM unnest(\(Self.units)::text[]) AS u, unnest(ARRAY['supervisor', 'committee', 'auditor', 'admin']) AS r
+                ON CONFLICT (id) DO NOTHING
+                """, logger: TestDatabase.logger)
             var checked = 0
             for viewer in Self.units {
                 for role in [Role.agent, .supervisor, .committee, .auditor, .admin] {

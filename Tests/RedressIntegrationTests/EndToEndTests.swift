@@ -218,7 +218,7 @@ import Testing
                 }
             }
             let tokens = TokenAuthority(secret: stack.secret)
-            let channel = tokens.mint(subject: "web", role: .channel, unit: "HQ")
+            let channel = tokens.mint(subject: "online", role: .channel, unit: "HQ")
             // A claims complaint: Guangdong centralises claims, so the province handles it (rules: claims.*, unit.centralised_province).
             let agent = tokens.mint(subject: "GD-AGE01", role: .agent, unit: "GD")
             let intake = "http://127.0.0.1:\(stack.port("intake"))/v1/complaints"
@@ -254,9 +254,9 @@ import Testing
             #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(number)", token: agent).status == 200)
 
             // Another province and a unit below do not see it; HQ above does.
-            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: tokens.mint(subject: "x", role: .agent, unit: "ZJ")).status == 404)
-            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: tokens.mint(subject: "x", role: .agent, unit: "GD-SZ")).status == 404)
-            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: tokens.mint(subject: "x", role: .supervisor, unit: "HQ")).status == 200)
+            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: tokens.mint(subject: "ZJ-AGE01", role: .agent, unit: "ZJ")).status == 404)
+            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: tokens.mint(subject: "GD-SZ-AGE01", role: .agent, unit: "GD-SZ")).status == 404)
+            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: tokens.mint(subject: "HQ-SUP01", role: .supervisor, unit: "HQ")).status == 200)
 
             // Every service that must act did, once.
             try await eventually("clocks started, customer acknowledged, owner told") {
@@ -271,7 +271,7 @@ import Testing
 
             // The owner starts the investigation: cases → case.updated → the supervisor stops the first-contact clock.
             let detail = try await EndToEndTests.call(http, .GET, "\(cases.replacingOccurrences(of: "/v1/complaints", with: "/v1/cases"))/\(id)",
-                                                      token: tokens.mint(subject: "x", role: .supervisor, unit: "HQ")).json
+                                                      token: tokens.mint(subject: "HQ-SUP01", role: .supervisor, unit: "HQ")).json
             let owner = try #require(detail["assignee"] as? String)
             let unit = try #require(detail["handlingUnit"] as? String)
             // The handler reads the complaint as the customer wrote it (personal data scrubbed).
@@ -346,7 +346,9 @@ import Testing
             let transfer = String(decoding: EndToEndTests.submission(ref: "REG-E2E-1"), as: UTF8.self)
                 .replacingOccurrences(of: "\"online\"", with: "\"regulator\"")
                 .replacingOccurrences(of: "\"subject\"", with: #""regulator":{"caseNumber":"GDJG-2026-0042","deadline":"\#(regulatorDeadline)"},"attachments":[{"name":"病历.pdf","uri":"https://docs.example.com/claims/77.pdf","contentType":"application/pdf","size":1024}],"subject""#)
-            let filed = try await EndToEndTests.call(http, .POST, intake, token: channel, body: Array(transfer.utf8))
+            // The regulator's interface has a token of its own: a channel token submits for its channel only.
+            let regulatorToken = tokens.mint(subject: "regulator", role: .channel, unit: "HQ")
+            let filed = try await EndToEndTests.call(http, .POST, intake, token: regulatorToken, body: Array(transfer.utf8))
             #expect(filed.status == 201, "\(filed.text)")
             let regulatorCase = try #require(filed.json["id"] as? String)
             var whole: [String: Any] = [:]

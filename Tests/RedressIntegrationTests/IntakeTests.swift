@@ -33,7 +33,7 @@ import Testing
     }
 
     static func post(_ client: some TestClientProtocol, _ body: ByteBuffer, idempotencyKey: String? = nil) async throws -> (HTTPResponse.Status, [String: Any]) {
-        var headers: HTTPFields = [.authorization: "Bearer " + TokenAuthority(secret: secret).mint(subject: "web", role: .channel, unit: "HQ"),
+        var headers: HTTPFields = [.authorization: "Bearer " + TokenAuthority(secret: secret).mint(subject: "online", role: .channel, unit: "HQ"),
                                    .contentType: "application/json"]
         if let idempotencyKey { headers[HTTPField.Name("Idempotency-Key")!] = idempotencyKey }
         let response = try await client.execute(uri: "/v1/complaints", method: .post, headers: headers, body: body)
@@ -108,6 +108,43 @@ import Testing
                 }
             }
         }
+    }
+
+    /// Dates PostgreSQL would refuse are field errors on both paths, a channel token submits for its
+    /// own channel only, and rejection metrics carry no array positions.
+    @Test func datesTheDatabaseRefusesAreFieldErrorsAndChannelTokensAreBound() async throws {
+        try await TestDatabase.withFresh { db, database in
+            try await Self.withHost(database: database) { host in
+                let handler = InboundHandler(registrar: Registrar(personalData: host.personalData, numbers: host.postgres))
+                let transfer = String(buffer: Self.body(ref: "REG-0000")).replacingOccurrences(of: #""channel":"online""#, with: #""channel":"regulator""#)
+                    .replacingOccurrences(of: #""branch""#, with: #""regulator":{"caseNumber":"YJ-1","deadline":"0000-01-01T00:00:00Z"},"branch""#)
+                try await Self.app(host).test(.router) { client in
+                    let headers: HTTPFields = [.authorization: "Bearer " + TokenAuthority(secret: Self.secret).mint(subject: "regulator", role: .channel, unit: "HQ"),
+                                               .contentType: "application/json"]
+                    var response = try await client.execute(uri: "/v1/complaints", method: .post, headers: headers, body: ByteBuffer(string: transfer))
+                    let json = (try? JSONSerialization.jsonObject(with: Data(buffer: response.body))) as? [String: Any] ?? [:]
+                    #expect(response.status == .unprocessableContent, "\(json)")
+                    #expect((json["errors"] as? [[String: String]])?.map { $0["field"] } == ["regulator.deadline"])
+                    let message = KafkaMessage(topic: Topics.inbound, partition: 0, offset: 0, key: nil, value: Array(transfer.utf8), headers: [])
+                    guard case .failure(let rejection) = handler.decode(message) else {
+                        Issue.record("the topic path dead-letters it rather than failing the batch")
+                        return
+                    }
+                    #expect(rejection.reason.contains("regulator.deadline"))
+                    // The online channel's token cannot submit as WeChat.
+                    let wechat = String(buffer: Self.body(ref: "WX-1")).replacingOccurrences(of: #""channel":"online""#, with: #""channel":"wechat""#)
+                    let (status, refused) = try await Self.post(client, ByteBuffer(string: wechat))
+                    #expect(status == .forbidden && (refused["detail"] as? String)?.contains("'online'") == true, "\(refused)")
+                    response = try await client.execute(uri: "/v1/complaints", method: .post, headers: [
+                        .authorization: "Bearer " + TokenAuthority(secret: Self.secret).mint(subject: "web", role: .channel, unit: "HQ"), .contentType: "application/json",
+                    ], body: Self.body(ref: "WEB-2"))
+                    #expect(response.status == .forbidden, "a channel token must name a channel")
+                }
+                #expect(try await TestDatabase.count(db, "SELECT count(*) FROM complaints") == 0, "nothing stored")
+            }
+        }
+        #expect(IntakeService.metricField("customer.flags[12345]") == "customer.flags[]")
+        #expect(IntakeService.metricField("attachments[3].uri") == "attachments[].uri")
     }
 
     @Test func httpAndTopicGiveTheSameAnswersForTheSameInput() async throws {

@@ -6,7 +6,7 @@
 #
 #   redress          LOGIN CREATEDB  owns the database and schema; migrates (redressctl migrate)
 #   redress_staff    NOLOGIN         the staff API switches to it for each request (row-level security)
-#   redress_service  LOGIN           the six services log in as this
+#   redress_service  LOGIN           the seven services log in as this
 #
 # Needs a connection that may create roles (a superuser), given by the libpq variables PGHOST,
 # PGPORT, PGUSER, PGPASSWORD, PGDATABASE (default: the postgres maintenance database). Used by
