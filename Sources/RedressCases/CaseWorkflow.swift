@@ -126,6 +126,7 @@ enum CaseAccess {
             if action == .reclassify || action == .reprioritise { return "only a supervisor corrects a case's category or priority" }
             if action == .excludeTime { return "only a supervisor stops the clocks for time the regulation excludes" }
             if action == .recordCommitteeRuling { return "a committee ruling is recorded by the committee or a supervisor" }
+            if action == .sendBack { return "a case is sent back for re-investigation by a supervisor of a level above its handling unit" }
             guard assignee == actor.subject else {
                 return "the case is assigned to \(assignee ?? "nobody"), not to you: an agent changes only their own cases (ask a supervisor to reassign it)"
             }
@@ -208,6 +209,8 @@ enum CaseAccess {
             }
         case .reopen: need(request.reason, "reason")
         case .excludeTime: need(request.reason, "reason")
+        // The guidance: what to look at again, in the owner's history and inbox.
+        case .sendBack: need(request.reason, "reason")
         case .assign, .startInvestigation, .customerResponded, .customerAccepts, .customerRefuses, .includeTime:
             break
         }
@@ -450,6 +453,17 @@ struct CaseWorkflow: Sendable {
             let open = try await excludedTimeOpen(row.id, on: connection, logger: logger)
             if change.action == .excludeTime, open { throw CaseRefusal.conflict("excluded time is already running for this case: include_time ends it") }
             if change.action == .includeTime, !open { throw CaseRefusal.conflict("no excluded time is running for this case: exclude_time starts it") }
+        case .sendBack:
+            // A level above the handling unit: the caller's unit is on the case's path, and not its end.
+            // (Row-level security already keeps the case inside the caller's subtree.)
+            if change.actor.role == "supervisor", let unit = change.actor.unit {
+                let path = row.unitPath.split(separator: "/").map(String.init)
+                guard path.dropLast().contains(unit) else {
+                    throw CaseRefusal.forbidden("sending back is for a supervisor of a level above the handling unit \(row.handlingUnit); yours is \(unit): "
+                                                + "supervise the case in place, or ask the level above")
+                }
+            }
+            change.payload["guidance"] = change.reason ?? ""
         case .assign, .startInvestigation, .customerResponded, .customerAccepts, .customerRefuses:
             break
         }

@@ -59,7 +59,7 @@ extension ConsolePages {
         case "reprioritise":
             return [ActionField(name: "priority", kind: .select(choices(Priority.allCases.map(\.rawValue), "priority")), required: true),
                     ActionField(name: "reason", kind: .textarea, required: true)]
-        case "escalate", "refer_to_committee", "reopen", "exclude_time": return [ActionField(name: "reason", kind: .textarea, required: true)]
+        case "escalate", "refer_to_committee", "reopen", "exclude_time", "send_back": return [ActionField(name: "reason", kind: .textarea, required: true)]
         case "customer_refuses", "customer_responded": return [ActionField(name: "reason", kind: .textarea, required: false)]
         default: return []
         }

@@ -53,6 +53,9 @@ public enum CaseAction: String, Sendable, Codable, CaseIterable {
     /// clocks are rebuilt under the new values.
     case reclassify
     case reprioritise
+    /// 返回重新调查: a supervisor of a level above returns the case to its owner with written
+    /// guidance; it goes back to `investigating`.
+    case sendBack = "send_back"
 }
 
 public struct IllegalTransition: Error, Sendable, Equatable, CustomStringConvertible {
@@ -95,7 +98,7 @@ public enum CaseStateMachine {
         .assigned: staying(.assigned, [.assign, .reassign, .extend] + record + correct).merging([
             .startInvestigation: .investigating, .escalate: .escalated, .transfer: .transferred,
         ]) { $1 },
-        .investigating: staying(.investigating, [.reassign, .extend, .referToCommittee, .recordCommitteeRuling, .excludeTime, .includeTime] + record + correct).merging([
+        .investigating: staying(.investigating, [.reassign, .extend, .referToCommittee, .recordCommitteeRuling, .excludeTime, .includeTime, .sendBack] + record + correct).merging([
             .awaitCustomer: .awaitingCustomer, .proposeResolution: .resolutionProposed,
             .escalate: .escalated, .transfer: .transferred,
         ]) { $1 },
@@ -103,10 +106,10 @@ public enum CaseStateMachine {
             .customerResponded: .investigating, .escalate: .escalated,
         ]) { $1 },
         .resolutionProposed: staying(.resolutionProposed, [.reassign, .extend, .recordCommitteeRuling, .includeTime] + record + correct).merging([
-            .customerAccepts: .resolved, .customerRefuses: .investigating, .escalate: .escalated,
+            .customerAccepts: .resolved, .customerRefuses: .investigating, .escalate: .escalated, .sendBack: .investigating,
         ]) { $1 },
         // A resolved case waits for its owner to close it: a supervisor may give it to someone else.
-        .resolved: staying(.resolved, [.reassign] + record).merging([.close: .closed]) { $1 },
+        .resolved: staying(.resolved, [.reassign] + record).merging([.close: .closed, .sendBack: .investigating]) { $1 },
         .closed: [.reopen: .closed],
         .escalated: [.assign: .assigned, .addNote: .escalated],
         .transferred: [.assign: .assigned, .addNote: .transferred],

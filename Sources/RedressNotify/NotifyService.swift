@@ -107,12 +107,15 @@ public enum NotifyService {
                                       handler: CustomerNoticeHandler(composer: composer))
         let staff = host.consumer(group: consumerGroup + ".staff", topics: [EventType.caseAssigned.topic],
                                   handler: EventHandler<CaseAssigned> { try await composer.tellOwner($0, on: $1, logger: $2) })
+        // Oversight in the inbox: a case sent back to its owner, a case referred to its unit's committee.
+        let oversight = host.consumer(group: consumerGroup + ".oversight", topics: [EventType.caseUpdated.topic],
+                                      handler: EventHandler<CaseUpdated> { try await composer.tellOfOversight($0, on: $1, logger: $2) })
         let alerts = host.consumer(group: consumerGroup + ".unassignable", topics: [EventType.complaintUnassignable.topic],
                                    handler: EventHandler<ComplaintUnassignable> { try await composer.alertSupervisors($0, on: $1, logger: $2) })
         let deadlines = host.consumer(group: consumerGroup + ".sla", topics: [EventType.slaWarning.topic, EventType.slaBreached.topic],
                                       handler: SLAAlertHandler(composer: composer))
         let dispatcher = Dispatcher(postgres: host.postgres, settings: settings, gate: host.gate, logger: host.logger)
-        return (host.router(), [customers, staff, alerts, deadlines, dispatcher])
+        return (host.router(), [customers, staff, oversight, alerts, deadlines, dispatcher])
     }
 }
 
@@ -219,6 +222,33 @@ public struct Composer: Sendable {
             guard let owner = t.assignee, let known = cases[event.complaintId] else { return nil }
             return staffNotice("case.assigned.owner", complaint: event.complaintId, event: event.id, recipient: "staff:" + owner,
                                fields: ["number": t.number, "priority": known.priority, "promisedReplyBy": local(known.promised)])
+        }
+        try await Self.record(notes, on: connection, logger: logger)
+    }
+
+    /// 返回重新调查: the owner reads the guidance in their inbox. 提交协调委员会: each committee member
+    /// of the handling unit hears of the referral.
+    func tellOfOversight(_ events: [EventEnvelope<CaseUpdated>], on connection: PostgresConnection, logger: Logger) async throws {
+        let relevant = events.filter { [.sendBack, .referToCommittee].contains($0.payload.transition.action) }
+        guard !relevant.isEmpty else { return }
+        var members: [String: [String]] = [:]
+        let units = Array(Set(relevant.filter { $0.payload.transition.action == .referToCommittee }.map(\.payload.transition.handlingUnit)))
+        if !units.isEmpty {
+            for try await (id, unit) in try await connection.query("""
+                SELECT id, org_unit FROM staff WHERE role = 'committee' AND active AND org_unit = ANY(\(units)::text[]) ORDER BY id
+                """, logger: logger).decode((String, String).self) { members[unit, default: []].append(id) }
+        }
+        var notes: [NoticeRow] = []
+        for event in relevant {
+            let t = event.payload.transition
+            let fields = ["number": t.number, "reason": t.reason ?? ""]
+            if t.action == .sendBack, let owner = t.assignee {
+                notes.append(staffNotice("case.sent_back.owner", complaint: event.complaintId, event: event.id, recipient: "staff:" + owner, fields: fields))
+            } else if t.action == .referToCommittee {
+                for member in members[t.handlingUnit] ?? [] {
+                    notes.append(staffNotice("case.referred.committee", complaint: event.complaintId, event: event.id, recipient: "staff:" + member, fields: fields))
+                }
+            }
         }
         try await Self.record(notes, on: connection, logger: logger)
     }

@@ -37,6 +37,8 @@ public struct TemplateBook: Sendable, Equatable {
         "survey.requested.customer": ["number", "customerName", "link", "expiresAt"],
         "status.code.customer": ["number", "customerName", "code", "expiresAt"],
         "case.assigned.owner": ["number", "priority", "promisedReplyBy"],
+        "case.sent_back.owner": ["number", "reason"],
+        "case.referred.committee": ["number", "reason"],
         "complaint.unassignable.supervisors": ["number", "unit", "reason"],
         "sla.warning.staff": ["number", "clock", "dueAt"],
         "sla.breached.staff": ["number", "clock", "dueAt"],

@@ -76,6 +76,35 @@ enum CaseFixture {
 }
 
 @Suite struct CaseAPITests {
+    /// 返回重新调查: a supervisor of a level above returns the case to its owner with guidance.
+    @Test func aLevelAboveSendsACaseBackWithGuidance() async throws {
+        try await CaseFixture.withApp { db, _, client in
+            typealias F = CaseFixture
+            let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "resolution_proposed", number: "GD-SZ-20261130-000007")
+            let guidance = ["version": 1, "reason": "补充核实理赔时效，联系客户确认到账日期"] as [String: Any]
+            var (status, json) = try await F.act(client, id, "send_back", guidance, as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            #expect(status == .forbidden, "the owner does not send their own case back")
+            (status, json) = try await F.act(client, id, "send_back", guidance, as: F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
+            #expect(status == .forbidden && (json["detail"] as? String)?.contains("level above") == true, "the handling unit's own supervisor is not above it: \(json)")
+            (status, json) = try await F.act(client, id, "send_back", ["version": 1], as: F.token("GD-SUP01", .supervisor, "GD"))
+            #expect(status == .badRequest && StaffAdminTests.fields(json) == ["reason"], "the guidance is required")
+            (status, json) = try await F.act(client, id, "send_back", guidance, as: F.token("GD-SUP01", .supervisor, "GD"))
+            #expect(status == .ok, "\(json)")
+            #expect(json["status"] as? String == "investigating" && json["assignee"] as? String == "GD-SZ-AGE01", "back to investigating, same owner")
+            let (_, detail) = try await F.get(client, "/v1/cases/\(id)", as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            let last = (detail["history"] as? [[String: Any]])?.last ?? [:]
+            #expect(last["action"] as? String == "send_back" && last["actor"] as? String == "GD-SUP01")
+            #expect((last["reason"] as? String)?.contains("补充核实理赔时效") == true)
+            #expect(try await F.outboxTypes(db, id) == ["case.updated"])
+            // From investigating it may be sent back again; a closed case cannot be.
+            (status, _) = try await F.act(client, id, "send_back", ["version": 2, "reason": "再核实一次"], as: F.token("HQ-SUP01", .supervisor, "HQ"))
+            #expect(status == .ok)
+            let closed = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "closed", number: "GD-SZ-20261130-000008")
+            (status, _) = try await F.act(client, closed, "send_back", guidance, as: F.token("GD-SUP01", .supervisor, "GD"))
+            #expect(status == .conflict)
+        }
+    }
+
     /// What the console offers as forms: the actions this caller may take now, and the board's lists and counts.
     @Test func allowedActionsAreTheCallersAndTheBoardHasItsListsAndCounts() async throws {
         try await CaseFixture.withApp { db, _, client in

@@ -85,6 +85,30 @@ struct CrashingChannel: NotificationChannel {
         }
     }
 
+    @Test func aSendBackReachesTheOwnerAndAReferralTheUnitsCommittee() async throws {
+        try await TestDatabase.withFresh { db, _ in
+            let id = try await CaseFixture.insert(db, unit: "GD", assignee: "GD-AGE01", number: "GD-SZ-20261130-000001")
+            func event(_ action: CaseAction, _ reason: String) -> EventEnvelope<CaseUpdated> {
+                EventEnvelope(complaintId: id, orgUnit: "GD", actor: .service("test"), payload: CaseUpdated(transition: CaseTransition(
+                    number: "GD-SZ-20261130-000001", fromStatus: .investigating, toStatus: .investigating, handlingUnit: "GD", assignee: "GD-AGE01",
+                    reason: reason, caseVersion: 5, action: action)))
+            }
+            let events = [event(.sendBack, "补充核实到账日期"), event(.referToCommittee, "重大疑难"), event(.addNote, "无关")]
+            for _ in 0..<2 {
+                try await db.withTransaction(logger: TestDatabase.logger) { connection in
+                    try await Composer(settings: N.settings([:])).tellOfOversight(events, on: connection, logger: TestDatabase.logger)
+                }
+            }
+            #expect(try await TestDatabase.count(db, """
+                SELECT count(*) FROM notifications WHERE recipient = 'staff:GD-AGE01' AND template = 'case.sent_back.owner' AND body LIKE '%补充核实到账日期%'
+                """) == 1)
+            #expect(try await TestDatabase.count(db, """
+                SELECT count(*) FROM notifications WHERE recipient = 'staff:GD-COM01' AND template = 'case.referred.committee' AND body LIKE '%重大疑难%'
+                """) == 1, "the committee member of the handling unit (GD), once")
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM notifications") == 2, "a note tells no one")
+        }
+    }
+
     @Test func customersAreToldInTheirLanguageOnTheirChannelAndAnOptOutIsRespected() async throws {
         try await TestDatabase.withFresh { db, _ in
             let settings = N.settings([:])
