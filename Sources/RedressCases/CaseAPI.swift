@@ -53,6 +53,35 @@ struct CaseSummary: Codable, Sendable {
     }
 }
 
+struct TypicalRequest: Decodable, Sendable {
+    var summary: String?
+}
+
+struct TypicalCase: ResponseEncodable, Codable, Sendable {
+    var number: String
+    var category: String?
+    var handlingUnit: String
+    var closedAt: String?
+    var summary: String
+    var markedBy: String
+    var markedAt: String
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(number, forKey: .number)
+        try c.encode(category, forKey: .category)
+        try c.encode(handlingUnit, forKey: .handlingUnit)
+        try c.encode(closedAt, forKey: .closedAt)
+        try c.encode(summary, forKey: .summary)
+        try c.encode(markedBy, forKey: .markedBy)
+        try c.encode(markedAt, forKey: .markedAt)
+    }
+}
+
+struct TypicalCases: ResponseEncodable, Sendable {
+    var items: [TypicalCase]
+}
+
 struct UnitCount: Codable, Sendable {
     var unit: String
     var open: Int
@@ -251,6 +280,9 @@ struct CaseAPI: Sendable {
             try await detail(key: context.parameters.require("key"), context)
         }
         router.group("v1/closure-taxonomy").add(middleware: staff).get("") { _, _ in TaxonomyView(taxonomy: workflow.taxonomy) }
+        // 典型案例: supervisors mark closed cases for training; every staff member lists their subtree's.
+        cases.post(":key/typical") { request, context in try await markTypical(request, context) }
+        router.group("v1/typical-cases").add(middleware: staff).get("") { request, context in try await typicalCases(request, context) }
         router.group("v1/inbox").add(middleware: staff).get("") { request, context in try await inbox(request, context) }
         // 人员管理: admins everywhere, supervisors within their subtree.
         let people = router.group("v1/staff").add(middleware: RequireRoles([.supervisor, .admin], authority: tokens, staff: standing))
@@ -473,6 +505,55 @@ struct CaseAPI: Sendable {
             }
             return UnitCounts(items: items)
         }
+    }
+
+    func markTypical(_ request: Request, _ context: RedressRequestContext) async throws -> Response {
+        let caller = try context.caller()
+        let key = try context.parameters.require("key")
+        guard [.supervisor, .admin].contains(caller.role) else {
+            throw Problem(status: .forbidden, title: "Role not allowed", detail: "supervisors and admins mark typical cases")
+        }
+        let body = try await Self.decode(TypicalRequest.self, request, context)
+        let summary = PersonalData.scrub(body.summary?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "")
+        guard (1...2000).contains(summary.count) else {
+            throw CaseRefusal.invalid([FieldError("summary", "required: what the case teaches, 1 to 2000 characters")]).problem
+        }
+        let item = try await scoped(context) { connection, _ -> TypicalCase in
+            let rows = try await connection.query(CaseWorkflow.query("SELECT c.id, c.status FROM complaints c WHERE", byKey: key), logger: context.logger)
+            var found: (UUID, String)?
+            for try await row in rows.decode((UUID, String).self) { found = row }
+            guard let (id, status) = found else { throw CaseRefusal.notFound(key) }
+            guard status == CaseStatus.closed.rawValue else {
+                throw CaseRefusal.conflict("only a closed case is a typical case; this one is \(status)")
+            }
+            try await connection.query("""
+                INSERT INTO typical_cases (complaint_id, summary, marked_by) VALUES (\(id), \(summary), \(caller.subject))
+                ON CONFLICT (complaint_id) DO UPDATE SET summary = EXCLUDED.summary, marked_by = EXCLUDED.marked_by, marked_at = now()
+                """, logger: context.logger)
+            return try await typical(where: "t.complaint_id = $1", bind: id, on: connection, logger: context.logger).first!
+        }
+        return try item.response(from: request, context: context).withStatus(.created)
+    }
+
+    func typicalCases(_ request: Request, _ context: RedressRequestContext) async throws -> TypicalCases {
+        TypicalCases(items: try await scoped(context) { connection, path in
+            try await typical(where: "(c.unit_path = $1 OR c.unit_path LIKE $1 || '/%')", bind: path, on: connection, logger: context.logger)
+        })
+    }
+
+    func typical(where condition: String, bind: some PostgresThrowingDynamicTypeEncodable, on connection: PostgresConnection, logger: Logger) async throws -> [TypicalCase] {
+        var binds = PostgresBindings()
+        try binds.append(bind)
+        let rows = try await connection.query(PostgresQuery(unsafeSQL: """
+            SELECT c.number, c.category, COALESCE(c.handling_unit, c.branch), c.closed_at, t.summary, t.marked_by, t.marked_at
+            FROM typical_cases t JOIN complaints c ON c.id = t.complaint_id WHERE \(condition) ORDER BY t.marked_at DESC LIMIT 200
+            """, binds: binds), logger: logger)
+        var items: [TypicalCase] = []
+        for try await (number, category, unit, closed, summary, by, at) in rows.decode((String, String?, String, Date?, String, String, Date).self) {
+            items.append(TypicalCase(number: number, category: category, handlingUnit: unit, closedAt: closed.map(Timestamp.format), summary: summary,
+                                     markedBy: by, markedAt: Timestamp.format(at)))
+        }
+        return items
     }
 
     static func encodeCursor(_ position: (Int64, UUID)) -> String {

@@ -15,6 +15,7 @@ public enum Migrations {
         Migration(version: 5, name: "console and customer pages", sql: consoleAndCustomerPages),
         Migration(version: 6, name: "dead letters", sql: deadLetters),
         Migration(version: 7, name: "notifications by unit", sql: notificationsByUnit),
+        Migration(version: 8, name: "typical cases", sql: typicalCases),
     ]
 
     /// The database roles the services use; a cluster-level set-up (scripts/lib.sh creates them; a
@@ -473,5 +474,22 @@ public enum Migrations {
     CREATE POLICY notifications_staff ON notifications TO redress_staff USING (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id));
     -- The staff API appends events to the outbox; it never reads other units' (or its own) pending events.
     REVOKE SELECT ON outbox FROM redress_staff;
+    """#
+
+    static let typicalCases = #"""
+    -- 典型案例: closed cases a supervisor marks for training, with a summary (personal data scrubbed).
+    -- Visible, and markable, exactly where the case is.
+    CREATE TABLE typical_cases (
+        complaint_id uuid PRIMARY KEY REFERENCES complaints(id),
+        summary      text NOT NULL CHECK (length(summary) BETWEEN 1 AND 2000),
+        marked_by    text NOT NULL,
+        marked_at    timestamptz NOT NULL DEFAULT now()
+    );
+    ALTER TABLE typical_cases ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY typical_cases_services ON typical_cases TO redress_service USING (true) WITH CHECK (true);
+    CREATE POLICY typical_cases_staff ON typical_cases TO redress_staff
+        USING (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id))
+        WITH CHECK (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id));
+    GRANT SELECT, INSERT, UPDATE ON typical_cases TO redress_staff;
     """#
 }

@@ -76,6 +76,32 @@ enum CaseFixture {
 }
 
 @Suite struct CaseAPITests {
+    /// 典型案例: a supervisor marks a closed case, its summary scrubbed; each unit lists its subtree's.
+    @Test func typicalCasesAreMarkedOnClosedCasesAndListedBySubtree() async throws {
+        try await CaseFixture.withApp { db, _, client in
+            typealias F = CaseFixture
+            let closed = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "closed", number: "GD-SZ-20261130-000011")
+            let open = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", number: "GD-SZ-20261130-000012")
+            func mark(_ id: UUID, _ summary: String?, as token: String) async throws -> (HTTPResponse.Status, [String: Any]) {
+                let body = try JSONSerialization.data(withJSONObject: summary.map { ["summary": $0] } ?? [:])
+                let response = try await client.execute(uri: "/v1/cases/\(id)/typical", method: .post,
+                                                         headers: [.authorization: token, .contentType: "application/json"], body: ByteBuffer(bytes: body))
+                return (response.status, (try? JSONSerialization.jsonObject(with: Data(buffer: response.body))) as? [String: Any] ?? [:])
+            }
+            let supervisor = F.token("GD-SZ-SUP01", .supervisor, "GD-SZ")
+            #expect(try await mark(closed, "销售误导典型：客户电话13812345678", as: F.token("GD-SZ-AGE01", .agent, "GD-SZ")).0 == .forbidden)
+            #expect(try await mark(open, "未结案", as: supervisor).0 == .conflict, "only closed cases")
+            #expect(try await mark(closed, nil, as: supervisor).0 == .badRequest)
+            let (status, marked) = try await mark(closed, "销售误导典型：客户电话13812345678", as: supervisor)
+            #expect(status == .created && marked["summary"] as? String == "销售误导典型：客户电话138****5678", "\(marked)")
+            let (_, province) = try await F.get(client, "/v1/typical-cases", as: F.token("GD-SUP01", .supervisor, "GD"))
+            #expect((province["items"] as? [[String: Any]])?.compactMap { $0["number"] as? String } == ["GD-SZ-20261130-000011"])
+            let (_, sibling) = try await F.get(client, "/v1/typical-cases", as: F.token("GD-GZ-SUP01", .supervisor, "GD-GZ"))
+            #expect((sibling["items"] as? [[String: Any]])?.isEmpty == true, "a sibling city sees none")
+            #expect(try await mark(closed, "x", as: F.token("GD-GZ-SUP01", .supervisor, "GD-GZ")).0 == .notFound, "nor marks one")
+        }
+    }
+
     /// 返回重新调查: a supervisor of a level above returns the case to its owner with guidance.
     @Test func aLevelAboveSendsACaseBackWithGuidance() async throws {
         try await CaseFixture.withApp { db, _, client in
