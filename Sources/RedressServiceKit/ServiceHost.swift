@@ -176,9 +176,11 @@ public final class ServiceHost: Sendable {
         all.append(.init(service: app))
         all.append(.init(service: ProducerWatch(producer: producer, logger: logger)))
         var group = ServiceGroupConfiguration(services: all, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        group.maximumGracefulShutdownDuration = .seconds(8)
+        // Within 10 s of SIGTERM whatever happens: 7 s to finish gracefully, 1 s for cancellation, and
+        // the watchdog at 9 s, with a second to spare for the orchestrator's grace period.
+        group.maximumGracefulShutdownDuration = .seconds(7)
         group.maximumCancellationDuration = .seconds(1)
-        ShutdownWatchdog.arm(after: .seconds(10), logger: logger)
+        ShutdownWatchdog.arm(after: .seconds(9), logger: logger)
         try await ServiceGroup(configuration: group).run()
     }
 }
@@ -227,7 +229,7 @@ struct ProducerWatch: Service {
 }
 
 /// SIGTERM ends the process within `after` whatever PostgreSQL and Kafka are doing: the graceful
-/// shutdown gets its time (8 s), and if something still hangs — a connection to a database that
+/// shutdown gets its time (7 s), and if something still hangs — a connection to a database that
 /// is gone — the process exits anyway rather than outlive its grace period.
 public enum ShutdownWatchdog {
     private static let armed = NIOLockedValueBox(false)
