@@ -155,29 +155,6 @@ struct Catalogue: Sendable {
     }
 }
 
-/// A `application/x-www-form-urlencoded` body, every value of every name.
-struct FormBody: Sendable {
-    var values: [String: [String]] = [:]
-
-    init(_ text: String) {
-        for pair in text.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            func decode(_ s: Substring) -> String { s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "" }
-            guard let name = parts.first.map(decode), !name.isEmpty else { continue }
-            values[name, default: []].append(parts.count > 1 ? decode(parts[1]) : "")
-        }
-    }
-
-    /// The value, trimmed; nil when absent or blank.
-    subscript(_ name: String) -> String? {
-        guard let value = values[name]?.first?.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty else { return nil }
-        return value
-    }
-
-    /// The raw value (blank included), for redisplay.
-    func raw(_ name: String) -> String { values[name]?.first ?? "" }
-}
-
 /// Sent instead of a page: to the sign-in page, or back to the page after an action.
 struct Redirect: Error {
     var location: String

@@ -252,3 +252,27 @@ extension Response {
         return response
     }
 }
+
+/// An `application/x-www-form-urlencoded` body (what a browser posts), every value of every name:
+/// the console's forms and the customer's pages read them alike.
+public struct FormBody: Sendable {
+    public var values: [String: [String]] = [:]
+
+    public init(_ text: String) {
+        for pair in text.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ s: Substring) -> String { s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "" }
+            guard let name = parts.first.map(decode), !name.isEmpty else { continue }
+            values[name, default: []].append(parts.count > 1 ? decode(parts[1]) : "")
+        }
+    }
+
+    /// The value, trimmed; nil when absent or blank.
+    public subscript(_ name: String) -> String? {
+        guard let value = values[name]?.first?.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty else { return nil }
+        return value
+    }
+
+    /// The raw value (blank included), for redisplay.
+    public func raw(_ name: String) -> String { values[name]?.first ?? "" }
+}

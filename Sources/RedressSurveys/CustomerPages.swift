@@ -87,15 +87,10 @@ struct CustomerPages: Sendable {
 
     func text(_ key: String, _ request: Request) -> String { texts[language(request)]?[key] ?? texts["zh-CN"]?[key] ?? key }
 
+    /// The posted form's first value of each name.
     static func form(_ request: Request, _ context: RedressRequestContext) async throws -> [String: String] {
-        let bytes = try await request.utf8Body(context: context)
-        var values: [String: String] = [:]
-        for pair in String(decoding: bytes, as: UTF8.self).split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            func decode(_ s: Substring) -> String { s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "" }
-            if let name = parts.first.map(decode), values[name] == nil { values[name] = parts.count > 1 ? decode(parts[1]) : "" }
-        }
-        return values
+        let body = FormBody(String(decoding: try await request.utf8Body(context: context), as: UTF8.self))
+        return body.values.compactMapValues(\.first)
     }
 
     // MARK: Return visit
