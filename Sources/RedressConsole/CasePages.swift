@@ -263,6 +263,8 @@ extension ConsolePages {
         }
         data["actions"] = actions
         data["hasActions"] = !actions.isEmpty
+        // 典型案例: a supervisor may mark a closed case for training.
+        if c["status"] as? String == "closed", [.supervisor, .admin].contains(session.role) { data["canMarkTypical"] = true }
         if let flash { data["flash"] = flash }
         if let error {
             data["error"] = error
@@ -298,6 +300,31 @@ extension ConsolePages {
         let message = answer.status == 409 && answer.detail.contains("version") ? text("conflict", request) + " " + answer.detail : answer.detail
         return try await casePage(number: number, session: session, request, context, open: action, form: form, errors: answer.fieldErrors,
                                   error: message, status: HTTPResponse.Status(code: answer.status))
+    }
+
+    /// 典型案例: marks the closed case with a summary, through the staff API.
+    func markTypical(_ request: Request, _ context: RedressRequestContext) async throws -> Response {
+        let (session, form) = try await self.form(request, context)
+        let number = try context.parameters.require("number")
+        let answer = try await api.post("/v1/cases/\(number.queryEscaped)/typical", body: ["summary": form["summary"] ?? ""], as: session, logger: context.logger)
+        if answer.ok { throw Redirect(location: "/typical") }
+        return try await casePage(number: number, session: session, request, context, error: answer.detail, status: HTTPResponse.Status(code: answer.status))
+    }
+
+    /// The typical cases of the person's subtree, for training.
+    func typicalPage(_ request: Request, _ context: RedressRequestContext) async throws -> Response {
+        let session = try await signedIn(request, context)
+        let language = language(request)
+        let answer = try await api.get("/v1/typical-cases", as: session, logger: context.logger)
+        let items = (answer.object["items"] as? [[String: Any]] ?? []).map { item -> [String: Any] in
+            var row = item.filter { !($0.value is NSNull) }
+            row["categoryLabel"] = (item["category"] as? String).map { catalogue.label("category", $0, language) } ?? "—"
+            row["markedLocal"] = local(item["markedAt"] as? String) ?? ""
+            return row
+        }
+        var data: [String: Any] = ["items": items, "hasItems": !items.isEmpty]
+        if !answer.ok { data["error"] = answer.detail }
+        return render("typical", data, request: request, session: session, title: catalogue.text("nav_typical", language), nav: "Typical")
     }
 
     /// "Reveal": the full personal data, after the purpose is given; the read is on record.

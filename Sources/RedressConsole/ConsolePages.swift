@@ -69,6 +69,8 @@ struct ConsolePages: Sendable {
         }
         router.post("/cases/:number/actions/:action") { request, context in try await act(request, context) }
         router.post("/cases/:number/reveal") { request, context in try await reveal(request, context) }
+        router.post("/cases/:number/typical") { request, context in try await markTypical(request, context) }
+        router.get("/typical") { request, context in try await typicalPage(request, context) }
         router.get("/inbox") { request, context in try await inboxPage(request, context) }
         router.get("/board") { request, context in try await boardPage(request, context) }
         router.get("/complaints/new") { request, context in

@@ -296,6 +296,15 @@ def main():
         check(True, "the province supervisor sees the second complaint on the board")
         accessible(driver, "supervisor board")
         shot(driver, "board")
+        # 典型案例: the province marks the closed case for training; the summary's phone number is masked.
+        driver.get(CONSOLE + f"/cases/{number}")
+        driver.find_element(By.CSS_SELECTOR, "#a-typical > summary").click()
+        driver.find_element(By.ID, "f-typical-summary").send_keys(f"柜面服务态度问题，客户来电{PHONE}后升级处理")
+        submit(driver, driver.find_element(By.ID, "do-typical"))
+        listed = driver.find_element(By.TAG_NAME, "main").text
+        check(driver.current_url.endswith("/typical") and number in listed and "139****5678" in listed and PHONE not in driver.page_source,
+              "a typical case is listed with its summary's phone number masked")
+        accessible(driver, "typical cases")
         driver.get(CONSOLE + "/staff")
         accessible(driver, "staff administration")
         shot(driver, "staff")
