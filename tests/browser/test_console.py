@@ -131,7 +131,9 @@ def shot(driver, name):
     os.makedirs(SHOTS, exist_ok=True)
     size = driver.get_window_size()
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(size["width"], min(max(height, size["height"]), 2400))
+    # The window is taller than the page area by the browser's own frame: add it, or the bottom is cut off.
+    frame = driver.execute_script("return window.outerHeight - window.innerHeight")
+    driver.set_window_size(size["width"], min(max(height + frame, size["height"]), 2400))
     driver.execute_script("window.scrollTo(0, 0)")
     driver.save_screenshot(os.path.join(SHOTS, name + ".png"))
     driver.set_window_size(size["width"], size["height"])
