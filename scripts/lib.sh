@@ -44,6 +44,20 @@ ensure_browser() {
         || python3 -m pip install -q --break-system-packages selenium axe-selenium-python
 }
 
+# schemathesis (PyPI), pinned so that a run's generated requests repeat: the contract test's generator.
+SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis() {
+    command -v pip >/dev/null || command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || {
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq python3-pip >/dev/null
+    }
+    [[ "$(python3 -c 'import schemathesis; print(schemathesis.__version__)' 2>/dev/null)" == "$SCHEMATHESIS_VERSION" ]] && return 0
+    log "installing schemathesis $SCHEMATHESIS_VERSION (pip)"
+    python3 -m pip install -q "schemathesis==$SCHEMATHESIS_VERSION" 2>/dev/null \
+        || python3 -m pip install -q --break-system-packages "schemathesis==$SCHEMATHESIS_VERSION"
+}
+
 # libfaketime, for running the tests at another date (scripts/test, REDRESS_TEST_CLOCK_OFFSET).
 ensure_faketime() {
     faketime_library >/dev/null 2>&1 && return 0
@@ -163,7 +177,15 @@ start_services() {
     source "$rundir/env"
     for name in "${names[@]}"; do
         port=$((SERVICE_PORT[$name] + REDRESS_PORT_OFFSET))
-        REDRESS_PG_USER=redress_service REDRESS_MIGRATE_ON_START=false \
+        # Each process is given only the secrets it uses: the token key to the services that take
+        # or mint bearer tokens, the customer-matching key to those that match customers.
+        local withheld=()
+        case "$name" in
+            intake|cases) ;;
+            console) withheld=(-u REDRESS_PII_KEY) ;;
+            *) withheld=(-u REDRESS_JWT_SECRET -u REDRESS_PII_KEY) ;;
+        esac
+        env "${withheld[@]}" REDRESS_PG_USER=redress_service REDRESS_MIGRATE_ON_START=false \
             REDRESS_HTTP_PORT=$port REDRESS_INSTANCE="$name-1" "$bindir/redress-$name" >"$rundir/logs/$name.log" 2>&1 &
         echo $! >>"$rundir/pids"
     done

@@ -53,7 +53,7 @@ struct CaseSummary: Codable, Sendable {
     }
 }
 
-struct TypicalRequest: Decodable, Sendable {
+struct TypicalRequest: Codable, Sendable {
     var summary: String?
 }
 
@@ -288,6 +288,11 @@ struct CaseAPI: Sendable {
         let people = router.group("v1/staff").add(middleware: RequireRoles([.supervisor, .admin], authority: tokens, staff: standing))
         people.get("") { request, context in
             let unit = request.uri.queryParameters.get("unit")
+            try NULCharacter.refuse(parameter: "unit", unit)
+            if unit?.isEmpty == true {
+                throw Problem(status: .badRequest, title: "Invalid request", detail: "unit: is empty; leave it out for the whole subtree, or name a unit",
+                              errors: [FieldError("unit", "is empty; leave it out for the whole subtree, or name a unit")])
+            }
             return try await scoped(context) { connection, path in
                 StaffList(items: try await directory.list(by: try Self.editor(context, path), unit: unit, on: connection, logger: context.logger))
             }
@@ -315,13 +320,16 @@ struct CaseAPI: Sendable {
         return StaffEditor(subject: caller.subject, role: caller.role.rawValue, unitPath: path)
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: RedressRequestContext) async throws -> T {
+    static func decode<T: Codable>(_ type: T.Type, _ request: Request, _ context: RedressRequestContext) async throws -> T {
         let bytes = try await request.utf8Body(context: context)
+        let value: T
         do {
-            return try JSONDecoder().decode(T.self, from: Data(bytes))
+            value = try JSONDecoder().decode(T.self, from: Data(bytes))
         } catch {
             throw Problem(status: .badRequest, title: "Body is not valid JSON", detail: "send a JSON object whose fields have the documented types: \(EventCoding.describe(error))")
         }
+        try NULCharacter.refuse(in: value)
+        return value
     }
 
     /// Runs `body` as `redress_staff`, scoped to the caller's subtree, in one transaction.
@@ -359,7 +367,8 @@ struct CaseAPI: Sendable {
         let query = request.uri.queryParameters
         var errors: [FieldError] = []
         func values(_ name: String) -> [String] {
-            query.getAll(name).flatMap { $0.split(separator: ",").map(String.init) }
+            // Empty values are kept, so that `status=` is named as an error rather than read as no filter.
+            query.getAll(name).flatMap { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
         }
         func check<T: RawRepresentable & CaseIterable>(_ name: String, _ type: T.Type) -> [String] where T.RawValue == String {
             let given = values(name)
@@ -384,16 +393,25 @@ struct CaseAPI: Sendable {
         var cursor: (Int64, UUID)?
         if let text = query.get("cursor") {
             cursor = Self.decodeCursor(text)
-            if cursor == nil { errors.append(FieldError("cursor", "is not a cursor this API returned; start again without it")) }
+            if cursor == nil { errors.append(FieldError("cursor", "is not a cursor this API returned (<microseconds>.<case id>); start again without it")) }
         }
+        try NULCharacter.refuse(parameter: "q", query.get("q"))
+        try NULCharacter.refuse(parameter: "unit", query.get("unit"))
         let search = query.get("q").map { $0.trimmingCharacters(in: .whitespaces) }.flatMap { $0.isEmpty ? nil : $0 }
-        if let search, search.count > 64 { errors.append(FieldError("q", "is longer than 64 characters")) }
+        if let raw = query.get("q"), raw.count > 64 { errors.append(FieldError("q", "is longer than 64 characters")) }
+        // A filter switch is `true` or `false`; anything else is named rather than read as false.
+        func flag(_ name: String) -> Bool {
+            guard let text = query.get(name) else { return false }
+            if text == "true" { return true }
+            if text != "false" { errors.append(FieldError(name, "must be true or false")) }
+            return false
+        }
         // 抽查: the province's list of "not liable" rulings from below to spot-check.
-        let spotCheck = query.get("spotCheck") == "true"
+        let spotCheck = flag("spotCheck")
         // The supervisor queue: open cases nobody owns (routing found no eligible agent).
-        let unassigned = query.get("unassigned") == "true"
+        let unassigned = flag("unassigned")
         // 二次投诉: cases that came back from a closed one (a dissatisfied return visit, a review request).
-        let secondComplaint = query.get("secondComplaint") == "true"
+        let secondComplaint = flag("secondComplaint")
         let committee = query.get("committee")
         if let committee, !["referred", "ruled"].contains(committee) { errors.append(FieldError("committee", "must be referred or ruled")) }
         // A phone or ID number is searched by its keyed hash, never as clear text in SQL, and the search is on record.
@@ -406,7 +424,7 @@ struct CaseAPI: Sendable {
             }
             return nil
         }
-        let includeClosed = query.get("includeClosed") == "true" || statuses.contains(CaseStatus.closed.rawValue) || spotCheck
+        let includeClosed = flag("includeClosed") || statuses.contains(CaseStatus.closed.rawValue) || spotCheck
         let unit = mine ? nil : (query.get("unit") ?? caller.unit)
         if !errors.isEmpty { throw CaseRefusal.invalid(errors).problem }
         let (pageSize, due, after) = (limit, dueBefore, cursor)
@@ -484,6 +502,7 @@ struct CaseAPI: Sendable {
     /// past their promised reply, how many nobody owns. The supervisor board's table.
     func counts(_ request: Request, _ context: RedressRequestContext) async throws -> UnitCounts {
         let caller = try context.caller()
+        try NULCharacter.refuse(parameter: "unit", request.uri.queryParameters.get("unit"))
         let unit = request.uri.queryParameters.get("unit") ?? caller.unit
         return try await scoped(context) { connection, callerPath in
             var unitPath: String?
@@ -556,20 +575,22 @@ struct CaseAPI: Sendable {
         return items
     }
 
+    /// `<due time in microseconds>.<case id>`: the keyset position after which the next page starts.
+    /// Its shape is `cursorPattern` (also in the OpenAPI document), and every string of that shape is
+    /// a position: one earlier or later than any stored instant is held at the bounds PostgreSQL can
+    /// store, which orders the same way.
     static func encodeCursor(_ position: (Int64, UUID)) -> String {
-        let text = "\(position.0)|\(position.1.uuidString.lowercased())"
-        return Data(text.utf8).base64EncodedString()
+        "\(position.0).\(position.1.uuidString.lowercased())"
     }
 
+    nonisolated(unsafe) static let cursorPattern = #/^(-?[0-9]{1,17})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/#
+
     static func decodeCursor(_ text: String) -> (Int64, UUID)? {
-        guard let data = Data(base64Encoded: text), let plain = String(data: data, encoding: .utf8) else { return nil }
-        let parts = plain.split(separator: "|")
-        guard parts.count == 2, let micros = Int64(parts[0]), let id = UUID(uuidString: String(parts[1])) else { return nil }
-        // Only positions this API can have given: an instant PostgreSQL can hold.
+        guard let match = text.wholeMatch(of: cursorPattern), let micros = Int64(match.1), let id = UUID(uuidString: String(match.2)) else { return nil }
         let storable = Timestamp.storable
-        guard micros >= Int64(storable.lowerBound.timeIntervalSince1970) * 1_000_000,
-              micros < Int64(storable.upperBound.timeIntervalSince1970) * 1_000_000 else { return nil }
-        return (micros, id)
+        let lower = Int64(storable.lowerBound.timeIntervalSince1970) * 1_000_000
+        let upper = Int64(storable.upperBound.timeIntervalSince1970) * 1_000_000 - 1
+        return (min(max(micros, lower), upper), id)
     }
 
     // MARK: One case
@@ -591,7 +612,7 @@ struct CaseAPI: Sendable {
     func personalData(_ request: Request, _ context: RedressRequestContext) async throws -> PersonalDataView {
         let caller = try context.caller()
         let key = try context.parameters.require("key")
-        guard let purpose = request.uri.queryParameters.get("purpose"), !purpose.trimmingCharacters(in: .whitespaces).isEmpty, purpose.count <= 200 else {
+        guard let purpose = request.uri.queryParameters.get("purpose"), !purpose.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, purpose.count <= 200 else {
             throw CaseRefusal.invalid([FieldError("purpose", "say why you need the customer's full details (1 to 200 characters)")]).problem
         }
         return try await scoped(context) { connection, _ in
@@ -630,6 +651,7 @@ struct CaseAPI: Sendable {
             throw Problem(status: .badRequest, title: "Body is not valid JSON",
                           detail: "send a JSON object with at least the case's \"version\"; fields must have the documented types")
         }
+        try NULCharacter.refuse(in: body)
         // The answer is read in the action's own transaction: the case as this change left it, before
         // routing (for an escalation or transfer) can move it out of the caller's part of the tree.
         let (outcome, detail) = try await scoped(context) { connection, _ in

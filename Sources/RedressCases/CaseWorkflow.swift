@@ -24,7 +24,7 @@ struct CaseActor: Sendable {
 }
 
 /// The fields an action may carry; which ones it needs depends on the action.
-struct ActionRequest: Sendable, Decodable {
+struct ActionRequest: Sendable, Codable {
     var version: Int?
     var reason: String?
     var text: String?
@@ -83,6 +83,8 @@ enum CaseRefusal: Error, Sendable {
     case unprocessable(String)
     /// Well-formed values the organisation does not know (a category, a staff id, a unit): 422 naming each field.
     case unknown([FieldError])
+    /// Each value well-formed, but together they break a rule (a leave ending before it starts).
+    case inconsistent([FieldError])
 
     var problem: Problem {
         switch self {
@@ -100,6 +102,8 @@ enum CaseRefusal: Error, Sendable {
             Problem(status: .unprocessableContent, title: "Refused by the rules", detail: why)
         case .unknown(let errors):
             Problem(status: .unprocessableContent, title: "Unknown value", detail: errors.map(\.description).joined(separator: "; "), errors: errors)
+        case .inconsistent(let errors):
+            Problem(status: .unprocessableContent, title: "Values do not fit together", detail: errors.map(\.description).joined(separator: "; "), errors: errors)
         }
     }
 

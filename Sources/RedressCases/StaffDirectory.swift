@@ -29,7 +29,7 @@ struct StaffList: ResponseEncodable, Sendable {
 
 /// What an administrator may send to add (`POST`, every field but the flags required) or change
 /// (`PATCH`, any field) a staff member. An empty `leaveFrom`/`leaveTo` clears it.
-struct StaffRequest: Decodable, Sendable {
+struct StaffRequest: Codable, Sendable {
     var id: String?
     var name: String?
     var unit: String?
@@ -109,9 +109,9 @@ struct StaffDirectory: Sendable {
         return nil
     }
 
-    /// Malformed values (400) and unknown ones (422), all at once.
-    static func problems(_ request: StaffRequest, adding: Bool) -> (malformed: [FieldError], unknown: [FieldError]) {
-        var malformed: [FieldError] = [], unknown: [FieldError] = []
+    /// Malformed values (400), unknown ones (422) and values that do not fit together (422), all at once.
+    static func problems(_ request: StaffRequest, adding: Bool) -> (malformed: [FieldError], unknown: [FieldError], inconsistent: [FieldError]) {
+        var malformed: [FieldError] = [], unknown: [FieldError] = [], inconsistent: [FieldError] = []
         if adding {
             if let id = request.id {
                 if !isStaffID(id) { malformed.append(FieldError("id", "must be 2–32 capital letters, digits and dashes, e.g. GD-SZ-AGE04")) }
@@ -122,7 +122,7 @@ struct StaffDirectory: Sendable {
                 malformed.append(FieldError(field, "is required"))
             }
         }
-        if let name = request.name, name.trimmingCharacters(in: .whitespaces).isEmpty || name.count > 64 {
+        if let name = request.name, name.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty || name.count > 64 {
             malformed.append(FieldError("name", "must be 1 to 64 characters"))
         }
         if let capacity = request.capacity, !(1...500).contains(capacity) { malformed.append(FieldError("capacity", "must be 1 to 500 open cases")) }
@@ -132,13 +132,13 @@ struct StaffDirectory: Sendable {
             }
         }
         if let from = request.leaveFrom.flatMap(Timestamp.parse), let to = request.leaveTo.flatMap(Timestamp.parse), to <= from {
-            malformed.append(FieldError("leaveTo", "must be after leaveFrom"))
+            inconsistent.append(FieldError("leaveTo", "must be after leaveFrom"))
         }
         if let role = request.role, !roles.contains(role) { unknown.append(FieldError("role", "'\(role)' is not one of \(roles.joined(separator: ", "))")) }
         for skill in request.skills ?? [] where RedressDomain.Category(rawValue: skill) == nil {
             unknown.append(FieldError("skills", "'\(skill)' is not a category (\(RedressDomain.Category.allCases.map(\.rawValue).joined(separator: ", ")))"))
         }
-        return (malformed, unknown)
+        return (malformed, unknown, inconsistent)
     }
 
     /// Whether `editor` may manage staff of `path` with `role`.
@@ -161,8 +161,9 @@ struct StaffDirectory: Sendable {
     }
 
     func add(_ request: StaffRequest, by editor: StaffEditor, on connection: PostgresConnection, logger: Logger) async throws -> StaffView {
-        let (malformed, unknown) = Self.problems(request, adding: true)
+        let (malformed, unknown, inconsistent) = Self.problems(request, adding: true)
         if !malformed.isEmpty { throw CaseRefusal.invalid(malformed) }
+        if !inconsistent.isEmpty { throw CaseRefusal.inconsistent(inconsistent) }
         var unknownFields = unknown
         let unitPath = try await path(of: request.unit!, on: connection, logger: logger)
         if unitPath == nil { unknownFields.append(FieldError("unit", "'\(request.unit!)' is not a unit of the organisation")) }
@@ -183,8 +184,9 @@ struct StaffDirectory: Sendable {
 
     /// Changes a staff member. Deactivating an agent sends their open cases to new owners.
     func change(_ id: String, _ request: StaffRequest, by editor: StaffEditor, on connection: PostgresConnection, logger: Logger) async throws -> StaffView {
-        let (malformed, unknown) = Self.problems(request, adding: false)
+        let (malformed, unknown, inconsistent) = Self.problems(request, adding: false)
         if !malformed.isEmpty { throw CaseRefusal.invalid(malformed) }
+        if !inconsistent.isEmpty { throw CaseRefusal.inconsistent(inconsistent) }
         var unknownFields = unknown
         var newPath: String?
         if let unit = request.unit {

@@ -43,7 +43,8 @@ public enum ConsoleService {
     }
 
     public static func main() async throws {
-        try await ServiceHost.serve(service: name, defaultPort: defaultPort) { host in
+        // The console writes no events (it calls the cases and intake APIs): no outbox relay.
+        try await ServiceHost.serve(service: name, defaultPort: defaultPort, relay: false) { host in
             do {
                 return try build(host: host, settings: try Settings.fromEnvironment(ProcessInfo.processInfo.environment))
             } catch {

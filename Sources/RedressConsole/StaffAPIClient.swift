@@ -42,9 +42,9 @@ public struct StaffAPIClient: Sendable {
         public var detail: String { object["detail"] as? String ?? "HTTP \(status)" }
     }
 
-    func token(_ session: ConsoleSession) -> String {
+    func token(_ session: ConsoleSession) async -> String {
         // Short-lived: it lives for one request to the API.
-        tokens.mint(subject: session.staffID, role: session.role, unit: session.unit, lifetime: .seconds(120))
+        await tokens.mint(subject: session.staffID, role: session.role, unit: session.unit, lifetime: .seconds(120))
     }
 
     public func get(_ path: String, as session: ConsoleSession, logger: Logger) async throws -> Answer {
@@ -64,7 +64,7 @@ public struct StaffAPIClient: Sendable {
     func call(_ method: HTTPMethod, _ url: String, body: [UInt8]?, as session: ConsoleSession, logger: Logger) async throws -> Answer {
         var request = HTTPClientRequest(url: url)
         request.method = method
-        request.headers.add(name: "Authorization", value: "Bearer " + token(session))
+        request.headers.add(name: "Authorization", value: "Bearer " + (await token(session)))
         request.headers.add(name: "Accept", value: "application/json")
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")

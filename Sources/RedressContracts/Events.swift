@@ -1,20 +1,19 @@
 import Foundation
 import RedressDomain
 
-/// The customer as events carry them: masked, plus a keyed hash other services match on.
+/// The customer as events carry them: the name masked, and a keyed hash other services match on.
+/// No masked phone or ID number rides beside the hash: with the key, a masked number's hidden
+/// digits could be found by trying the few thousand candidates; a service that must reach the
+/// customer reads the number from the complaint row at send time.
 public struct MaskedCustomer: Sendable, Codable, Equatable {
     public var name: String
-    public var phone: String
-    public var idNumber: String?
     /// HMAC-SHA256 of the normalised phone number under the deployment's key: the same customer
     /// always has the same key, and the number cannot be recovered from it.
     public var key: String
     public var flags: [CustomerFlag]
 
-    public init(name: String, phone: String, idNumber: String?, key: String, flags: [CustomerFlag]) {
+    public init(name: String, key: String, flags: [CustomerFlag]) {
         self.name = name
-        self.phone = phone
-        self.idNumber = idNumber
         self.key = key
         self.flags = flags
     }
@@ -401,15 +400,14 @@ public struct SurveyRequested: EventPayload, Equatable {
     public var surveyId: UUID
     public var number: String
     public var wave: String
-    public var link: String
     public var requestedAt: Date
     public var expiresAt: Date
 
-    public init(surveyId: UUID, number: String, wave: String, link: String, requestedAt: Date, expiresAt: Date) {
+    /// No link: it is a live credential, kept in `surveys.link` for notify to read at send time.
+    public init(surveyId: UUID, number: String, wave: String, requestedAt: Date, expiresAt: Date) {
         self.surveyId = surveyId
         self.number = number
         self.wave = wave
-        self.link = link
         self.requestedAt = requestedAt
         self.expiresAt = expiresAt
     }
@@ -445,12 +443,14 @@ public struct SurveyAnswered: EventPayload, Equatable {
 public struct StatusCodeRequested: EventPayload, Equatable {
     public static let eventType = EventType.statusCodeRequested
     public var number: String
-    public var code: String
+    /// The `status_codes` row: the code itself is a credential, so it stays in the database, where
+    /// notify reads it to text it to the customer.
+    public var codeId: UUID
     public var expiresAt: Date
 
-    public init(number: String, code: String, expiresAt: Date) {
+    public init(number: String, codeId: UUID, expiresAt: Date) {
         self.number = number
-        self.code = code
+        self.codeId = codeId
         self.expiresAt = expiresAt
     }
 }

@@ -24,6 +24,24 @@ public enum EventType: String, Sendable, Codable, CaseIterable {
     public var topic: String { "redress." + rawValue }
 }
 
+extension EventType {
+    /// The services whose code writes this event into the outbox, so whose relay publishes it and
+    /// whose Kafka principal alone may write its topic (`deploy/kafka/acls.json`, checked against
+    /// this table by the test suite). `redressctl` also writes every topic when it replays dead letters.
+    public var writers: Set<String> {
+        switch self {
+        case .complaintRegistered: ["redress-intake"]
+        case .complaintAssigned: ["redress-routing"]
+        // Routing finds no owner; cases, when a deactivated agent's case finds none.
+        case .complaintUnassignable: ["redress-routing", "redress-cases"]
+        case .caseAssigned, .caseEscalated, .caseTransferred, .caseReopened, .caseClosed, .caseExtended, .caseUpdated: ["redress-cases"]
+        case .slaWarning, .slaBreached: ["redress-supervisor"]
+        case .notificationDelivered, .notificationFailed: ["redress-notify"]
+        case .surveyRequested, .surveyAnswered, .surveyDissatisfied, .statusCodeRequested: ["redress-surveys"]
+        }
+    }
+}
+
 public enum Topics {
     /// Upstream channels (call center, email gateway, WeChat, regulator interface) publish submissions here.
     public static let inbound = "redress.complaints.inbound"

@@ -51,7 +51,14 @@ public enum PersonalData {
     /// `0086…`, full-width digits), resident ID numbers (18, or 17 and X; the old 15), bank-card
     /// numbers (13–19 digits passing the Luhn check), and e-mail addresses. A run of digits that is
     /// part of a code (`P4403…`, `CLM-2026-…`) is left alone when a letter touches it.
-    public static func scrub(_ text: String) -> String {
+    public static func scrub(_ text: String) -> String { scrub(text, keepEnds: true) }
+
+    /// As `scrub`, but every digit of a number found is hidden (`***********`), none kept at its
+    /// ends: for what travels beside the customer's keyed hash (events) and for logs, where the
+    /// visible digits of a masked number would let its hidden ones be found by trying the candidates.
+    public static func redact(_ text: String) -> String { scrub(text, keepEnds: false) }
+
+    static func scrub(_ text: String, keepEnds: Bool) -> String {
         var scalars = Array(text.unicodeScalars)
         var changed = false
         var i = 0
@@ -99,7 +106,8 @@ public enum PersonalData {
             } else if (13...19).contains(digits.count), luhn(digits) {
                 masked = 0..<(digits.count - 4)
             }
-            if let masked {
+            if var masked {
+                if !keepEnds { masked = 0..<digits.count }
                 for k in masked { scalars[positions[k]] = "*" }
                 changed = true
             }

@@ -49,7 +49,13 @@ public enum IntakeService {
 
     static func decode(_ bytes: [UInt8]) -> Result<ComplaintSubmission, SubmissionRejected> {
         do {
-            return .success(try decoder.decode(ComplaintSubmission.self, from: Data(bytes)))
+            let submission = try decoder.decode(ComplaintSubmission.self, from: Data(bytes))
+            // PostgreSQL's text cannot hold U+0000: named here, on both paths, rather than failing the batch.
+            // The raw scan is cheap and almost always false; the re-encoding then looks only at known fields.
+            if NULCharacter.present(inJSON: bytes), (try? NULCharacter.refuse(in: submission)) == nil {
+                return .failure(SubmissionRejected(errors: [FieldError("body", "a text field contains U+0000 (\\u0000), which cannot be stored; remove it")]))
+            }
+            return .success(submission)
         } catch {
             let description = EventCoding.describe(error)
             let field = description.split(separator: ":", maxSplits: 1).first.map(String.init) ?? "body"

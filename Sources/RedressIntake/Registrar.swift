@@ -234,11 +234,9 @@ public struct Registrar: Sendable {
             let payload = ComplaintRegistered(
                 number: number, channel: s.channel, externalRef: s.externalRef, receivedAt: s.receivedAt, registeredAt: now,
                 promisedReplyBy: entry.promised, branch: s.branch,
-                customer: MaskedCustomer(
-                    name: PersonalData.maskName(s.customerName), phone: PersonalData.maskPhone(s.customerPhone),
-                    idNumber: s.customerIDNumber.map(PersonalData.maskIDNumber), key: entry.key, flags: s.customerFlags),
+                customer: MaskedCustomer(name: PersonalData.maskName(s.customerName), key: entry.key, flags: s.customerFlags),
                 policyNumber: s.policyNumber, claimNumber: s.claimNumber, claimStage: s.claimStage,
-                subject: PersonalData.scrub(s.subject), content: PersonalData.scrub(s.content),
+                subject: PersonalData.redact(s.subject), content: PersonalData.redact(s.content),
                 regulatorCaseNumber: s.regulatorCaseNumber, regulatorDeadline: s.regulatorDeadline, repeatOf: entry.repeatOf,
                 policyAgent: s.policyAgent, claimHandler: s.claimHandler, attachments: s.attachments, possibleSecondOf: entry.possibleSecondOf)
             if entry.repeatOf != nil { repeatTally.add(s.channel.rawValue) }

@@ -46,6 +46,13 @@ public final class KafkaConsumer: Sendable {
                     logger.warning("consumer did not leave the group within 10 s; closing anyway")
                     break
                 }
+                if !closing {
+                    // A lane whose handler is stuck holds its share of the buffer and no more: its
+                    // partitions are paused, so the other lanes' partitions keep flowing.
+                    let (pause, resume) = buffer.takeFlowChanges()
+                    client.setPaused(pause, true)
+                    client.setPaused(resume, false)
+                }
                 if !closing, !buffer.waitForSpace(timeout: 0.1) { continue }
                 switch client.poll(timeoutMilliseconds: 100) {
                 case .message(let message):
@@ -136,6 +143,9 @@ public final class KafkaConsumer: Sendable {
 /// The bounded hand-over between the poll thread and the async side. Messages are kept in
 /// `lanes` queues by partition (`partition mod lanes`): each lane is read by one task, so batches of
 /// different lanes are processed concurrently while each partition's messages stay in order.
+/// Each lane holds at most its share of the capacity: beyond it, the partition that overfilled it is
+/// paused (`takeFlowChanges`), and resumed once the lane is half drained — so one slow lane never
+/// fills the buffer and starves the others.
 final class MessageBuffer: Sendable {
     private struct Lane {
         var messages: [KafkaMessage] = []
@@ -157,6 +167,10 @@ final class MessageBuffer: Sendable {
         var finished = false
         var failure: KafkaError?
         var finishWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Partitions paused because their lane is full, and the changes the poll thread has yet to make.
+        var paused: Set<TopicPartition> = []
+        var toPause: Set<TopicPartition> = []
+        var toResume: Set<TopicPartition> = []
 
         mutating func takeAllWaiters() -> [CheckedContinuation<Void, Never>] {
             lanes.indices.compactMap { lanes[$0].takeWaiter() }
@@ -167,10 +181,13 @@ final class MessageBuffer: Sendable {
     private let space = ConditionLock(value: 0)
     let capacity: Int
     let laneCount: Int
+    /// What one lane may hold before its partitions are paused.
+    let laneCapacity: Int
 
     init(capacity: Int, lanes: Int = 1) {
         self.capacity = capacity
         self.laneCount = max(1, lanes)
+        self.laneCapacity = max(1, capacity / max(1, lanes))
         self.state = NIOLockedValueBox(State(lanes: Array(repeating: Lane(), count: max(1, lanes))))
     }
 
@@ -195,19 +212,40 @@ final class MessageBuffer: Sendable {
             guard state.assignment.contains(message.topicPartition) else { return nil }
             state.lanes[lane].messages.append(message)
             state.count += 1
+            if state.lanes[lane].count >= laneCapacity, state.paused.insert(message.topicPartition).inserted {
+                state.toPause.insert(message.topicPartition)
+                state.toResume.remove(message.topicPartition)
+            }
             return state.lanes[lane].takeWaiter()
         }
         waiter?.resume()
     }
 
     func assign(_ partitions: [TopicPartition]) {
-        state.withLockedValue { $0.assignment.formUnion(partitions) }
+        state.withLockedValue { state in
+            state.assignment.formUnion(partitions)
+            // A partition comes back unpaused, whatever it was when it left.
+            state.toResume.formUnion(partitions)
+        }
     }
+
+    /// Poll thread: the partitions to pause and to resume since the last call.
+    func takeFlowChanges() -> (pause: [TopicPartition], resume: [TopicPartition]) {
+        state.withLockedValue { state in
+            defer { state.toPause = []; state.toResume = [] }
+            return (Array(state.toPause), Array(state.toResume))
+        }
+    }
+
+    /// The partitions paused now (for tests and diagnostics).
+    var pausedPartitions: Set<TopicPartition> { state.withLockedValue { $0.paused } }
 
     func revoke(_ partitions: [TopicPartition]) {
         state.withLockedValue { state in
             let revoked = Set(partitions)
             state.assignment.subtract(revoked)
+            state.paused.subtract(revoked)
+            state.toPause.subtract(revoked)
             for index in state.lanes.indices {
                 let kept = state.lanes[index].messages[state.lanes[index].head...].filter { !revoked.contains($0.topicPartition) }
                 state.count -= state.lanes[index].count - kept.count
@@ -272,6 +310,12 @@ final class MessageBuffer: Sendable {
                 let batch = Array(state.lanes[lane].messages[head..<end])
                 state.lanes[lane].head = end
                 state.count -= batch.count
+                if state.lanes[lane].count <= laneCapacity / 2 {
+                    let drained = state.paused.filter { Int($0.partition) % laneCount == lane }
+                    state.paused.subtract(drained)
+                    state.toPause.subtract(drained)
+                    state.toResume.formUnion(drained)
+                }
                 if end > 4096 || end == state.lanes[lane].messages.count {
                     state.lanes[lane].messages.removeFirst(end)
                     state.lanes[lane].head = 0

@@ -227,6 +227,22 @@ final class RDKafkaClient: @unchecked Sendable {
         }
     }
 
+    /// Stops (or restarts) fetching these partitions: the consumer buffer's flow control per lane.
+    /// Pausing drops what librdkafka had fetched ahead for them; it fetches again from the next
+    /// offset not yet handed to the application when they are resumed. Own thread only.
+    func setPaused(_ partitions: [TopicPartition], _ paused: Bool) {
+        guard !partitions.isEmpty else { return }
+        let list = rd_kafka_topic_partition_list_new(Int32(partitions.count))
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for partition in partitions {
+            rd_kafka_topic_partition_list_add(list, partition.topic, partition.partition)
+        }
+        let code = paused ? rd_kafka_pause_partitions(handle, list) : rd_kafka_resume_partitions(handle, list)
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+            logger.debug("\(paused ? "pause" : "resume") partitions: \(String(cString: rd_kafka_err2str(code)))")
+        }
+    }
+
     /// Synchronous commit of the stored offsets. Own thread only.
     func commitStored() -> rd_kafka_resp_err_t {
         rd_kafka_commit(handle, nil, 0)

@@ -303,6 +303,10 @@ struct CustomerNotice: Sendable {
     var complaintID: UUID
     var template: String
     var fields: [String: String]
+    /// A return-visit invitation: its link is read from `surveys` when the notice is composed.
+    var surveyID: UUID? = nil
+    /// A status look-up code: read from `status_codes` when the notice is composed.
+    var statusCodeID: UUID? = nil
 }
 
 /// The events that tell the customer something, in one consumer: received, assigned (and moved to
@@ -370,12 +374,12 @@ struct CustomerNoticeHandler: BatchHandler {
         case EventType.statusCodeRequested.topic:
             return statusCodes.decode(message).map {
                 CustomerNotice(eventID: $0.id, complaintID: $0.complaintId, template: "status.code.customer",
-                               fields: ["code": $0.payload.code, "expiresAt": local($0.payload.expiresAt)])
+                               fields: ["expiresAt": local($0.payload.expiresAt)], statusCodeID: $0.payload.codeId)
             }
         default:
             return surveys.decode(message).map {
                 CustomerNotice(eventID: $0.id, complaintID: $0.complaintId, template: "survey.requested.customer",
-                               fields: ["link": $0.payload.link, "expiresAt": local($0.payload.expiresAt)])
+                               fields: ["expiresAt": local($0.payload.expiresAt)], surveyID: $0.payload.surveyId)
             }
         }
     }
@@ -383,7 +387,40 @@ struct CustomerNoticeHandler: BatchHandler {
     func eventID(of item: CustomerNotice?) -> UUID? { item?.eventID }
 
     func handle(_ items: [CustomerNotice?], on connection: PostgresConnection, logger: Logger) async throws {
-        try await composer.tellCustomers(items.compactMap { $0 }, on: connection, logger: logger)
+        var notices = items.compactMap { $0 }
+        let surveyIDs = notices.compactMap(\.surveyID)
+        if !surveyIDs.isEmpty {
+            // The links are credentials, so no event carries them: read here, while the visit is open.
+            var links: [UUID: String] = [:]
+            for try await (id, link) in try await connection.query("SELECT id, link FROM surveys WHERE id = ANY(\(surveyIDs)) AND link IS NOT NULL",
+                                                                    logger: logger).decode((UUID, String).self) {
+                links[id] = link
+            }
+            notices = notices.compactMap { notice in
+                guard let id = notice.surveyID else { return notice }
+                // Answered or expired before the invitation went out: nothing to invite to.
+                guard let link = links[id] else { return nil }
+                var notice = notice
+                notice.fields["link"] = link
+                return notice
+            }
+        }
+        let codeIDs = notices.compactMap(\.statusCodeID)
+        if !codeIDs.isEmpty {
+            var codes: [UUID: String] = [:]
+            for try await (id, code) in try await connection.query("SELECT id, code FROM status_codes WHERE id = ANY(\(codeIDs)) AND code IS NOT NULL",
+                                                                    logger: logger).decode((UUID, String).self) {
+                codes[id] = code
+            }
+            notices = notices.compactMap { notice in
+                guard let id = notice.statusCodeID else { return notice }
+                guard let code = codes[id] else { return nil }   // used already: nothing to send
+                var notice = notice
+                notice.fields["code"] = code
+                return notice
+            }
+        }
+        try await composer.tellCustomers(notices, on: connection, logger: logger)
     }
 }
 

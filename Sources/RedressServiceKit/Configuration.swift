@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOSSL
 import PostgresNIO
 import RedressKafka
 
@@ -12,8 +13,15 @@ public struct ServiceConfiguration: Sendable {
     public var postgres: PostgresSettings
     public var kafkaBootstrap: String
     public var kafkaSessionTimeout: Duration
-    public var jwtSecret: String
-    public var personalDataKey: String
+    /// librdkafka's security properties (`security.protocol`, `sasl.*`, `ssl.*`), from `REDRESS_KAFKA_*`.
+    public var kafkaSecurity: [String: String] = [:]
+    /// How bearer tokens are verified (and, with a shared secret, minted); nil for a service that
+    /// takes no tokens.
+    public var tokens: TokenSettings?
+    /// The key of the customer-matching hash; nil for a service that matches no customers.
+    public var personalDataKey: String?
+    /// Settings this process was given but does not use (named in a warning at start).
+    public var unusedSecrets: [String] = []
     public var logLevel: Logger.Level
     public var logFormat: LogFormat
     public var migrateOnStart: Bool
@@ -29,6 +37,16 @@ public struct ServiceConfiguration: Sendable {
         public var password: String?
         public var database: String
         public var poolSize: Int
+        /// `REDRESS_PG_TLS`: `disable` (development), `require` (encrypted, the server not
+        /// authenticated), or `verify-full` (encrypted, the server's certificate checked against
+        /// `REDRESS_PG_TLS_CA` — or the system's roots — and its name against `REDRESS_PG_HOST`).
+        public var tls: TLSMode = .disable
+        public var tlsCA: String?
+
+        public enum TLSMode: String, Sendable, CaseIterable {
+            case disable, require
+            case verifyFull = "verify-full"
+        }
 
         /// The PostgreSQL settings alone: what `redressctl` needs to migrate and seed.
         public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> PostgresSettings {
@@ -39,22 +57,80 @@ public struct ServiceConfiguration: Sendable {
         }
 
         static func read(_ env: inout EnvironmentReader) -> PostgresSettings {
-            PostgresSettings(
+            var settings = PostgresSettings(
                 host: env.value("REDRESS_PG_HOST") ?? "127.0.0.1",
                 port: env.integer("REDRESS_PG_PORT", 5432, 1...65535),
                 user: env.value("REDRESS_PG_USER") ?? "redress",
                 password: env.value("REDRESS_PG_PASSWORD"),
                 database: env.value("REDRESS_PG_DATABASE") ?? "redress",
                 poolSize: env.integer("REDRESS_PG_POOL_SIZE", 12, 1...200))
+            if let raw = env.value("REDRESS_PG_TLS") {
+                if let mode = TLSMode(rawValue: raw) {
+                    settings.tls = mode
+                } else {
+                    env.problems.append("REDRESS_PG_TLS='\(raw)' must be one of \(TLSMode.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+            }
+            settings.tlsCA = env.value("REDRESS_PG_TLS_CA")
+            if let ca = settings.tlsCA {
+                if settings.tls != .verifyFull {
+                    env.problems.append("REDRESS_PG_TLS_CA is set but REDRESS_PG_TLS is '\(settings.tls.rawValue)': set REDRESS_PG_TLS=verify-full to check the server against it")
+                } else if !FileManager.default.isReadableFile(atPath: ca) {
+                    env.problems.append("REDRESS_PG_TLS_CA=\(ca) cannot be read: give the PEM file of the CA that signed the server's certificate")
+                }
+            }
+            return settings
         }
 
-        public func clientConfiguration() -> PostgresClient.Configuration {
+        /// What PostgresNIO is given for `tls`; a CA file that cannot be loaded is an error at start.
+        public func tlsConfiguration() throws -> PostgresClient.Configuration.TLS {
+            switch tls {
+            case .disable:
+                return .disable
+            case .require:
+                var context = TLSConfiguration.makeClientConfiguration()
+                context.certificateVerification = .none
+                return .require(context)
+            case .verifyFull:
+                var context = TLSConfiguration.makeClientConfiguration()
+                context.certificateVerification = .fullVerification
+                if let tlsCA {
+                    context.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(tlsCA))
+                }
+                return .require(context)
+            }
+        }
+
+        public func clientConfiguration() throws -> PostgresClient.Configuration {
             var configuration = PostgresClient.Configuration(
-                host: host, port: port, username: user, password: password, database: database, tls: .disable)
+                host: host, port: port, username: user, password: password, database: database, tls: try tlsConfiguration())
             configuration.options.maximumConnections = poolSize
             configuration.options.minimumConnections = 0
             return configuration
         }
+    }
+
+    /// Bearer tokens: the identity provider's JWKS (production) or a shared HS256 secret
+    /// (development and tests), and the policy every token must meet.
+    public struct TokenSettings: Sendable {
+        public var policy: TokenPolicy
+        /// `REDRESS_OIDC_JWKS`: a file path or an https URL.
+        public var jwks: String?
+        public var jwksRefresh: Duration
+        /// `REDRESS_JWT_SECRET`, used only when no JWKS is configured.
+        public var secret: String?
+    }
+
+    /// The secrets each service uses, and so is given and requires: nothing else. A process that
+    /// never sees a token or a customer's number holds neither key, so its compromise exposes neither.
+    public static let secretsUsed: [String: Set<Secret>] = [
+        "redress-intake": [.tokens, .personalData],
+        "redress-cases": [.tokens, .personalData],
+        "redress-console": [.tokens],
+    ]
+
+    public enum Secret: Sendable {
+        case tokens, personalData
     }
 
     public enum LogFormat: String, Sendable {
@@ -105,13 +181,39 @@ public struct ServiceConfiguration: Sendable {
             if let format = LogFormat(rawValue: raw) { logFormat = format } else { env.problems.append("REDRESS_LOG_FORMAT='\(raw)' must be json or text") }
         }
 
-        let secret = required("REDRESS_JWT_SECRET", "the HS256 key bearer tokens are signed with (at least 32 characters)")
-        if !secret.isEmpty, secret.utf8.count < 32 {
-            env.problems.append("REDRESS_JWT_SECRET is \(secret.utf8.count) bytes; use at least 32 so tokens cannot be brute-forced")
+        let uses = Self.secretsUsed[service] ?? []
+        var unused: [String] = []
+        var tokens: TokenSettings?
+        if uses.contains(.tokens) {
+            let jwks = value("REDRESS_OIDC_JWKS")
+            var secret = value("REDRESS_JWT_SECRET")
+            if jwks == nil {
+                let given = required("REDRESS_JWT_SECRET", "set REDRESS_OIDC_JWKS (the identity provider's keys, a file or an https URL) or, for development, REDRESS_JWT_SECRET (the HS256 key, at least 32 characters)")
+                if !given.isEmpty, given.utf8.count < 32 {
+                    env.problems.append("REDRESS_JWT_SECRET is \(given.utf8.count) bytes; use at least 32 so tokens cannot be brute-forced")
+                }
+            } else if secret != nil, service != "redress-console" {
+                // With an identity provider, HS256 tokens are never accepted: the secret would be unused.
+                unused.append("REDRESS_JWT_SECRET")
+                secret = nil
+            }
+            let maxHours = integer("REDRESS_TOKEN_MAX_HOURS", 12, 1...168)
+            tokens = TokenSettings(
+                policy: TokenPolicy(issuer: value("REDRESS_TOKEN_ISSUER") ?? "redress", audience: value("REDRESS_TOKEN_AUDIENCE") ?? "redress-api",
+                                    maxLifetime: .seconds(maxHours * 3600)),
+                jwks: jwks, jwksRefresh: .seconds(integer("REDRESS_OIDC_JWKS_REFRESH_SECONDS", 600, 10...86_400)), secret: secret)
+        } else {
+            unused += ["REDRESS_JWT_SECRET", "REDRESS_OIDC_JWKS"].filter { value($0) != nil }
         }
-        let piiKey = required("REDRESS_PII_KEY", "the key of the hash that matches customers without revealing their numbers (at least 32 characters)")
-        if !piiKey.isEmpty, piiKey.utf8.count < 32 {
-            env.problems.append("REDRESS_PII_KEY is \(piiKey.utf8.count) bytes; use at least 32")
+        var piiKey: String?
+        if uses.contains(.personalData) {
+            let key = required("REDRESS_PII_KEY", "the key of the hash that matches customers without revealing their numbers (at least 32 characters)")
+            if !key.isEmpty, key.utf8.count < 32 {
+                env.problems.append("REDRESS_PII_KEY is \(key.utf8.count) bytes; use at least 32")
+            }
+            piiKey = key
+        } else if value("REDRESS_PII_KEY") != nil {
+            unused.append("REDRESS_PII_KEY")
         }
 
         let configuration = ServiceConfiguration(
@@ -122,8 +224,10 @@ public struct ServiceConfiguration: Sendable {
             postgres: postgres,
             kafkaBootstrap: bootstrap ?? "",
             kafkaSessionTimeout: .milliseconds(integer("REDRESS_KAFKA_SESSION_TIMEOUT_MS", 45_000, 6_000...300_000)),
-            jwtSecret: secret,
+            kafkaSecurity: Self.readKafkaSecurity(&env),
+            tokens: tokens,
             personalDataKey: piiKey,
+            unusedSecrets: unused,
             logLevel: logLevel,
             logFormat: logFormat,
             migrateOnStart: (value("REDRESS_MIGRATE_ON_START") ?? "true") != "false",
@@ -134,7 +238,73 @@ public struct ServiceConfiguration: Sendable {
     }
 
     public func kafkaClient(_ role: String) -> KafkaClientConfiguration {
-        KafkaClientConfiguration(bootstrapServers: kafkaBootstrap, clientID: "\(serviceName)-\(role)-\(instance)")
+        KafkaClientConfiguration(bootstrapServers: kafkaBootstrap, clientID: "\(serviceName)-\(role)-\(instance)", extraProperties: kafkaSecurity)
+    }
+
+    /// How Redress authenticates to Kafka and protects the connection: the librdkafka properties
+    /// for `REDRESS_KAFKA_SECURITY_PROTOCOL` (`plaintext`, the default, for development; `ssl`;
+    /// `sasl_plaintext`; `sasl_ssl` for any production cluster) with `REDRESS_KAFKA_SASL_MECHANISM`
+    /// (`SCRAM-SHA-512`, `SCRAM-SHA-256` or `PLAIN`), `REDRESS_KAFKA_SASL_USERNAME` and `_PASSWORD`
+    /// (each service its own principal), `REDRESS_KAFKA_SSL_CA_LOCATION` (else the system's roots),
+    /// and for mutual TLS `REDRESS_KAFKA_SSL_CERTIFICATE_LOCATION` with `REDRESS_KAFKA_SSL_KEY_LOCATION`
+    /// (and `REDRESS_KAFKA_SSL_KEY_PASSWORD`). An incomplete set is refused with what is missing.
+    public static func kafkaSecurity(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> [String: String] {
+        var env = EnvironmentReader(environment)
+        let properties = readKafkaSecurity(&env)
+        try env.check()
+        return properties
+    }
+
+    static func readKafkaSecurity(_ env: inout EnvironmentReader) -> [String: String] {
+        let protocols = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"]
+        let mechanisms = ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+        let raw = (env.value("REDRESS_KAFKA_SECURITY_PROTOCOL") ?? "plaintext").lowercased()
+        guard protocols.contains(raw) else {
+            env.problems.append("REDRESS_KAFKA_SECURITY_PROTOCOL='\(raw)' must be one of \(protocols.joined(separator: ", "))")
+            return [:]
+        }
+        var properties = ["security.protocol": raw]
+        let sasl = raw.hasPrefix("sasl_"), tls = raw.hasSuffix("ssl")
+        let saslNames = ["REDRESS_KAFKA_SASL_MECHANISM", "REDRESS_KAFKA_SASL_USERNAME", "REDRESS_KAFKA_SASL_PASSWORD"]
+        let tlsNames = ["REDRESS_KAFKA_SSL_CA_LOCATION", "REDRESS_KAFKA_SSL_CERTIFICATE_LOCATION", "REDRESS_KAFKA_SSL_KEY_LOCATION", "REDRESS_KAFKA_SSL_KEY_PASSWORD"]
+        if sasl {
+            let mechanism = env.value("REDRESS_KAFKA_SASL_MECHANISM") ?? "SCRAM-SHA-512"
+            if !mechanisms.contains(mechanism) {
+                env.problems.append("REDRESS_KAFKA_SASL_MECHANISM='\(mechanism)' must be one of \(mechanisms.joined(separator: ", "))")
+            }
+            if raw == "sasl_plaintext", mechanism == "PLAIN" {
+                env.problems.append("REDRESS_KAFKA_SASL_MECHANISM=PLAIN over sasl_plaintext sends the password in clear: use sasl_ssl, or SCRAM")
+            }
+            properties["sasl.mechanisms"] = mechanism
+            properties["sasl.username"] = env.required("REDRESS_KAFKA_SASL_USERNAME", "this service's Kafka principal (e.g. redress-intake)")
+            properties["sasl.password"] = env.required("REDRESS_KAFKA_SASL_PASSWORD", "the password of REDRESS_KAFKA_SASL_USERNAME")
+        } else {
+            for name in saslNames where env.value(name) != nil {
+                env.problems.append("\(name) is set but REDRESS_KAFKA_SECURITY_PROTOCOL is '\(raw)': set it to sasl_ssl (or sasl_plaintext) to use SASL")
+            }
+        }
+        if tls {
+            for (name, property) in [("REDRESS_KAFKA_SSL_CA_LOCATION", "ssl.ca.location"), ("REDRESS_KAFKA_SSL_CERTIFICATE_LOCATION", "ssl.certificate.location"),
+                                     ("REDRESS_KAFKA_SSL_KEY_LOCATION", "ssl.key.location")] {
+                guard let path = env.value(name) else { continue }
+                if FileManager.default.isReadableFile(atPath: path) {
+                    properties[property] = path
+                } else {
+                    env.problems.append("\(name)=\(path) cannot be read")
+                }
+            }
+            if (env.value("REDRESS_KAFKA_SSL_CERTIFICATE_LOCATION") == nil) != (env.value("REDRESS_KAFKA_SSL_KEY_LOCATION") == nil) {
+                env.problems.append("REDRESS_KAFKA_SSL_CERTIFICATE_LOCATION and REDRESS_KAFKA_SSL_KEY_LOCATION go together (the client certificate and its key)")
+            }
+            if let password = env.value("REDRESS_KAFKA_SSL_KEY_PASSWORD") { properties["ssl.key.password"] = password }
+            // The broker's certificate is checked, and its name against the bootstrap address.
+            properties["ssl.endpoint.identification.algorithm"] = "https"
+        } else {
+            for name in tlsNames where env.value(name) != nil {
+                env.problems.append("\(name) is set but REDRESS_KAFKA_SECURITY_PROTOCOL is '\(raw)': set it to ssl or sasl_ssl to use TLS")
+            }
+        }
+        return properties
     }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import NIOCore
 import PostgresNIO
 import RedressContracts
@@ -130,7 +131,7 @@ public struct RequireRoles: RouterMiddleware {
         }
         let identity: Identity
         do {
-            identity = try authority.verify(String(header.dropFirst("Bearer ".count)))
+            identity = try await authority.verify(String(header.dropFirst("Bearer ".count)))
         } catch {
             throw Problem(status: .unauthorized, title: "Invalid token", detail: error.description)
         }
@@ -221,6 +222,67 @@ extension Request {
     }
 }
 
+/// U+0000 in what a client sends: PostgreSQL's `text` refuses it, so it is refused at the door.
+public enum NULCharacter {
+    /// Refuses a decoded body whose fields hold U+0000. Read from the value re-encoded, so only the
+    /// fields the request type takes count (unknown fields are ignored, as the API documents).
+    public static func refuse<T: Encodable>(in value: T) throws {
+        guard let data = try? JSONEncoder().encode(value), present(inJSON: Array(data)) else { return }
+        throw Problem(status: .unprocessableContent, title: "NUL character in the body",
+                      detail: "a text field contains U+0000 (\\u0000), which cannot be stored; remove it and send again")
+    }
+
+    /// A raw NUL byte, or a `\u0000` escape in JSON (an escape only when the backslashes before
+    /// the `u` are odd in number: `\\u0000` is a backslash and the letters `u0000`).
+    public static func present(inJSON bytes: [UInt8]) -> Bool {
+        var index = 0
+        let count = bytes.count
+        while index < count {
+            let byte = bytes[index]
+            if byte == 0 { return true }
+            if byte == UInt8(ascii: "\\") {
+                var run = 0
+                while index < count, bytes[index] == UInt8(ascii: "\\") { run += 1; index += 1 }
+                if run % 2 == 1, index + 4 < count, bytes[index] == UInt8(ascii: "u"),
+                   bytes[index + 1] == UInt8(ascii: "0"), bytes[index + 2] == UInt8(ascii: "0"),
+                   bytes[index + 3] == UInt8(ascii: "0"), bytes[index + 4] == UInt8(ascii: "0") {
+                    return true
+                }
+                continue
+            }
+            index += 1
+        }
+        return false
+    }
+
+    /// U+0000 in a query parameter's value: a 400 naming it.
+    public static func refuse(parameter name: String, _ value: String?) throws {
+        guard let value, value.utf8.contains(0) else { return }
+        throw Problem(status: .unprocessableContent, title: "NUL character", detail: "\(name): contains U+0000 (%00); remove it",
+                      errors: [FieldError(name, "contains U+0000 (%00); remove it")])
+    }
+
+    /// `%00` in the request's path (query parameters are checked by the handlers that read them:
+    /// unknown ones are ignored, as the API documents).
+    public static func present(inPath path: String) -> Bool {
+        path.range(of: "%00") != nil || path.utf8.contains(0)
+    }
+}
+
+/// Refuses a path carrying U+0000 (`%00`) before any handler reads a key from it into SQL.
+public struct NULInAddressMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if NULCharacter.present(inPath: request.uri.path) {
+            return try Problem(status: .notFound, title: "Not Found",
+                               detail: "the path contains %00 (U+0000): no case, staff member or survey has it in its key")
+                .response(from: request, context: context)
+        }
+        return try await next(request, context)
+    }
+}
+
 /// Adds up counter increments over a batch and records each labelled series once: a metrics
 /// look-up per complaint costs more than the rest of the bookkeeping in a 500-event batch.
 public struct CounterTally {
@@ -275,4 +337,72 @@ public struct FormBody: Sendable {
 
     /// The raw value (blank included), for redisplay.
     public func raw(_ name: String) -> String { values[name]?.first ?? "" }
+}
+
+/// The methods each route path answers, read from the router once its routes are added
+/// (`ServiceHost.run`), so that a method a path does not declare is answered 405 with `Allow`
+/// (RFC 9110 §15.5.6) instead of the router's 404, which would say the path does not exist.
+public final class RouteMethods: Sendable {
+    struct Entry: Sendable {
+        let segments: [String]
+        var methods: Set<String>
+    }
+    private let entries = NIOLockedValueBox<[Entry]>([])
+
+    public init() {}
+
+    public func load<Context>(_ router: Router<Context>) {
+        var byPath: [String: Entry] = [:]
+        for route in router.routes {
+            let segments = route.path.components.map(\.description)
+            let key = segments.joined(separator: "/")
+            byPath[key, default: Entry(segments: segments, methods: [])].methods.insert(route.method.rawValue)
+        }
+        entries.withLockedValue { $0 = Array(byPath.values) }
+    }
+
+    /// The methods declared for every route this path matches; nil when no route matches it.
+    public func allowed(path: String) -> Set<String>? {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        var found: Set<String>?
+        for entry in entries.withLockedValue({ $0 }) where Self.matches(entry.segments, parts) {
+            found = (found ?? []).union(entry.methods)
+        }
+        return found
+    }
+
+    static func matches(_ pattern: [String], _ parts: [String]) -> Bool {
+        if pattern.last == "**" { return parts.count >= pattern.count - 1 && matches(Array(pattern.dropLast()), Array(parts.prefix(pattern.count - 1))) }
+        guard pattern.count == parts.count else { return false }
+        for (segment, part) in zip(pattern, parts) {
+            if segment == "*" || (segment.hasPrefix("{") && segment.hasSuffix("}")) || segment.hasPrefix(":") { continue }
+            if segment.contains("*") || segment.contains("{") { continue }   // partial captures: treat as matching
+            if segment != part { return false }
+        }
+        return true
+    }
+}
+
+/// Answers 405 with `Allow` when the path exists but not for this method. HEAD is allowed wherever
+/// GET is (Hummingbird answers it from the GET route).
+public struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
+    let routes: RouteMethods
+
+    public init(routes: RouteMethods) { self.routes = routes }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if let methods = routes.allowed(path: request.uri.path) {
+            var allowed = methods
+            if allowed.contains("GET") { allowed.insert("HEAD") }
+            if !allowed.contains(request.method.rawValue) {
+                let list = allowed.sorted().joined(separator: ", ")
+                var response = try Problem(status: .methodNotAllowed, title: "Method not allowed",
+                                           detail: "\(request.method.rawValue) is not supported on this path; use one of: \(list)")
+                    .response(from: request, context: context)
+                response.headers[.allow] = list
+                return response
+            }
+        }
+        return try await next(request, context)
+    }
 }

@@ -31,7 +31,7 @@ public struct RedressLogHandler: LogHandler {
     func line(for event: LogEvent) -> String {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
-        let message = PersonalData.scrub(event.message.description)
+        let message = PersonalData.redact(event.message.description)
         let line: String
         switch format {
         case .json:
@@ -40,13 +40,13 @@ public struct RedressLogHandler: LogHandler {
                 ("logger", label), ("msg", message),
             ]
             for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
-                fields.append((key, PersonalData.scrub(value.description)))
+                fields.append((key, PersonalData.redact(value.description)))
             }
             line = "{" + fields.map { "\(Self.quote($0.0)):\(Self.quote($0.1))" }.joined(separator: ",") + "}"
         case .text:
             // One event, one line: a newline in a message or a value must not forge a second log line.
             func flat(_ text: String) -> String { text.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n") }
-            let meta = merged.sorted(by: { $0.key < $1.key }).map { "\($0.key)=\(flat(PersonalData.scrub($0.value.description)))" }.joined(separator: " ")
+            let meta = merged.sorted(by: { $0.key < $1.key }).map { "\($0.key)=\(flat(PersonalData.redact($0.value.description)))" }.joined(separator: " ")
             line = "\(Timestamp.format(Date())) \(event.level.rawValue.uppercased()) \(service) \(label): \(flat(message))\(meta.isEmpty ? "" : " " + meta)"
         }
         return line

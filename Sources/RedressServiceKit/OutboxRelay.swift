@@ -21,6 +21,9 @@ public final class OutboxRelay: Service, Sendable {
         public var lanesPerCycle = OutboxEntry.laneCount
         public var batchSize = 2_000
         public var pollInterval: Duration = .seconds(1)
+        /// Whose rows this relay publishes: its service's (the outbox's `writer`) and those of no
+        /// service in particular. Only the service's own principal may write its topics.
+        public var writers: [String] = [Outbox.anyWriter]
         public init() {}
     }
 
@@ -78,7 +81,8 @@ public final class OutboxRelay: Service, Sendable {
         let producer = self.producer
         let firstLane = self.firstLane
         let published = try await postgres.withTransaction(logger: logger) { connection -> Int in
-            let rows = try await Outbox.claim(lanes: settings.lanesPerCycle, from: firstLane, limit: settings.batchSize, on: connection, logger: logger)
+            let rows = try await Outbox.claim(lanes: settings.lanesPerCycle, from: firstLane, limit: settings.batchSize, writers: settings.writers,
+                                              on: connection, logger: logger)
             guard !rows.isEmpty else { return 0 }
             let messages = rows.map { row in
                 KafkaOutgoingMessage(

@@ -18,12 +18,14 @@ public final class ServiceHost: Sendable {
     public let logger: Logger
     public let postgres: PostgresClient
     public let producer: KafkaProducer
-    public let tokens: TokenAuthority
-    public let personalData: PersonalDataKey
+    let tokenAuthority: TokenAuthority?
+    let personalDataKey: PersonalDataKey?
     public let gate = StartupGate()
     public let registry: PrometheusCollectorRegistry
     private let readiness = NIOLockedValueBox<(at: ContinuousClock.Instant, ready: Bool, detail: String)?>(nil)
     private let brokerNeeded = NIOLockedValueBox(true)
+    /// The methods each path answers, for 405 with `Allow` (filled from the router when the process runs).
+    public let routeMethods = RouteMethods()
 
     /// Process-wide set-up (logging and metrics back ends) happens once; tests create hosts freely.
     private static let metricsRegistry: PrometheusCollectorRegistry = {
@@ -46,12 +48,70 @@ public final class ServiceHost: Sendable {
         logger[metadataKey: "instance"] = "\(configuration.instance)"
         self.logger = logger
         self.registry = Self.metricsRegistry
-        self.postgres = PostgresClient(configuration: configuration.postgres.clientConfiguration(), backgroundLogger: logger)
+        var postgresConfiguration = try configuration.postgres.clientConfiguration()
+        // The outbox records each row's writer from this name, and only this service's relay publishes it.
+        postgresConfiguration.options.additionalStartupParameters = [("application_name", configuration.serviceName)]
+        self.postgres = PostgresClient(configuration: postgresConfiguration, backgroundLogger: logger)
         var producerConfiguration = KafkaProducerConfiguration(client: configuration.kafkaClient("producer"))
         producerConfiguration.linger = .milliseconds(2)
         self.producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
-        self.tokens = TokenAuthority(secret: configuration.jwtSecret)
-        self.personalData = PersonalDataKey(secret: configuration.personalDataKey)
+        if let settings = configuration.tokens {
+            if let source = settings.jwks {
+                let document: String
+                do {
+                    document = try Self.readSync(source)
+                } catch {
+                    throw ServiceConfiguration.Invalid(problems: ["REDRESS_OIDC_JWKS: cannot read \(source): \(error)"])
+                }
+                do {
+                    tokenAuthority = try TokenAuthority(jwks: document, policy: settings.policy)
+                } catch {
+                    throw ServiceConfiguration.Invalid(problems: ["REDRESS_OIDC_JWKS: \(error)"])
+                }
+            } else {
+                tokenAuthority = TokenAuthority(secret: settings.secret ?? "", policy: settings.policy)
+            }
+        } else {
+            tokenAuthority = nil
+        }
+        personalDataKey = configuration.personalDataKey.map { PersonalDataKey(secret: $0) }
+        if !configuration.unusedSecrets.isEmpty {
+            logger.warning("given settings this service does not use; remove them from its environment, so that a compromise of this process cannot expose them",
+                           metadata: ["settings": "\(configuration.unusedSecrets.joined(separator: ", "))"])
+        }
+    }
+
+    /// The identity provider's keys at start: a file, or an https URL fetched once here (the
+    /// refresher fetches it again every `REDRESS_OIDC_JWKS_REFRESH_SECONDS`).
+    static func readSync(_ source: String) throws -> String {
+        guard source.hasPrefix("http://") || source.hasPrefix("https://") else {
+            return try String(contentsOfFile: source, encoding: .utf8)
+        }
+        let result = NIOLockedValueBox<Result<String, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Task.detached {
+            do {
+                let text = try await JWKSRefresher.load(source)
+                result.withLockedValue { $0 = .success(text) }
+            } catch {
+                result.withLockedValue { $0 = .failure(error) }
+            }
+            done.signal()
+        }
+        done.wait()
+        return try result.withLockedValue { $0 }!.get()
+    }
+
+    /// The bearer-token authority; only services given token settings (`secretsUsed`) have one.
+    public var tokens: TokenAuthority {
+        guard let tokenAuthority else { preconditionFailure("\(configuration.serviceName) is not given token settings: add it to ServiceConfiguration.secretsUsed") }
+        return tokenAuthority
+    }
+
+    /// The customer-matching key; only services given it (`secretsUsed`) have one.
+    public var personalData: PersonalDataKey {
+        guard let personalDataKey else { preconditionFailure("\(configuration.serviceName) is not given REDRESS_PII_KEY: add it to ServiceConfiguration.secretsUsed") }
+        return personalDataKey
     }
 
     /// Reads the environment, installs logging, and creates the host: what an executable's `main` calls.
@@ -68,13 +128,14 @@ public final class ServiceHost: Sendable {
     }
 
     /// What every executable's `main` does: read the environment, build the service, run it.
+    /// `relay: false` for a service that writes no events (the console).
     public static func serve(
-        service: String, defaultPort: Int,
+        service: String, defaultPort: Int, relay: Bool = true,
         _ build: (ServiceHost) throws -> (Router<RedressRequestContext>, [any Service])
     ) async throws {
         let host = try fromEnvironment(service: service, defaultPort: defaultPort)
         let (router, services) = try build(host)
-        try await host.run(router: router, services: services)
+        try await host.run(router: router, services: services, relay: relay)
     }
 
     /// Consumer settings for this process: group, topics, and the session timeout from the environment.
@@ -106,6 +167,8 @@ public final class ServiceHost: Sendable {
         let router = Router(context: RedressRequestContext.self)
         router.add(middleware: ProblemMiddleware())
         router.add(middleware: HTTPMetricsMiddleware(service: configuration.serviceName))
+        router.add(middleware: MethodNotAllowedMiddleware(routes: routeMethods))
+        router.add(middleware: NULInAddressMiddleware())
         router.get("/health") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"status":"up"}"#)))
         }
@@ -157,6 +220,7 @@ public final class ServiceHost: Sendable {
     /// in one `ServiceGroup` that shuts down in reverse order on SIGTERM/SIGINT — HTTP stops first,
     /// consumers finish their batch, the producer flushes, the database pool closes last.
     public func run(router: Router<RedressRequestContext>, services: [any Service], relay: Bool = true) async throws {
+        routeMethods.load(router)
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: configuration.serviceName),
@@ -170,7 +234,12 @@ public final class ServiceHost: Sendable {
             .init(service: StartupService(host: self), successTerminationBehavior: .ignore),
         ]
         if relay {
-            all.append(.init(service: OutboxRelay(postgres: postgres, producer: producer, gate: gate, logger: logger)))
+            var settings = OutboxRelay.Settings()
+            settings.writers = [configuration.serviceName, Outbox.anyWriter]
+            all.append(.init(service: OutboxRelay(postgres: postgres, producer: producer, gate: gate, settings: settings, logger: logger)))
+        }
+        if let source = configuration.tokens?.jwks, let tokenAuthority, let refresh = configuration.tokens?.jwksRefresh {
+            all.append(.init(service: JWKSRefresher(source: source, authority: tokenAuthority, interval: refresh, logger: logger)))
         }
         all += services.map { .init(service: $0) }
         all.append(.init(service: app))

@@ -16,6 +16,7 @@ public enum Migrations {
         Migration(version: 6, name: "dead letters", sql: deadLetters),
         Migration(version: 7, name: "notifications by unit", sql: notificationsByUnit),
         Migration(version: 8, name: "typical cases", sql: typicalCases),
+        Migration(version: 9, name: "survey links at rest", sql: surveyLinksAtRest),
     ]
 
     /// The database roles the services use; a cluster-level set-up (scripts/lib.sh creates them; a
@@ -491,5 +492,30 @@ public enum Migrations {
         USING (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id))
         WITH CHECK (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id));
     GRANT SELECT, INSERT, UPDATE ON typical_cases TO redress_staff;
+    """#
+
+    static let surveyLinksAtRest = #"""
+    -- The return-visit link is a live credential: it no longer travels in survey.requested events
+    -- (anyone who can read the topic could answer for the customer). Surveys keeps it here while the
+    -- visit is open; notify reads it at send time; it is cleared once the visit is answered or expires.
+    ALTER TABLE surveys ADD COLUMN link text;
+    COMMENT ON COLUMN surveys.link IS 'The open return-visit link, read by notify at send time; NULL once answered or expired';
+    -- Staff read a visit's outcome, never its link or token: column grants instead of the table grant.
+    REVOKE SELECT ON surveys FROM redress_staff;
+    GRANT SELECT (id, complaint_id, visit, due_at, status, invited_at, expires_at, answered_at, score, resolved, comment,
+                  handling_unit, category, handler) ON surveys TO redress_staff;
+
+    -- Each service's relay publishes only the events its service wrote, so the broker's ACLs can let
+    -- each service's principal write only its own topics (deploy/kafka/acls.json). The writer is the
+    -- inserting connection's application_name, which every service sets to its name; rows from
+    -- anything else (and rows pending from before) are 'any', and go out through whichever relay takes them.
+    ALTER TABLE outbox ADD COLUMN writer text NOT NULL
+        DEFAULT CASE WHEN current_setting('application_name', true) LIKE 'redress-%' THEN current_setting('application_name', true) ELSE 'any' END;
+    CREATE INDEX outbox_pending_by_writer ON outbox (writer, lane, id);
+    DROP INDEX outbox_pending;
+
+    -- The same for the status look-up's one-time code: kept here until used (its hash is what is
+    -- checked), read by notify to text it, never on the broker.
+    ALTER TABLE status_codes ADD COLUMN code text;
     """#
 }

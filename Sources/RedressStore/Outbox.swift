@@ -67,19 +67,27 @@ public enum Outbox {
     /// Takes up to `lanes` lanes that have pending rows and no other relay holds — transaction-scoped
     /// advisory locks, tried from lane `from` on so relays spread out — and returns their pending
     /// rows in commit order. The locks last until the transaction ends and cost no writes.
-    public static func claim(lanes: Int, from start: Int = 0, limit: Int, on connection: PostgresConnection, logger: Logger) async throws -> [OutboxRow] {
+    /// Rows written by anything but a service (a tool, or before writers were recorded): any relay takes them.
+    public static let anyWriter = "any"
+
+    /// Locks up to `lanes` lanes holding rows of `writers` and returns those rows, oldest first.
+    /// A lane is locked for all writers at once, so one key's rows never go out through two relays at once.
+    public static func claim(lanes: Int, from start: Int = 0, limit: Int, writers: [String] = [anyWriter],
+                             on connection: PostgresConnection, logger: Logger) async throws -> [OutboxRow] {
         let count = OutboxEntry.laneCount
         var claimed: [Int16] = []
-        // The lanes with pending rows, found by one index probe per lane (a loose index scan), then
-        // locked lazily in rotated order: OFFSET 0 keeps the lock call out of the sort.
+        // The lanes with pending rows of these writers, found by one index probe per writer and lane
+        // (a loose index scan), then locked lazily in rotated order: OFFSET 0 keeps the lock call out of the sort.
         for try await lane in try await connection.query("""
-            WITH RECURSIVE pending(lane) AS (
-                (SELECT lane FROM outbox ORDER BY lane LIMIT 1)
+            WITH RECURSIVE pending(writer, lane) AS (
+                SELECT w, (SELECT o.lane FROM outbox o WHERE o.writer = w ORDER BY o.lane LIMIT 1) FROM unnest(\(writers)::text[]) AS w
                 UNION ALL
-                SELECT (SELECT o.lane FROM outbox o WHERE o.lane > p.lane ORDER BY o.lane LIMIT 1) FROM pending p WHERE p.lane IS NOT NULL
+                SELECT p.writer, (SELECT o.lane FROM outbox o WHERE o.writer = p.writer AND o.lane > p.lane ORDER BY o.lane LIMIT 1)
+                FROM pending p WHERE p.lane IS NOT NULL
             )
             SELECT lane FROM (
-                SELECT lane FROM pending WHERE lane IS NOT NULL ORDER BY (lane + \(count) - \(start)) % \(count) OFFSET 0
+                SELECT lane FROM (SELECT DISTINCT lane FROM pending WHERE lane IS NOT NULL) AS distinct_lanes
+                ORDER BY (lane + \(count) - \(start)) % \(count) OFFSET 0
             ) AS candidates
             WHERE pg_try_advisory_xact_lock(\(laneLockKey), lane)
             LIMIT \(lanes)
@@ -89,7 +97,7 @@ public enum Outbox {
         guard !claimed.isEmpty else { return [] }
         let rows = try await connection.query("""
             SELECT id, event_id, topic, key, event_type, payload FROM outbox
-            WHERE lane = ANY(\(claimed)::smallint[])
+            WHERE writer = ANY(\(writers)::text[]) AND lane = ANY(\(claimed)::smallint[])
             ORDER BY id
             LIMIT \(limit)
             """, logger: logger)

@@ -177,12 +177,14 @@ struct CustomerPages: Sendable {
             for try await (id, unit) in rows.decode((UUID, String).self) {
                 let code = String(format: "%06d", Int.random(in: 0...999_999))
                 let expires = now.addingTimeInterval(Self.codeLifetime)
+                let codeID = UUID()
+                // The code waits here for notify to text it (the event names the row, not the code).
                 try await connection.query("""
-                    INSERT INTO status_codes (id, complaint_id, code_hash, created_at, expires_at)
-                    VALUES (\(UUID()), \(id), \(Self.codeHash(code, complaint: id)), \(now), \(expires))
+                    INSERT INTO status_codes (id, complaint_id, code_hash, code, created_at, expires_at)
+                    VALUES (\(codeID), \(id), \(Self.codeHash(code, complaint: id)), \(code), \(now), \(expires))
                     """, logger: context.logger)
                 try await Outbox.append([try OutboxEntry(EventEnvelope(occurredAt: now, complaintId: id, orgUnit: unit, actor: SurveysService.actor,
-                    payload: StatusCodeRequested(number: number, code: code, expiresAt: expires)), encoder: EventCoding.encoder())],
+                    payload: StatusCodeRequested(number: number, codeId: codeID, expiresAt: expires)), encoder: EventCoding.encoder())],
                     on: connection, logger: context.logger)
             }
         }
@@ -213,7 +215,7 @@ struct CustomerPages: Sendable {
                     try await connection.query("UPDATE status_codes SET attempts = attempts + 1 WHERE id = \(codeID)", logger: context.logger)
                     return nil
                 }
-                try await connection.query("UPDATE status_codes SET used_at = now() WHERE id = \(codeID)", logger: context.logger)
+                try await connection.query("UPDATE status_codes SET used_at = now(), code = NULL WHERE id = \(codeID)", logger: context.logger)
                 var result: [String: Any] = ["number": number, "statusLabel": text("status." + status, request), "unitName": unitName,
                                              "promised": Self.localDate(promised)]
                 // The latest notice the customer was sent: what it was about and when, not its text.

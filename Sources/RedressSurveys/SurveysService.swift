@@ -161,7 +161,7 @@ public struct ReturnVisits: Sendable {
     @discardableResult
     public func invite(now: Date = Date(), limit: Int = 200) async throws -> Int {
         try await postgres.withTransaction(logger: logger) { connection in
-            try await connection.query("UPDATE surveys SET status = 'expired' WHERE status = 'invited' AND expires_at <= \(now)", logger: logger)
+            try await connection.query("UPDATE surveys SET status = 'expired', link = NULL WHERE status = 'invited' AND expires_at <= \(now)", logger: logger)
             var due: [(UUID, UUID, String, String, String)] = []
             let rows = try await connection.query("""
                 SELECT s.id, s.complaint_id, s.visit, c.number, COALESCE(s.handling_unit, c.branch)
@@ -172,19 +172,22 @@ public struct ReturnVisits: Sendable {
             for try await row in rows.decode((UUID, UUID, String, String, String).self) { due.append(row) }
             guard !due.isEmpty else { return 0 }
             let expires = now.addingTimeInterval(settings.tokenLifetime)
-            var hashes: [[UInt8]] = [], outbox: [OutboxEntry] = []
+            var hashes: [[UInt8]] = [], links: [String] = [], outbox: [OutboxEntry] = []
             let encoder = EventCoding.encoder()
             for (id, complaint, visit, number, unit) in due {
                 let token = SurveysService.newToken()
                 hashes.append(SurveysService.hash(token))
+                // The link stays in the database (notify reads it at send time): the event carries none.
+                links.append(settings.linkBase + token)
                 outbox.append(try OutboxEntry(EventEnvelope(occurredAt: now, complaintId: complaint, orgUnit: unit, actor: SurveysService.actor,
-                    payload: SurveyRequested(surveyId: id, number: number, wave: visit, link: settings.linkBase + token, requestedAt: now, expiresAt: expires)),
+                    payload: SurveyRequested(surveyId: id, number: number, wave: visit, requestedAt: now, expiresAt: expires)),
                     encoder: encoder))
                 Counter(label: "redress_survey_invitations_total", dimensions: [("unit", unit)]).increment()
             }
             try await connection.query("""
-                UPDATE surveys s SET status = 'invited', token_hash = t.hash, invited_at = \(now), expires_at = \(expires)
-                FROM unnest(\(due.map(\.0))::uuid[], \(hashes.map { ByteBuffer(bytes: $0) })::bytea[]) AS t(id, hash) WHERE s.id = t.id
+                UPDATE surveys s SET status = 'invited', token_hash = t.hash, link = t.link, invited_at = \(now), expires_at = \(expires)
+                FROM unnest(\(due.map(\.0))::uuid[], \(hashes.map { ByteBuffer(bytes: $0) })::bytea[], \(links)::text[]) AS t(id, hash, link)
+                WHERE s.id = t.id
                 """, logger: logger)
             try await Outbox.append(outbox, on: connection, logger: logger)
             return due.count
@@ -250,7 +253,7 @@ struct SurveyThanks: ResponseEncodable, Sendable {
     enum CodingKeys: String, CodingKey { case number, wave, thanks }
 }
 
-struct SurveyAnswer: Decodable, Sendable {
+struct SurveyAnswer: Codable, Sendable {
     var score: Int?
     var resolved: Bool?
     var comment: String?
@@ -329,6 +332,7 @@ struct SurveyAPI: Sendable {
         let body: SurveyAnswer
         do {
             body = try JSONDecoder().decode(SurveyAnswer.self, from: Data(try await request.utf8Body(context: context)))
+            try NULCharacter.refuse(in: body)
         } catch let problem as Problem {
             throw problem
         } catch {
@@ -358,7 +362,7 @@ struct SurveyAPI: Sendable {
         let now = Date()
         return try await postgres.withTransaction(logger: logger) { connection -> SurveyThanks? in
             let rows = try await connection.query("""
-                UPDATE surveys s SET status = 'answered', answered_at = \(now), score = \(score), resolved = \(resolved), comment = \(comment)
+                UPDATE surveys s SET status = 'answered', link = NULL, answered_at = \(now), score = \(score), resolved = \(resolved), comment = \(comment)
                 FROM complaints c
                 WHERE s.token_hash = \(ByteBuffer(bytes: SurveysService.hash(token))) AND s.status = 'invited' AND s.expires_at > \(now) AND c.id = s.complaint_id
                 RETURNING s.id, s.complaint_id, s.visit, c.number, COALESCE(s.handling_unit, c.branch), COALESCE(s.category, 'other'), COALESCE(s.handler, '')

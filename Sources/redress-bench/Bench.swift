@@ -70,8 +70,8 @@ struct Bench: AsyncParsableCommand {
         let bootstrap = try env["REDRESS_KAFKA_BOOTSTRAP"] ?? String(contentsOfFile: env["REDRESS_KAFKA_BOOTSTRAP_FILE"] ?? "run/up/kafka.bootstrap", encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let postgres = PostgresClient(configuration: try ServiceConfiguration.PostgresSettings.fromEnvironment().clientConfiguration(), backgroundLogger: logger)
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: .init(bootstrapServers: bootstrap, clientID: "redress-bench")), logger: logger)
-        let token = TokenAuthority(secret: secret).mint(subject: "online", role: .channel, unit: "HQ")
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: .init(bootstrapServers: bootstrap, clientID: "redress-bench", extraProperties: try ServiceConfiguration.kafkaSecurity())), logger: logger)
+        let token = await TokenAuthority(secret: secret).mint(subject: "online", role: .channel, unit: "HQ")
         let runID = String(UUID().uuidString.prefix(8))
         let httpCount = min(http, count)
         let kafkaCount = count - httpCount
@@ -496,8 +496,9 @@ struct QueueBench {
             for try await (t, o) in try await postgres.query("SELECT count(*)::bigint, count(*) FILTER (WHERE status <> 'closed')::bigint FROM complaints", logger: logger)
                 .decode((Int64, Int64).self) { (total, open) = (Int(t), Int(o)) }
             print("bench: queue: \(total) complaints in the database, \(open) open, \(agents.count) agents")
-            let agentTokens = agents.map { tokens.mint(subject: $0.0, role: .agent, unit: $0.1) }
-            let supervisorTokens = supervisors.map { tokens.mint(subject: $0.0, role: .supervisor, unit: $0.1) }
+            var agentTokens: [String] = [], supervisorTokens: [String] = []
+            for (id, unit) in agents { agentTokens.append(await tokens.mint(subject: id, role: .agent, unit: unit)) }
+            for (id, unit) in supervisors { supervisorTokens.append(await tokens.mint(subject: id, role: .supervisor, unit: unit)) }
             let tokenOf = Dictionary(uniqueKeysWithValues: zip(agents.map(\.0), agentTokens))
             // Each agent opens their own open cases: the case page and the customer's other complaints.
             var pages: [(String, String)] = [], histories: [(String, String)] = []

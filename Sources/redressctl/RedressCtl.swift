@@ -23,10 +23,14 @@ struct RedressCtl: AsyncParsableCommand {
 
 /// Runs `body` with a PostgreSQL client whose pool runs for the duration.
 @discardableResult
-func withPostgres<T: Sendable>(_ body: @escaping @Sendable (PostgresClient, Logger) async throws -> T) async throws -> T {
+/// `actingAs` names the service whose events the command writes (its relay publishes them): staff
+/// deactivation writes the case service's `case.updated` and `complaint.unassignable`.
+func withPostgres<T: Sendable>(actingAs service: String? = nil, _ body: @escaping @Sendable (PostgresClient, Logger) async throws -> T) async throws -> T {
     var logger = Logger(label: "redressctl")
     logger.logLevel = .error
-    let client = PostgresClient(configuration: try ServiceConfiguration.PostgresSettings.fromEnvironment().clientConfiguration(), backgroundLogger: logger)
+    var configuration = try ServiceConfiguration.PostgresSettings.fromEnvironment().clientConfiguration()
+    configuration.options.additionalStartupParameters = [("application_name", service ?? "redressctl")]
+    let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
     return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask {
             await client.run()
@@ -100,8 +104,16 @@ struct Token: AsyncParsableCommand {
         if role == .channel, Channel(rawValue: subject ?? "") == nil {
             throw ValidationError("a channel token names its channel as --subject: one of \(Channel.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let authority = TokenAuthority(secret: secret)
-        print(authority.mint(subject: subject ?? "\(role.rawValue)@\(unit)", role: role, unit: unit, lifetime: .seconds(hours * 3600)))
+        // The same issuer, audience and longest lifetime the services accept (REDRESS_TOKEN_*).
+        let env = ProcessInfo.processInfo.environment
+        let maxHours = env["REDRESS_TOKEN_MAX_HOURS"].flatMap(Int.init) ?? 12
+        guard (1...maxHours).contains(hours) else {
+            throw ValidationError("--hours must be 1 to \(maxHours): the services refuse a token that lives longer (REDRESS_TOKEN_MAX_HOURS)")
+        }
+        let policy = TokenPolicy(issuer: env["REDRESS_TOKEN_ISSUER"] ?? "redress", audience: env["REDRESS_TOKEN_AUDIENCE"] ?? "redress-api",
+                                 maxLifetime: .seconds(maxHours * 3600))
+        let authority = TokenAuthority(secret: secret, policy: policy)
+        print(await authority.mint(subject: subject ?? "\(role.rawValue)@\(unit)", role: role, unit: unit, lifetime: .seconds(hours * 3600)))
     }
 }
 
@@ -231,8 +243,8 @@ struct DLQ: AsyncParsableCommand {
             let bootstrap = try bootstrapServers()
             var logger = Logger(label: "redressctl")
             logger.logLevel = .warning
-            let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: .init(bootstrapServers: bootstrap, clientID: "redressctl")), logger: logger)
-            var config = KafkaConsumerConfiguration(client: .init(bootstrapServers: bootstrap, clientID: "redressctl"), groupID: "redressctl.dlq-replay", topics: [Topics.deadLetter(topic)])
+            let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: .init(bootstrapServers: bootstrap, clientID: "redressctl", extraProperties: try ServiceConfiguration.kafkaSecurity())), logger: logger)
+            var config = KafkaConsumerConfiguration(client: .init(bootstrapServers: bootstrap, clientID: "redressctl", extraProperties: try ServiceConfiguration.kafkaSecurity()), groupID: "redressctl.dlq-replay", topics: [Topics.deadLetter(topic)])
             config.sessionTimeout = .seconds(6)
             let consumer = try KafkaConsumer(configuration: config, logger: logger)
             var replayed = 0
@@ -355,7 +367,9 @@ struct Staff: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                print(try await withPostgres { [id] client, logger in try await StaffCommands.deactivate(id: id, on: client, logger: logger) })
+                print(try await withPostgres(actingAs: "redress-cases") { [id] client, logger in
+                    try await StaffCommands.deactivate(id: id, on: client, logger: logger)
+                })
             } catch {
                 throw Staff.refused(error)
             }

@@ -50,7 +50,7 @@ import Testing
                 // 2. Nobody to take a claims complaint at the province: the province's supervisors hear of it.
                 try await db.query("UPDATE staff SET available = false WHERE org_unit = 'GD' AND role = 'agent'", logger: TestDatabase.logger)
                 let intake = "http://127.0.0.1:\(stack.port("intake"))/v1/complaints"
-                let channel = tokens.mint(subject: "online", role: .channel, unit: "HQ")
+                let channel = (await tokens.mint(subject: "online", role: .channel, unit: "HQ"))
                 let posted = try await EndToEndTests.call(http, .POST, intake, token: channel, body: EndToEndTests.submission(ref: "WEB-HOPS-1", phone: "13700000001"))
                 #expect(posted.status == 201, "\(posted.text)")
                 try await eventually("the province's supervisors are told nobody could take it", timeout: .seconds(60)) {

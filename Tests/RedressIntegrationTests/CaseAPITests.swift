@@ -19,6 +19,7 @@ enum CaseFixture {
 
     static func app(_ host: ServiceHost) -> some ApplicationProtocol {
         let (router, _) = CasesService.build(host: host, taxonomy: taxonomy)
+        host.routeMethods.load(router)   // as ServiceHost.run does, for 405 with Allow
         return Application(router: router)
     }
 
@@ -50,8 +51,8 @@ enum CaseFixture {
         return id
     }
 
-    static func token(_ subject: String, _ role: Role, _ unit: String) -> String {
-        "Bearer " + TestHost.tokens.mint(subject: subject, role: role, unit: unit)
+    static func token(_ subject: String, _ role: Role, _ unit: String) async -> String {
+        "Bearer " + (await TestHost.tokens.mint(subject: subject, role: role, unit: unit))
     }
 
     static func get(_ client: some TestClientProtocol, _ uri: String, as token: String) async throws -> (HTTPResponse.Status, [String: Any]) {
@@ -88,17 +89,17 @@ enum CaseFixture {
                                                          headers: [.authorization: token, .contentType: "application/json"], body: ByteBuffer(bytes: body))
                 return (response.status, (try? JSONSerialization.jsonObject(with: Data(buffer: response.body))) as? [String: Any] ?? [:])
             }
-            let supervisor = F.token("GD-SZ-SUP01", .supervisor, "GD-SZ")
-            #expect(try await mark(closed, "销售误导典型：客户电话13812345678", as: F.token("GD-SZ-AGE01", .agent, "GD-SZ")).0 == .forbidden)
+            let supervisor = (await F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
+            #expect(try await mark(closed, "销售误导典型：客户电话13812345678", as: (await F.token("GD-SZ-AGE01", .agent, "GD-SZ"))).0 == .forbidden)
             #expect(try await mark(open, "未结案", as: supervisor).0 == .conflict, "only closed cases")
             #expect(try await mark(closed, nil, as: supervisor).0 == .badRequest)
             let (status, marked) = try await mark(closed, "销售误导典型：客户电话13812345678", as: supervisor)
             #expect(status == .created && marked["summary"] as? String == "销售误导典型：客户电话138****5678", "\(marked)")
-            let (_, province) = try await F.get(client, "/v1/typical-cases", as: F.token("GD-SUP01", .supervisor, "GD"))
+            let (_, province) = try await F.get(client, "/v1/typical-cases", as: (await F.token("GD-SUP01", .supervisor, "GD")))
             #expect((province["items"] as? [[String: Any]])?.compactMap { $0["number"] as? String } == ["GD-SZ-20261130-000011"])
-            let (_, sibling) = try await F.get(client, "/v1/typical-cases", as: F.token("GD-GZ-SUP01", .supervisor, "GD-GZ"))
+            let (_, sibling) = try await F.get(client, "/v1/typical-cases", as: (await F.token("GD-GZ-SUP01", .supervisor, "GD-GZ")))
             #expect((sibling["items"] as? [[String: Any]])?.isEmpty == true, "a sibling city sees none")
-            #expect(try await mark(closed, "x", as: F.token("GD-GZ-SUP01", .supervisor, "GD-GZ")).0 == .notFound, "nor marks one")
+            #expect(try await mark(closed, "x", as: (await F.token("GD-GZ-SUP01", .supervisor, "GD-GZ"))).0 == .notFound, "nor marks one")
         }
     }
 
@@ -108,25 +109,25 @@ enum CaseFixture {
             typealias F = CaseFixture
             let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "resolution_proposed", number: "GD-SZ-20261130-000007")
             let guidance = ["version": 1, "reason": "补充核实理赔时效，联系客户确认到账日期"] as [String: Any]
-            var (status, json) = try await F.act(client, id, "send_back", guidance, as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            var (status, json) = try await F.act(client, id, "send_back", guidance, as: (await F.token("GD-SZ-AGE01", .agent, "GD-SZ")))
             #expect(status == .forbidden, "the owner does not send their own case back")
-            (status, json) = try await F.act(client, id, "send_back", guidance, as: F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
+            (status, json) = try await F.act(client, id, "send_back", guidance, as: (await F.token("GD-SZ-SUP01", .supervisor, "GD-SZ")))
             #expect(status == .forbidden && (json["detail"] as? String)?.contains("level above") == true, "the handling unit's own supervisor is not above it: \(json)")
-            (status, json) = try await F.act(client, id, "send_back", ["version": 1], as: F.token("GD-SUP01", .supervisor, "GD"))
+            (status, json) = try await F.act(client, id, "send_back", ["version": 1], as: (await F.token("GD-SUP01", .supervisor, "GD")))
             #expect(status == .badRequest && StaffAdminTests.fields(json) == ["reason"], "the guidance is required")
-            (status, json) = try await F.act(client, id, "send_back", guidance, as: F.token("GD-SUP01", .supervisor, "GD"))
+            (status, json) = try await F.act(client, id, "send_back", guidance, as: (await F.token("GD-SUP01", .supervisor, "GD")))
             #expect(status == .ok, "\(json)")
             #expect(json["status"] as? String == "investigating" && json["assignee"] as? String == "GD-SZ-AGE01", "back to investigating, same owner")
-            let (_, detail) = try await F.get(client, "/v1/cases/\(id)", as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            let (_, detail) = try await F.get(client, "/v1/cases/\(id)", as: (await F.token("GD-SZ-AGE01", .agent, "GD-SZ")))
             let last = (detail["history"] as? [[String: Any]])?.last ?? [:]
             #expect(last["action"] as? String == "send_back" && last["actor"] as? String == "GD-SUP01")
             #expect((last["reason"] as? String)?.contains("补充核实理赔时效") == true)
             #expect(try await F.outboxTypes(db, id) == ["case.updated"])
             // From investigating it may be sent back again; a closed case cannot be.
-            (status, _) = try await F.act(client, id, "send_back", ["version": 2, "reason": "再核实一次"], as: F.token("HQ-SUP01", .supervisor, "HQ"))
+            (status, _) = try await F.act(client, id, "send_back", ["version": 2, "reason": "再核实一次"], as: (await F.token("HQ-SUP01", .supervisor, "HQ")))
             #expect(status == .ok)
             let closed = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "closed", number: "GD-SZ-20261130-000008")
-            (status, _) = try await F.act(client, closed, "send_back", guidance, as: F.token("GD-SUP01", .supervisor, "GD"))
+            (status, _) = try await F.act(client, closed, "send_back", guidance, as: (await F.token("GD-SUP01", .supervisor, "GD")))
             #expect(status == .conflict)
         }
     }
@@ -142,15 +143,15 @@ enum CaseFixture {
             func actions(_ token: String) async throws -> [String] {
                 try await F.get(client, "/v1/cases/GD-SZ-20261130-000002", as: token).1["allowedActions"] as? [String] ?? ["?"]
             }
-            let owner = try await actions(F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            let owner = try await actions((await F.token("GD-SZ-AGE01", .agent, "GD-SZ")))
             #expect(owner.contains("propose_resolution") && !owner.contains("reassign") && !owner.contains("exclude_time"), "\(owner)")
-            #expect(try await actions(F.token("GD-SZ-AGE02", .agent, "GD-SZ")) == [], "another agent may do nothing on a case not theirs")
-            #expect(try await actions(F.token("HQ-AUD01", .auditor, "HQ")) == [], "auditors read")
-            #expect(try await actions(F.token("GD-COM01", .committee, "GD")) == ["record_committee_ruling", "add_note"])
-            let supervisor = try await actions(F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
+            #expect(try await actions((await F.token("GD-SZ-AGE02", .agent, "GD-SZ"))) == [], "another agent may do nothing on a case not theirs")
+            #expect(try await actions((await F.token("HQ-AUD01", .auditor, "HQ"))) == [], "auditors read")
+            #expect(try await actions((await F.token("GD-COM01", .committee, "GD"))) == ["record_committee_ruling", "add_note"])
+            let supervisor = try await actions((await F.token("GD-SZ-SUP01", .supervisor, "GD-SZ")))
             #expect(supervisor.contains("reassign") && supervisor.contains("exclude_time"))
 
-            let province = F.token("GD-SUP01", .supervisor, "GD")
+            let province = (await F.token("GD-SUP01", .supervisor, "GD"))
             var (status, json) = try await F.get(client, "/v1/cases?secondComplaint=true", as: province)
             #expect(status == .ok && (json["items"] as? [[String: Any]])?.compactMap { $0["number"] as? String } == ["GD-SZ-20261130-000001-R1"])
             // The schema's required fields are there, null when unset.
@@ -170,7 +171,7 @@ enum CaseFixture {
     @Test func aCaseGoesTheWholeWayWithEveryChangeOnRecordAndAnnounced() async throws {
         try await F.withApp { db, _, client in
             let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", number: "GD-SZ-20261122-000001")
-            let agent = F.token("GD-SZ-AGE01", .agent, "GD-SZ")
+            let agent = (await F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
             var version = 1
             func step(_ action: String, _ body: [String: Any] = [:], as token: String? = nil, expect: HTTPResponse.Status = .ok) async throws -> [String: Any] {
                 var body = body
@@ -190,10 +191,10 @@ enum CaseFixture {
             _ = try await step("extend", ["days": 60, "reason": "鉴定未完成", "approvedBy": "GD-SZ-SUP01"], expect: .unprocessableContent)
             // …and it is that supervisor who takes the action; naming them is not enough.
             _ = try await step("extend", ["days": 60, "reason": "鉴定未完成", "approvedBy": "GD-SUP01"], expect: .unprocessableContent)
-            let extended = try await step("extend", ["days": 60, "reason": "鉴定未完成", "approvedBy": "GD-SUP01"], as: F.token("GD-SUP01", .supervisor, "GD"))
+            let extended = try await step("extend", ["days": 60, "reason": "鉴定未完成", "approvedBy": "GD-SUP01"], as: (await F.token("GD-SUP01", .supervisor, "GD")))
             #expect(extended["decisionDays"] as? Int == 60)
             _ = try await step("refer_to_committee", ["reason": "重大疑难"])
-            _ = try await step("record_committee_ruling", ["text": "维持原理赔结论", "members": ["GD-COM01", "GD-SUP01"]], as: F.token("GD-COM01", .committee, "GD"))
+            _ = try await step("record_committee_ruling", ["text": "维持原理赔结论", "members": ["GD-COM01", "GD-SUP01"]], as: (await F.token("GD-COM01", .committee, "GD")))
             _ = try await step("propose_resolution", ["text": "补偿利息损失"])
             _ = try await step("customer_accepts")
             _ = try await step("close", ["liability": "not_liable", "responsibleLink": "claims", "causeCode": "customer_misunderstanding",
@@ -221,15 +222,15 @@ enum CaseFixture {
             try await F.insert(db, unit: "GD-SZ", assignee: nil, status: "registered", number: "GD-SZ-20261122-000001#R1")
             // 复核: the customer asks for a review; a linked case opens, to be routed one level up.
             let (status, reopened) = try await F.act(client, id, "reopen", ["version": version, "reason": "客户不接受结论，申请复核"],
-                                                     as: F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
+                                                     as: (await F.token("GD-SZ-SUP01", .supervisor, "GD-SZ")))
             #expect(status == .created)
             #expect(reopened["number"] as? String == "GD-SZ-20261122-000001-R1")
             let newID = try #require(UUID(uuidString: reopened["id"] as? String ?? ""))
-            let (again, _) = try await F.act(client, id, "reopen", ["version": version, "reason": "再次申请"], as: F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
+            let (again, _) = try await F.act(client, id, "reopen", ["version": version, "reason": "再次申请"], as: (await F.token("GD-SZ-SUP01", .supervisor, "GD-SZ")))
             #expect(again == .conflict, "one second complaint per case")
             #expect(try await F.outboxTypes(db, newID) == ["case.reopened"])
             // The province sees the ruling in its spot-check list; the taxonomy is served to staff.
-            let (_, spot) = try await F.get(client, "/v1/cases?spotCheck=true", as: F.token("GD-SUP01", .supervisor, "GD"))
+            let (_, spot) = try await F.get(client, "/v1/cases?spotCheck=true", as: (await F.token("GD-SUP01", .supervisor, "GD")))
             #expect((spot["items"] as? [[String: Any]])?.compactMap { $0["number"] as? String } == ["GD-SZ-20261122-000001"])
             let (_, taxonomy) = try await F.get(client, "/v1/closure-taxonomy", as: agent)
             #expect((taxonomy["causes"] as? [[String: Any]])?.contains { $0["code"] as? String == "customer_misunderstanding" } == true)
@@ -238,16 +239,58 @@ enum CaseFixture {
             #expect((linked["reopenedFrom"] as? [String: Any])?["number"] as? String == "GD-SZ-20261122-000001")
             // The second complaint, closed in its turn, may itself come back once.
             try await db.query("UPDATE complaints SET status = 'closed' WHERE id = \(newID)", logger: TestDatabase.logger)
-            let (third, thirdCase) = try await F.act(client, newID, "reopen", ["version": 1, "reason": "仍不满意"], as: F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
+            let (third, thirdCase) = try await F.act(client, newID, "reopen", ["version": 1, "reason": "仍不满意"], as: (await F.token("GD-SZ-SUP01", .supervisor, "GD-SZ")))
             #expect(third == .created)
             #expect(thirdCase["number"] as? String == "GD-SZ-20261122-000001-R1-R1")
+        }
+    }
+
+    /// The contract's edges, as the contract test (schemathesis) found them: a method a path does
+    /// not declare is 405 with `Allow`; U+0000 in a stored field is named (422) and changes nothing,
+    /// while one in an ignored field is ignored; a filter switch that is not true/false is named; a
+    /// cursor of the documented shape always reads, however far it points.
+    @Test func undeclaredMethodsNULsSwitchesAndCursorsAnswerAsDocumented() async throws {
+        try await F.withApp { db, _, client in
+            let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000031")
+            let agent = (await F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            let admin = (await F.token("HQ-ADM01", .admin, "HQ"))
+            for (method, uri, allow) in [(HTTPRequest.Method.trace, "/v1/inbox", "GET, HEAD"),
+                                         (.put, "/v1/cases/\(id)/actions/add_note", "POST"),
+                                         (.delete, "/v1/staff", "GET, HEAD, POST"),
+                                         (.post, "/v1/cases/\(id)", "GET, HEAD")] {
+                let response = try await client.execute(uri: uri, method: method, headers: [.authorization: admin], body: nil)
+                #expect(response.status == .methodNotAllowed, "\(method) \(uri)")
+                #expect(response.headers[.allow] == allow, "\(method) \(uri)")
+            }
+            #expect(try await client.execute(uri: "/v1/nowhere", method: .get, headers: [.authorization: admin], body: nil).status == .notFound)
+
+            var (status, json) = try await F.act(client, id, "add_note", ["version": 1, "text": "客户\u{0}来电"], as: agent)
+            #expect(status == .unprocessableContent, "\(json)")
+            (status, json) = try await F.act(client, id, "add_note", ["version": 1, "text": "客户来电", "ignored\u{0}": "\u{0}"], as: agent)
+            #expect(status == .ok, "\(json)")
+            #expect(json["version"] as? Int == 2)
+            (status, json) = try await F.get(client, "/v1/staff?unit=GD%00SZ", as: admin)
+            #expect(status == .unprocessableContent && (json["errors"] as? [[String: Any]])?.first?["field"] as? String == "unit", "\(json)")
+            let path = try await client.execute(uri: "/v1/cases/abc%00/history", method: .get, headers: [.authorization: admin], body: nil)
+            #expect(path.status == .notFound)
+
+            (status, json) = try await F.get(client, "/v1/cases?unassigned=yes", as: admin)
+            #expect(status == .badRequest && (json["errors"] as? [[String: Any]])?.first?["field"] as? String == "unassigned", "\(json)")
+            (status, _) = try await F.get(client, "/v1/cases?q=", as: admin)
+            #expect(status == .ok)
+            (status, json) = try await F.get(client, "/v1/cases?cursor=99999999999999999.\(id.uuidString.lowercased())", as: admin)
+            #expect(status == .ok && (json["items"] as? [Any])?.isEmpty == true, "\(json)")
+            (status, json) = try await F.get(client, "/v1/cases?cursor=-99999999999999999.\(id.uuidString.lowercased())", as: admin)
+            #expect(status == .ok && (json["items"] as? [Any])?.count == 1, "\(json)")
+            (status, json) = try await F.get(client, "/v1/cases?cursor=9000000000000000000.\(id.uuidString.lowercased())", as: admin)
+            #expect(status == .badRequest && (json["errors"] as? [[String: Any]])?.first?["field"] as? String == "cursor", "\(json)")
         }
     }
 
     @Test func refusalsSayWhatWasWrongAndChangeNothing() async throws {
         try await F.withApp { db, _, client in
             let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000002")
-            let agent = F.token("GD-SZ-AGE01", .agent, "GD-SZ")
+            let agent = (await F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
             // Illegal transition: 409 naming the state and the moves allowed.
             var (status, json) = try await F.act(client, id, "close", ["version": 1, "liability": "liable", "responsibleLink": "claims", "causeCode": "claim_delay", "outcome": "补发赔款"], as: agent)
             #expect(status == .conflict)
@@ -270,9 +313,9 @@ enum CaseFixture {
             (status, _) = try await F.act(client, id, "assign", ["version": 1], as: agent)
             #expect(status == .notFound)
             // Roles: auditors never write; an agent only on their own cases; only supervisors reassign.
-            (status, _) = try await F.act(client, id, "add_note", ["version": 1, "text": "x"], as: F.token("HQ-AUD01", .auditor, "HQ"))
+            (status, _) = try await F.act(client, id, "add_note", ["version": 1, "text": "x"], as: (await F.token("HQ-AUD01", .auditor, "HQ")))
             #expect(status == .forbidden)
-            (status, json) = try await F.act(client, id, "add_note", ["version": 1, "text": "x"], as: F.token("GD-SZ-AGE02", .agent, "GD-SZ"))
+            (status, json) = try await F.act(client, id, "add_note", ["version": 1, "text": "x"], as: (await F.token("GD-SZ-AGE02", .agent, "GD-SZ")))
             #expect(status == .forbidden)
             #expect((json["detail"] as? String ?? "").contains("assigned to GD-SZ-AGE01"))
             (status, _) = try await F.act(client, id, "reassign", ["version": 1, "assignee": "GD-SZ-AGE02"], as: agent)
@@ -282,9 +325,9 @@ enum CaseFixture {
             #expect(status == .unprocessableContent)
             (status, _) = try await F.act(client, id, "extend", ["version": 1, "days": 60, "reason": "r"], as: agent)
             #expect(status == .unprocessableContent)
-            (status, _) = try await F.act(client, id, "reassign", ["version": 1, "assignee": "ZJ-HZ-AGE01"], as: F.token("GD-SUP01", .supervisor, "GD"))
+            (status, _) = try await F.act(client, id, "reassign", ["version": 1, "assignee": "ZJ-HZ-AGE01"], as: (await F.token("GD-SUP01", .supervisor, "GD")))
             #expect(status == .unprocessableContent, "a supervisor reassigns only within the case's subtree")
-            (status, _) = try await F.act(client, id, "record_committee_ruling", ["version": 1, "text": "t", "members": ["GD-COM01"]], as: F.token("GD-COM01", .committee, "GD"))
+            (status, _) = try await F.act(client, id, "record_committee_ruling", ["version": 1, "text": "t", "members": ["GD-COM01"]], as: (await F.token("GD-COM01", .committee, "GD")))
             #expect(status == .conflict, "a ruling needs a referral first")
             // Nothing changed.
             #expect(try await TestDatabase.count(db, "SELECT version::bigint FROM complaints WHERE id = \(id)") == 1)
@@ -293,7 +336,7 @@ enum CaseFixture {
             // No token, bad token.
             let anonymous = try await client.execute(uri: "/v1/cases/mine", method: .get, headers: [:], body: nil)
             #expect(anonymous.status == .unauthorized)
-            let forged = TokenAuthority(secret: "not-the-deployment-secret-at-all").mint(subject: "GD-SZ-AGE01", role: .agent, unit: "GD-SZ")
+            let forged = (await TokenAuthority(secret: "not-the-deployment-secret-at-all").mint(subject: "GD-SZ-AGE01", role: .agent, unit: "GD-SZ"))
             for token in ["Bearer " + forged, "Bearer not.a.token", "Basic Zm9vOmJhcg=="] {
                 let refused = try await client.execute(uri: "/v1/cases/mine", method: .get, headers: [.authorization: token], body: nil)
                 #expect(refused.status == .unauthorized, "\(token.prefix(12))…")
@@ -305,7 +348,7 @@ enum CaseFixture {
         try await F.withApp { db, _, client in
             let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000030")
             try await db.query("UPDATE complaints SET regulator_deadline = received_at + interval '20 days' WHERE id = \(id)", logger: TestDatabase.logger)
-            let (status, json) = try await F.act(client, id, "extend", ["version": 1, "days": 30, "reason": "等待鉴定"], as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            let (status, json) = try await F.act(client, id, "extend", ["version": 1, "days": 30, "reason": "等待鉴定"], as: (await F.token("GD-SZ-AGE01", .agent, "GD-SZ")))
             #expect(status == .ok)
             #expect(json["decisionDays"] as? Int == 30)
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM complaints WHERE id = \(id) AND promised_reply_by = regulator_deadline") == 1)
@@ -321,11 +364,11 @@ enum CaseFixture {
                     VALUES (\(UUID()), \(id), \(UUID()), \(recipient), 'staff_inbox', \(template), 'delivered', 'x')
                     """, logger: TestDatabase.logger)
             }
-            let (_, mine) = try await F.get(client, "/v1/inbox", as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            let (_, mine) = try await F.get(client, "/v1/inbox", as: (await F.token("GD-SZ-AGE01", .agent, "GD-SZ")))
             #expect((mine["items"] as? [[String: Any]])?.compactMap { $0["template"] as? String } == ["case.assigned.owner"])
-            let (_, supervisor) = try await F.get(client, "/v1/inbox", as: F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
+            let (_, supervisor) = try await F.get(client, "/v1/inbox", as: (await F.token("GD-SZ-SUP01", .supervisor, "GD-SZ")))
             #expect((supervisor["items"] as? [[String: Any]])?.compactMap { $0["template"] as? String } == ["sla.warning.staff"])
-            let (outsiderStatus, _) = try await F.get(client, "/v1/inbox", as: F.token("GD-SZ-AGE01", .agent, "ZJ"))
+            let (outsiderStatus, _) = try await F.get(client, "/v1/inbox", as: (await F.token("GD-SZ-AGE01", .agent, "ZJ")))
             #expect(outsiderStatus == .forbidden, "a token naming another unit than the staff member's is refused")
         }
     }
@@ -333,7 +376,7 @@ enum CaseFixture {
     @Test func aSupervisorReassignsWithinTheSubtreeAndTheWorkloadFollows() async throws {
         try await F.withApp { db, _, client in
             let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000003", category: "service")
-            let (status, json) = try await F.act(client, id, "reassign", ["version": 1, "assignee": "GD-SZ-AGE02", "reason": "休假"], as: F.token("GD-SUP01", .supervisor, "GD"))
+            let (status, json) = try await F.act(client, id, "reassign", ["version": 1, "assignee": "GD-SZ-AGE02", "reason": "休假"], as: (await F.token("GD-SUP01", .supervisor, "GD")))
             #expect(status == .ok)
             #expect(json["assignee"] as? String == "GD-SZ-AGE02")
             #expect(json["status"] as? String == "investigating")
@@ -345,7 +388,7 @@ enum CaseFixture {
     @Test func concurrentUpdatesOfOneVersionLoseNoWrite() async throws {
         try await F.withApp { db, _, client in
             let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000004")
-            let agent = F.token("GD-SZ-AGE01", .agent, "GD-SZ")
+            let agent = (await F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
             let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
                 for n in 0..<20 {
                     group.addTask { try await F.act(client, id, "add_note", ["version": 1, "text": "note \(n)"], as: agent).0 }
@@ -384,7 +427,7 @@ enum CaseFixture {
             }
             try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "closed", number: "GD-SZ-20261122-000999")
             try await F.insert(db, unit: "GD-SZ-NS", assignee: "GD-SZ-NS-AGE01", number: "GD-SZ-NS-20261122-000001", claim: "CLM-7")
-            let agent = F.token("GD-SZ-AGE01", .agent, "GD-SZ")
+            let agent = (await F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
             var seen: [String] = []
             var cursor: String?
             var pages = 0
@@ -401,7 +444,7 @@ enum CaseFixture {
             } while cursor != nil && pages < 10
             #expect(pages == 3)
             #expect(seen.count == 120 && Set(seen).count == 120, "closed cases stay out of the queue; no page repeats or skips")
-            let supervisor = F.token("GD-SZ-SUP01", .supervisor, "GD-SZ")
+            let supervisor = (await F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
             var (status, page) = try await F.get(client, "/v1/cases?status=investigating&priority=urgent&limit=200", as: supervisor)
             #expect(status == .ok)
             #expect((page["items"] as? [[String: Any]])?.count == 4) // n = 0, 30, 60, 90
@@ -422,22 +465,22 @@ enum CaseFixture {
     @Test func fullPersonalDataGoesOnlyToHandlersAndEveryReadIsRecorded() async throws {
         try await F.withApp { db, _, client in
             let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", number: "GD-SZ-20261122-000005")
-            var (status, json) = try await F.get(client, "/v1/cases/\(id)", as: F.token("HQ-AUD01", .auditor, "HQ"))
+            var (status, json) = try await F.get(client, "/v1/cases/\(id)", as: (await F.token("HQ-AUD01", .auditor, "HQ")))
             #expect(status == .ok)
             #expect((json["customer"] as? [String: Any])?["phone"] as? String == "138****5678")
-            (status, json) = try await F.get(client, "/v1/cases/\(id)/personal-data?purpose=%E5%9B%9E%E8%AE%BF", as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            (status, json) = try await F.get(client, "/v1/cases/\(id)/personal-data?purpose=%E5%9B%9E%E8%AE%BF", as: (await F.token("GD-SZ-AGE01", .agent, "GD-SZ")))
             #expect(status == .ok)
             #expect(json["phone"] as? String == "13812345678")
             #expect(json["idNumber"] as? String == "11010519491231002X")
-            (status, _) = try await F.get(client, "/v1/cases/\(id)/personal-data?purpose=x", as: F.token("GD-SUP01", .supervisor, "GD"))
+            (status, _) = try await F.get(client, "/v1/cases/\(id)/personal-data?purpose=x", as: (await F.token("GD-SUP01", .supervisor, "GD")))
             #expect(status == .ok)
             for (subject, role, unit) in [("HQ-AUD01", Role.auditor, "HQ"), ("GD-SZ-AGE02", .agent, "GD-SZ"), ("GD-COM01", .committee, "GD")] {
-                (status, _) = try await F.get(client, "/v1/cases/\(id)/personal-data?purpose=x", as: F.token(subject, role, unit))
+                (status, _) = try await F.get(client, "/v1/cases/\(id)/personal-data?purpose=x", as: (await F.token(subject, role, unit)))
                 #expect(status == .forbidden, "\(subject)")
             }
-            (status, _) = try await F.get(client, "/v1/cases/\(id)/personal-data?purpose=x", as: F.token("ZJ-SUP01", .supervisor, "ZJ"))
+            (status, _) = try await F.get(client, "/v1/cases/\(id)/personal-data?purpose=x", as: (await F.token("ZJ-SUP01", .supervisor, "ZJ")))
             #expect(status == .notFound)
-            (status, _) = try await F.get(client, "/v1/cases/\(id)/personal-data", as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            (status, _) = try await F.get(client, "/v1/cases/\(id)/personal-data", as: (await F.token("GD-SZ-AGE01", .agent, "GD-SZ")))
             #expect(status == .badRequest)
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM personal_data_reads WHERE complaint_id = \(id)") == 2)
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM personal_data_reads WHERE reader = 'GD-SZ-AGE01' AND purpose = '回访'") == 1)
@@ -478,10 +521,10 @@ enum CaseFixture {
     @Test func excludedTimeOpensAndClosesOnceAtATime() async throws {
         try await F.withApp { db, _, client in
             let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000010")
-            let agent = F.token("GD-SZ-SUP01", .supervisor, "GD-SZ")
+            let agent = (await F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
             var (status, _) = try await F.act(client, id, "exclude_time", ["version": 1], as: agent)
             #expect(status == .badRequest, "the regulation's ground is the reason")
-            (status, _) = try await F.act(client, id, "exclude_time", ["version": 1, "reason": "外部医疗鉴定"], as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            (status, _) = try await F.act(client, id, "exclude_time", ["version": 1, "reason": "外部医疗鉴定"], as: (await F.token("GD-SZ-AGE01", .agent, "GD-SZ")))
             #expect(status == .forbidden, "an agent does not stop their own clocks")
             (status, _) = try await F.act(client, id, "exclude_time", ["version": 1, "reason": "外部医疗鉴定"], as: agent)
             #expect(status == .ok)

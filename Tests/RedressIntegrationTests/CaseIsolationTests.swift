@@ -39,7 +39,7 @@ import Testing
             for viewer in Self.units {
                 for role in [Role.agent, .supervisor, .committee, .auditor, .admin] {
                     // The agent owns their own unit's case: the strongest claim to write it.
-                    let token = F.token(role == .agent ? "\(viewer)-AGE01" : "\(viewer)-\(role.rawValue)", role, viewer)
+                    let token = (await F.token(role == .agent ? "\(viewer)-AGE01" : "\(viewer)-\(role.rawValue)", role, viewer))
                     let (status, page) = try await F.get(client, "/v1/cases?limit=200&includeClosed=true", as: token)
                     #expect(status == .ok)
                     let listed = Set((page["items"] as? [[String: Any]] ?? []).compactMap { $0["handlingUnit"] as? String })
@@ -111,7 +111,7 @@ import Testing
                 """, logger: TestDatabase.logger)
             var settings = try TestDatabase.settings(database: database)
             settings.user = Migrations.serviceRole
-            let service = PostgresClient(configuration: settings.clientConfiguration(), backgroundLogger: TestDatabase.logger)
+            let service = PostgresClient(configuration: try settings.clientConfiguration(), backgroundLogger: TestDatabase.logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await service.run() }
                 defer { group.cancelAll() }

@@ -52,7 +52,7 @@ import Testing
             let second = try await F.insert(db, unit: "GD", assignee: "GD-AGE01", status: "reopened", number: "GD-SZ-20261122-000101-R1")
             try await db.query("UPDATE complaints SET reopened_from = \(id) WHERE id = \(second)", logger: TestDatabase.logger)
 
-            let (status, json) = try await F.get(client, "/v1/cases/GD-SZ-20261122-000101", as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            let (status, json) = try await F.get(client, "/v1/cases/GD-SZ-20261122-000101", as: (await F.token("GD-SZ-AGE01", .agent, "GD-SZ")))
             #expect(status == .ok)
             let content = try #require(json["content"] as? String)
             #expect(content.hasPrefix("理赔申请一个月没有结果，保单号P123"))
@@ -66,7 +66,7 @@ import Testing
             #expect(regulator["caseNumber"] as? String == "GDJG-2026-0042" && regulator["deadline"] is String)
             #expect((json["linked"] as? [String: Any])?["secondComplaints"] as? [Any] != nil)
             // The second complaint is handled one level up: the province sees it linked, the city's agent does not see it at all.
-            let (_, above) = try await F.get(client, "/v1/cases/GD-SZ-20261122-000101", as: F.token("GD-SUP01", .supervisor, "GD"))
+            let (_, above) = try await F.get(client, "/v1/cases/GD-SZ-20261122-000101", as: (await F.token("GD-SUP01", .supervisor, "GD")))
             let linked = try #require(above["linked"] as? [String: Any])
             #expect((linked["secondComplaints"] as? [[String: Any]])?.compactMap { $0["number"] as? String } == ["GD-SZ-20261122-000101-R1"])
             let clocks = Dictionary(uniqueKeysWithValues: (json["clocks"] as? [[String: Any]] ?? []).map { ($0["kind"] as? String ?? "", $0) })
@@ -85,7 +85,7 @@ import Testing
             #expect(notices.first?["template"] as? String == "complaint.registered.acknowledgement" && notices.first?["channel"] as? String == "sms")
             #expect(notices.first?["recipient"] == nil, "never the address")
             // The clear text comes only through the audited read.
-            let (_, full) = try await F.get(client, "/v1/cases/\(id)/personal-data?purpose=%E6%A0%B8%E5%AE%9E", as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            let (_, full) = try await F.get(client, "/v1/cases/\(id)/personal-data?purpose=%E6%A0%B8%E5%AE%9E", as: (await F.token("GD-SZ-AGE01", .agent, "GD-SZ")))
             #expect(full["phone"] as? String == "13812345678")
         }
     }
@@ -103,11 +103,11 @@ import Testing
                 try await db.query("UPDATE complaints SET customer_key = \(phone), customer_id_key = \(idn) WHERE id = \(id)", logger: TestDatabase.logger)
             }
             try await db.query("UPDATE complaints SET customer_key = 'someone-else' WHERE id = \(stranger)", logger: TestDatabase.logger)
-            let agent = F.token("GD-SZ-AGE01", .agent, "GD-SZ")
+            let agent = (await F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
             var (status, json) = try await F.get(client, "/v1/cases/\(first)/customer-history", as: agent)
             #expect(status == .ok)
             #expect(Set(Self.items(json)) == ["GD-SZ-20261001-000009", "GD-SZ-NS-20261110-000003"], "the sibling city's complaint stays out of sight")
-            (_, json) = try await F.get(client, "/v1/cases/\(first)/customer-history", as: F.token("GD-SUP01", .supervisor, "GD"))
+            (_, json) = try await F.get(client, "/v1/cases/\(first)/customer-history", as: (await F.token("GD-SUP01", .supervisor, "GD")))
             #expect(Self.items(json).first == "GD-GZ-20261115-000004", "newest first; the province sees both cities")
             #expect(Self.items(json).count == 3)
             (status, _) = try await F.get(client, "/v1/cases/\(sibling)/customer-history", as: agent)
@@ -126,8 +126,8 @@ import Testing
     @Test func aSupervisorCorrectsCategoryAndPriorityWithAReasonOnRecord() async throws {
         try await F.withApp { db, _, client in
             let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000201")
-            let supervisor = F.token("GD-SZ-SUP01", .supervisor, "GD-SZ")
-            var (status, json) = try await F.act(client, id, "reclassify", ["version": 1, "category": "sales", "reason": "销售误导"], as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            let supervisor = (await F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
+            var (status, json) = try await F.act(client, id, "reclassify", ["version": 1, "category": "sales", "reason": "销售误导"], as: (await F.token("GD-SZ-AGE01", .agent, "GD-SZ")))
             #expect(status == .forbidden, "agents do not correct the category")
             (status, json) = try await F.act(client, id, "reclassify", ["version": 1, "category": "pets", "reason": "r"], as: supervisor)
             #expect(status == .unprocessableContent)
@@ -159,7 +159,7 @@ import Testing
         try await F.withApp { db, _, client in
             let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000301", category: "service")
             try await db.query("UPDATE complaints SET policy_agent = 'GD-SZ-AGE03' WHERE id = \(id)", logger: TestDatabase.logger)
-            let supervisor = F.token("GD-SUP01", .supervisor, "GD")
+            let supervisor = (await F.token("GD-SUP01", .supervisor, "GD"))
             func reassign(_ to: String) async throws -> (HTTPResponse.Status, String) {
                 let (status, json) = try await F.act(client, id, "reassign", ["version": 1, "assignee": to, "reason": "调整"], as: supervisor)
                 return (status, json["detail"] as? String ?? "")
@@ -194,7 +194,7 @@ import Testing
             let referred = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000402")
             try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000403")
             try await db.query("UPDATE complaints SET committee_status = 'referred' WHERE id = \(referred)", logger: TestDatabase.logger)
-            let supervisor = F.token("GD-SZ-SUP01", .supervisor, "GD-SZ")
+            let supervisor = (await F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
             var (_, json) = try await F.get(client, "/v1/cases?unassigned=true", as: supervisor)
             #expect(Self.items(json) == ["GD-SZ-20261122-000401"])
             (_, json) = try await F.get(client, "/v1/cases?committee=referred", as: supervisor)
@@ -208,7 +208,7 @@ import Testing
     @Test func closingNeedsAnOutcomeForTheCustomerWhichTheEventCarriesScrubbed() async throws {
         try await F.withApp { db, _, client in
             let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "resolved", number: "GD-SZ-20261122-000501")
-            let agent = F.token("GD-SZ-AGE01", .agent, "GD-SZ")
+            let agent = (await F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
             let closure: [String: Any] = ["version": 1, "liability": "liable", "responsibleLink": "claims", "causeCode": "claim_delay"]
             var (status, json) = try await F.act(client, id, "close", closure, as: agent)
             #expect(status == .badRequest)
@@ -233,7 +233,7 @@ import Testing
     @Test func theCustomerIsToldOfEveryTurnWithTheOutcomeAtClosure() async throws {
         try await F.withApp { db, _, client in
             let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000601")
-            let agent = F.token("GD-SZ-AGE01", .agent, "GD-SZ")
+            let agent = (await F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
             var version = 1
             for (action, body) in [("await_customer", ["reason": "请补充提供住院病历及费用清单", "respondBy": Timestamp.format(Date().addingTimeInterval(5 * 86_400))]),
                                    ("customer_responded", [:]), ("propose_resolution", ["text": "补发赔款并支付利息"]), ("customer_accepts", [:]),

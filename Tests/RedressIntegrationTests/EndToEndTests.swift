@@ -218,9 +218,9 @@ import Testing
                 }
             }
             let tokens = TokenAuthority(secret: stack.secret)
-            let channel = tokens.mint(subject: "online", role: .channel, unit: "HQ")
+            let channel = (await tokens.mint(subject: "online", role: .channel, unit: "HQ"))
             // A claims complaint: Guangdong centralises claims, so the province handles it (rules: claims.*, unit.centralised_province).
-            let agent = tokens.mint(subject: "GD-AGE01", role: .agent, unit: "GD")
+            let agent = (await tokens.mint(subject: "GD-AGE01", role: .agent, unit: "GD"))
             let intake = "http://127.0.0.1:\(stack.port("intake"))/v1/complaints"
             let cases = "http://127.0.0.1:\(stack.port("cases"))/v1/complaints"
 
@@ -254,9 +254,9 @@ import Testing
             #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(number)", token: agent).status == 200)
 
             // Another province and a unit below do not see it; HQ above does.
-            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: tokens.mint(subject: "ZJ-AGE01", role: .agent, unit: "ZJ")).status == 404)
-            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: tokens.mint(subject: "GD-SZ-AGE01", role: .agent, unit: "GD-SZ")).status == 404)
-            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: tokens.mint(subject: "HQ-SUP01", role: .supervisor, unit: "HQ")).status == 200)
+            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: (await tokens.mint(subject: "ZJ-AGE01", role: .agent, unit: "ZJ"))).status == 404)
+            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: (await tokens.mint(subject: "GD-SZ-AGE01", role: .agent, unit: "GD-SZ"))).status == 404)
+            #expect(try await EndToEndTests.call(http, .GET, "\(cases)/\(id)", token: (await tokens.mint(subject: "HQ-SUP01", role: .supervisor, unit: "HQ"))).status == 200)
 
             // Every service that must act did, once.
             try await eventually("clocks started, customer acknowledged, owner told") {
@@ -271,13 +271,13 @@ import Testing
 
             // The owner starts the investigation: cases → case.updated → the supervisor stops the first-contact clock.
             let detail = try await EndToEndTests.call(http, .GET, "\(cases.replacingOccurrences(of: "/v1/complaints", with: "/v1/cases"))/\(id)",
-                                                      token: tokens.mint(subject: "HQ-SUP01", role: .supervisor, unit: "HQ")).json
+                                                      token: (await tokens.mint(subject: "HQ-SUP01", role: .supervisor, unit: "HQ"))).json
             let owner = try #require(detail["assignee"] as? String)
             let unit = try #require(detail["handlingUnit"] as? String)
             // The handler reads the complaint as the customer wrote it (personal data scrubbed).
             #expect((detail["content"] as? String)?.hasPrefix("理赔申请一个月没有结果，请回电138****5678") == true, "\(detail["content"] ?? "")")
             // A supervisor makes it urgent: the supervisor re-clocks, and the first contact is due in 12 hours, not 24.
-            let supervisorGD = tokens.mint(subject: "GD-SUP01", role: .supervisor, unit: "GD")
+            let supervisorGD = (await tokens.mint(subject: "GD-SUP01", role: .supervisor, unit: "GD"))
             let urgent = try await EndToEndTests.call(http, .POST, "\(cases.replacingOccurrences(of: "/v1/complaints", with: "/v1/cases"))/\(id)/actions/reprioritise",
                                                       token: supervisorGD, body: Array(#"{"version":\#(detail["version"] as? Int ?? 0),"priority":"urgent","reason":"客户年迈且情绪激动"}"#.utf8))
             #expect(urgent.status == 200, "\(urgent.text)")
@@ -288,7 +288,7 @@ import Testing
             }
             let started = try await EndToEndTests.call(
                 http, .POST, "\(cases.replacingOccurrences(of: "/v1/complaints", with: "/v1/cases"))/\(id)/actions/start_investigation",
-                token: tokens.mint(subject: owner, role: .agent, unit: unit), body: Array(#"{"version":\#(urgent.json["version"] as? Int ?? 0)}"#.utf8))
+                token: (await tokens.mint(subject: owner, role: .agent, unit: unit)), body: Array(#"{"version":\#(urgent.json["version"] as? Int ?? 0)}"#.utf8))
             #expect(started.status == 200, "\(started.text)")
             try await eventually("the first-contact clock stops") {
                 try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE kind = 'first_contact' AND stopped_at IS NOT NULL") == 1
@@ -297,7 +297,7 @@ import Testing
             // The case is resolved and closed; the return visit invites the customer (surveys → notify),
             // the customer answers "not resolved", and the case comes back one level up (cases → routing).
             let casesAPI = cases.replacingOccurrences(of: "/v1/complaints", with: "/v1/cases")
-            let ownerToken = tokens.mint(subject: owner, role: .agent, unit: unit)
+            let ownerToken = (await tokens.mint(subject: owner, role: .agent, unit: unit))
             var version = (started.json["version"] as? Int) ?? 0
             for (action, body) in [("propose_resolution", #""text":"补发利息""#), ("customer_accepts", ""),
                                    ("close", #""liability":"liable","responsibleLink":"claims","causeCode":"claim_delay","outcome":"理赔款已补发，并按合同支付利息""#)] {
@@ -315,7 +315,12 @@ import Testing
             let deadline = ContinuousClock.now + .seconds(60)
             while link == nil, ContinuousClock.now < deadline {
                 for message in try await invitations.nextBatch(maxCount: 10, timeout: .milliseconds(500)) ?? [] {
-                    link = try EventCoding.decoder().decode(EventEnvelope<SurveyRequested>.self, from: Data(message.value)).payload.link
+                    // The event names the visit; the link itself (a credential) is only in the surveys table.
+                    #expect(!String(decoding: message.value, as: UTF8.self).contains("/s/"), "no survey link on the broker")
+                    let surveyId = try EventCoding.decoder().decode(EventEnvelope<SurveyRequested>.self, from: Data(message.value)).payload.surveyId
+                    for try await value in try await db.query("SELECT link FROM surveys WHERE id = \(surveyId)", logger: TestDatabase.logger).decode(String?.self) {
+                        link = value
+                    }
                 }
             }
             await invitations.close()
@@ -347,7 +352,7 @@ import Testing
                 .replacingOccurrences(of: "\"online\"", with: "\"regulator\"")
                 .replacingOccurrences(of: "\"subject\"", with: #""regulator":{"caseNumber":"GDJG-2026-0042","deadline":"\#(regulatorDeadline)"},"attachments":[{"name":"病历.pdf","uri":"https://docs.example.com/claims/77.pdf","contentType":"application/pdf","size":1024}],"subject""#)
             // The regulator's interface has a token of its own: a channel token submits for its channel only.
-            let regulatorToken = tokens.mint(subject: "regulator", role: .channel, unit: "HQ")
+            let regulatorToken = (await tokens.mint(subject: "regulator", role: .channel, unit: "HQ"))
             let filed = try await EndToEndTests.call(http, .POST, intake, token: regulatorToken, body: Array(transfer.utf8))
             #expect(filed.status == 201, "\(filed.text)")
             let regulatorCase = try #require(filed.json["id"] as? String)
@@ -357,7 +362,7 @@ import Testing
                 return whole["status"] as? String == "assigned"
             }
             let regulatorOwner = try #require(whole["assignee"] as? String)
-            let regulatorOwnerToken = tokens.mint(subject: regulatorOwner, role: .agent, unit: "GD")
+            let regulatorOwnerToken = (await tokens.mint(subject: regulatorOwner, role: .agent, unit: "GD"))
             whole = try await EndToEndTests.call(http, .GET, "\(casesAPI)/\(regulatorCase)", token: regulatorOwnerToken).json
             #expect(whole["priority"] as? String == "urgent" && whole["handlingUnit"] as? String == "GD")
             #expect((whole["content"] as? String)?.contains("理赔申请一个月没有结果") == true)
@@ -389,7 +394,7 @@ import Testing
             #expect(escalated.status == 200, "\(escalated.text)")
             var atHQ: [String: Any] = [:]
             try await eventually("the escalated case is assigned at HQ", timeout: .seconds(60)) {
-                let hqSupervisor = tokens.mint(subject: "HQ-SUP01", role: .supervisor, unit: "HQ")
+                let hqSupervisor = (await tokens.mint(subject: "HQ-SUP01", role: .supervisor, unit: "HQ"))
                 atHQ = try await EndToEndTests.call(http, .GET, "\(casesAPI)/\(regulatorCase)", token: hqSupervisor).json
                 return atHQ["status"] as? String == "assigned" && atHQ["handlingUnit"] as? String == "HQ"
             }
@@ -401,9 +406,9 @@ import Testing
             // Its owner leaves: an admin deactivates them, and the case goes to HQ's other service agent, still assigned.
             let leaver = try #require(atHQ["assignee"] as? String)
             let deactivated = try await EndToEndTests.call(http, .PATCH, "http://127.0.0.1:\(stack.port("cases"))/v1/staff/\(leaver)",
-                                                           token: tokens.mint(subject: "HQ-ADM01", role: .admin, unit: "HQ"), body: Array(#"{"active":false}"#.utf8))
+                                                           token: (await tokens.mint(subject: "HQ-ADM01", role: .admin, unit: "HQ")), body: Array(#"{"active":false}"#.utf8))
             #expect(deactivated.status == 200, "\(deactivated.text)")
-            let handedOn = try await EndToEndTests.call(http, .GET, "\(casesAPI)/\(regulatorCase)", token: tokens.mint(subject: "HQ-SUP01", role: .supervisor, unit: "HQ")).json
+            let handedOn = try await EndToEndTests.call(http, .GET, "\(casesAPI)/\(regulatorCase)", token: (await tokens.mint(subject: "HQ-SUP01", role: .supervisor, unit: "HQ"))).json
             #expect(handedOn["assignee"] as? String != leaver && handedOn["assignee"] as? String != nil && handedOn["status"] as? String == "assigned", "\(handedOn)")
 
             // Upstream channels publish to the inbound topic: same contract, same result; bad ones are dead-lettered.
@@ -438,7 +443,7 @@ import Testing
             #expect(try await EndToEndTests.call(http, .POST, intake, token: channel, body: [UInt8](repeating: 0x20, count: 300_000)).status == 413)
             #expect(try await EndToEndTests.call(http, .POST, intake, token: channel, body: [0x7B, 0xFF, 0x7D]).status == 400)
             #expect(try await EndToEndTests.call(http, .POST, intake, body: EndToEndTests.submission(ref: "WEB-E2E-4")).status == 401)
-            #expect(try await EndToEndTests.call(http, .POST, intake, token: tokens.mint(subject: "a", role: .auditor, unit: "HQ"), body: EndToEndTests.submission(ref: "WEB-E2E-5")).status == 403)
+            #expect(try await EndToEndTests.call(http, .POST, intake, token: (await tokens.mint(subject: "a", role: .auditor, unit: "HQ")), body: EndToEndTests.submission(ref: "WEB-E2E-5")).status == 403)
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM complaints") == before)
 
             // Every service serves Prometheus text.

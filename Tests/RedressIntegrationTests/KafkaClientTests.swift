@@ -118,4 +118,39 @@ import Testing
         await second.close()
         await producer.shutdown()
     }
+
+    /// A lane whose handler is stuck does not starve the others: with a small buffer and lane 0 never
+    /// read, lane 1 still receives all its messages (lane 0's partition is paused at its share), and
+    /// once lane 0 is read, every one of its messages arrives too, in order — none lost to the pause.
+    @Test func aStuckLaneDoesNotStarveTheOthersAndLosesNothing() async throws {
+        let cluster = try TestKafka.cluster(topics: ["t.lanes"], partitions: 2)
+        let producer = try TestKafka.producer(cluster)
+        var configuration = TestKafka.consumerConfiguration(cluster, group: "g-lanes", topics: ["t.lanes"])
+        configuration.lanes = 2
+        configuration.bufferCapacity = 8
+        let consumer = try KafkaConsumer(configuration: configuration, logger: TestDatabase.logger)
+        try await eventually("the member holds both partitions") { consumer.assignment.count == 2 }
+        let messages = (0..<120).map { TestKafka.message("t.lanes", key: "k\($0)", "\($0)") }
+        let reports = try await producer.send(messages)
+        let lane1 = Set(zip(messages, reports).filter { $0.1.partition == 1 }.map { String(decoding: $0.0.value, as: UTF8.self) })
+        let lane0 = zip(messages, reports).filter { $0.1.partition == 0 }.map { String(decoding: $0.0.value, as: UTF8.self) }
+        #expect(lane1.count > 20 && lane0.count > 20, "keys spread over both partitions")
+
+        var received: [String] = []
+        let deadline = ContinuousClock.now + .seconds(30)
+        while received.count < lane1.count, ContinuousClock.now < deadline {
+            received += (try await consumer.nextBatch(maxCount: 1000, lane: 1, timeout: .milliseconds(500)) ?? []).map { String(decoding: $0.value, as: UTF8.self) }
+        }
+        #expect(Set(received) == lane1, "lane 1 received \(received.count) of \(lane1.count) while lane 0 was not read")
+
+        var fromLane0: [String] = []
+        let deadline0 = ContinuousClock.now + .seconds(30)
+        while fromLane0.count < lane0.count, ContinuousClock.now < deadline0 {
+            fromLane0 += (try await consumer.nextBatch(maxCount: 3, lane: 0, timeout: .milliseconds(500)) ?? []).map { String(decoding: $0.value, as: UTF8.self) }
+        }
+        #expect(fromLane0 == lane0, "lane 0, paused and resumed, still delivers every message once and in order")
+        await consumer.close()
+        await producer.shutdown()
+    }
 }
+

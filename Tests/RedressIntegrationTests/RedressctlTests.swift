@@ -18,7 +18,7 @@ import Testing
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM org_units") == 9)
             (code, out) = try await ctl("token", "--role", "agent", "--unit", "GD-SZ", "--subject", "GD-SZ-AGE01")
             #expect(code == 0)
-            let identity = try TokenAuthority(secret: stack.secret).verify(out.trimmingCharacters(in: .whitespacesAndNewlines))
+            let identity = try await TokenAuthority(secret: stack.secret).verify(out.trimmingCharacters(in: .whitespacesAndNewlines))
             #expect(identity.subject == "GD-SZ-AGE01" && identity.role == .agent && identity.unit == "GD-SZ")
             (code, out) = try await ctl("token", "--role", "wizard", "--unit", "GD")
             #expect(code != 0 && out.contains("wizard"), "\(out)")

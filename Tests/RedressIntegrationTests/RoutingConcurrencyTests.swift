@@ -11,7 +11,7 @@ import Testing
     static func event(_ i: Int, conflict: String?) -> EventEnvelope<ComplaintRegistered> {
         let payload = ComplaintRegistered(
             number: "GD-SZ-20261122-\(String(format: "%06d", i))", channel: .online, externalRef: "R-\(i)", receivedAt: Date(), registeredAt: Date(),
-            promisedReplyBy: Date(), branch: "GD-SZ", customer: MaskedCustomer(name: "张*", phone: "138****5678", idNumber: nil, key: "k\(i)", flags: []),
+            promisedReplyBy: Date(), branch: "GD-SZ", customer: MaskedCustomer(name: "张*", key: "k\(i)", flags: []),
             policyNumber: nil, claimNumber: nil, claimStage: nil, subject: "咨询", content: "一般问题", regulatorCaseNumber: nil, regulatorDeadline: nil,
             policyAgent: conflict)
         return EventEnvelope(complaintId: UUID(), orgUnit: "GD-SZ", actor: .service("test"), payload: payload)

@@ -16,7 +16,7 @@ import Testing
     @Test func aDeactivatedOrMovedStaffMembersTokenIsRefusedAtTheNextRequest() async throws {
         try await F.withApp { db, _, client in
             try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", number: "GD-SZ-20261130-000001")
-            let agent = F.token("GD-SZ-AGE01", .agent, "GD-SZ")
+            let agent = (await F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
             #expect(try await F.get(client, "/v1/cases/mine", as: agent).0 == .ok)
             try await db.query("UPDATE staff SET org_unit = 'GD-GZ' WHERE id = 'GD-SZ-AGE01'", logger: TestDatabase.logger)
             let (moved, detail) = try await F.get(client, "/v1/cases/mine", as: agent)
@@ -24,7 +24,7 @@ import Testing
             try await db.query("UPDATE staff SET org_unit = 'GD-SZ', active = false WHERE id = 'GD-SZ-AGE01'", logger: TestDatabase.logger)
             #expect(try await F.get(client, "/v1/cases/mine", as: agent).0 == .unauthorized, "deactivated: out at once")
             #expect(try await F.get(client, "/v1/cases/GD-SZ-20261130-000001/personal-data?purpose=x", as: agent).0 == .unauthorized)
-            #expect(try await F.get(client, "/v1/cases/mine", as: F.token("NOBODY-01", .agent, "GD-SZ")).0 == .unauthorized, "unknown subject")
+            #expect(try await F.get(client, "/v1/cases/mine", as: (await F.token("NOBODY-01", .agent, "GD-SZ"))).0 == .unauthorized, "unknown subject")
             // Refusals are in the request metrics like any answer.
             let metrics = try await client.execute(uri: "/metrics", method: .get, headers: [:], body: nil)
             let text = String(buffer: metrics.body)
@@ -66,9 +66,9 @@ import Testing
             let id = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261130-000001")
             let note = "客户留了新号码 +86 138-1234-5678，邮箱 zhang.san@example.com，卡号 6222 0212 3456 7894"
             let (status, _) = try await F.act(client, id, "add_note", ["version": 1, "text": note, "reason": "联系方式 138 1234 5678"],
-                                              as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+                                              as: (await F.token("GD-SZ-AGE01", .agent, "GD-SZ")))
             #expect(status == .ok)
-            let (_, detail) = try await F.get(client, "/v1/cases/\(id)", as: F.token("HQ-AUD01", .auditor, "HQ"))
+            let (_, detail) = try await F.get(client, "/v1/cases/\(id)", as: (await F.token("HQ-AUD01", .auditor, "HQ")))
             let history = detail["history"] as? [[String: Any]] ?? []
             let shown = String(describing: history)
             #expect(shown.contains("138-****-5678") && !shown.contains("1234-5678") && !shown.contains("1234 5678"), "\(shown)")

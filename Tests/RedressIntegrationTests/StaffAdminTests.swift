@@ -24,12 +24,12 @@ import Testing
 
     @Test func supervisorsManageAgentsOfTheirSubtreeAndAdminsEveryone() async throws {
         try await F.withApp { db, _, client in
-            let supervisor = F.token("GD-SZ-SUP01", .supervisor, "GD-SZ")
+            let supervisor = (await F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
             var (status, json) = try await F.get(client, "/v1/staff", as: supervisor)
             #expect(status == .ok)
             let units = Set((json["items"] as? [[String: Any]] ?? []).compactMap { $0["unit"] as? String })
             #expect(units == ["GD-SZ", "GD-SZ-NS"], "their unit and below, no sibling")
-            (status, _) = try await F.get(client, "/v1/staff", as: F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
+            (status, _) = try await F.get(client, "/v1/staff", as: (await F.token("GD-SZ-AGE01", .agent, "GD-SZ")))
             #expect(status == .forbidden)
             let agent: [String: Any] = ["id": "GD-SZ-AGE09", "name": "周敏", "unit": "GD-SZ", "role": "agent", "skills": ["claims", "service"], "capacity": 30]
             (status, json) = try await Self.send(client, .post, "/v1/staff", agent, as: supervisor)
@@ -54,7 +54,7 @@ import Testing
             #expect(status == .notFound && json["title"] as? String == "No such staff member", "\(json)")
             (status, _) = try await Self.send(client, .patch, "/v1/staff/GD-SZ-AGE09", ["role": "admin"], as: supervisor)
             #expect(status == .forbidden)
-            (status, _) = try await Self.send(client, .patch, "/v1/staff/GD-SZ-AGE09", ["role": "supervisor"], as: F.token("HQ-ADM01", .admin, "HQ"))
+            (status, _) = try await Self.send(client, .patch, "/v1/staff/GD-SZ-AGE09", ["role": "supervisor"], as: (await F.token("HQ-ADM01", .admin, "HQ")))
             #expect(status == .ok)
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM staff_events WHERE staff_id = 'GD-SZ-AGE09'") == 3)
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM staff_events WHERE staff_id = 'GD-SZ-AGE09' AND actor = 'HQ-ADM01' AND changes->>'role' = 'supervisor'") == 1)
@@ -68,7 +68,7 @@ import Testing
             // Nobody else in GD-SZ has the sales skill: that one goes to the supervisors' queue.
             let sales = try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "investigating", number: "GD-SZ-20261122-000703", category: "sales")
             try await F.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", status: "closed", number: "GD-SZ-20261122-000704")
-            let (status, json) = try await Self.send(client, .patch, "/v1/staff/GD-SZ-AGE01", ["active": false], as: F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
+            let (status, json) = try await Self.send(client, .patch, "/v1/staff/GD-SZ-AGE01", ["active": false], as: (await F.token("GD-SZ-SUP01", .supervisor, "GD-SZ")))
             #expect(status == .ok && json["active"] as? Bool == false, "\(json)")
             func owner(_ id: UUID) async throws -> (String?, String) {
                 for try await row in try await db.query("SELECT assignee, status FROM complaints WHERE id = \(id)", logger: TestDatabase.logger).decode((String?, String).self) { return row }

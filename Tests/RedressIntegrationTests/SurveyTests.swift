@@ -28,11 +28,26 @@ import Testing
         }
     }
 
-    static func links(_ db: PostgresClient) async throws -> [SurveyRequested] {
-        var result: [SurveyRequested] = []
+    struct Invitation {
+        var surveyId: UUID
+        var number: String
+        var wave: String
+        var link: String
+    }
+
+    /// The invitations in the outbox, each with its link as notify reads it — from the surveys
+    /// table: the event itself carries no link, and no part of its token.
+    static func links(_ db: PostgresClient) async throws -> [Invitation] {
+        var result: [Invitation] = []
         for try await text in try await db.query("SELECT convert_from(payload, 'UTF8') FROM outbox WHERE event_type = 'survey.requested' ORDER BY id",
                                                  logger: TestDatabase.logger).decode(String.self) {
-            result.append(try EventCoding.decoder().decode(EventEnvelope<SurveyRequested>.self, from: Data(text.utf8)).payload)
+            #expect(!text.contains("s.test/s/") && !text.contains("link"), "a survey.requested event carries no link: \(text)")
+            let payload = try EventCoding.decoder().decode(EventEnvelope<SurveyRequested>.self, from: Data(text.utf8)).payload
+            var link = ""
+            for try await value in try await db.query("SELECT link FROM surveys WHERE id = \(payload.surveyId)", logger: TestDatabase.logger).decode(String?.self) {
+                link = value ?? ""
+            }
+            result.append(Invitation(surveyId: payload.surveyId, number: payload.number, wave: payload.wave, link: link))
         }
         return result
     }
@@ -64,11 +79,22 @@ import Testing
             try await Self.close(db, id, at: closed) // redelivered: still three visits
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM surveys WHERE complaint_id = \(id) AND handler = 'GD-SZ-AGE01'") == 3)
             let visits = ReturnVisits(postgres: db, settings: Self.settings, logger: TestDatabase.logger)
+            // Each link read as notify would, right after its invitation (an expired visit's link is cleared).
+            var seen: [UUID: Invitation] = [:]
+            func collect() async throws {
+                for invitation in try await Self.links(db) where !invitation.link.isEmpty && seen[invitation.surveyId] == nil {
+                    seen[invitation.surveyId] = invitation
+                }
+            }
             #expect(try await visits.invite(now: closed) == 1, "the same-day visit")
+            try await collect()
             #expect(try await visits.invite(now: closed.addingTimeInterval(6 * 86_400)) == 0)
             #expect(try await visits.invite(now: closed.addingTimeInterval(7 * 86_400 + 1)) == 1, "one week")
+            try await collect()
             #expect(try await visits.invite(now: closed.addingTimeInterval(30 * 86_400 + 1)) == 1, "one month")
-            let links = try await Self.links(db)
+            try await collect()
+            let order = ["day0", "day7", "day30"]
+            let links = seen.values.sorted { (order.firstIndex(of: $0.wave) ?? 9) < (order.firstIndex(of: $1.wave) ?? 9) }
             #expect(links.map(\.wave) == ["day0", "day7", "day30"])
             #expect(links.allSatisfy { $0.link.hasPrefix("https://s.test/s/") && Self.token($0.link).count == 43 })
             #expect(Set(links.map(\.link)).count == 3)
@@ -87,16 +113,19 @@ import Testing
             try await Self.close(db, fresh, at: Date())
             try await Self.close(db, stale, at: Date().addingTimeInterval(-20 * 86_400))
             try await visits.invite(now: Date().addingTimeInterval(-15 * 86_400)) // stale's day0: its link expired yesterday
+            // Read while open: once the visit expires, its link is cleared from the table.
+            let expired = try #require(try await Self.links(db).first { $0.number == "GD-SZ-20261122-000052" && $0.wave == "day0" })
             try await visits.invite(now: Date())
             let links = try await Self.links(db)
             let open = try #require(links.first { $0.number == "GD-SZ-20261122-000051" && $0.wave == "day0" })
-            let expired = try #require(links.first { $0.number == "GD-SZ-20261122-000052" && $0.wave == "day0" })
+            #expect(try #require(links.first { $0.surveyId == expired.surveyId }).link.isEmpty, "an expired visit's link is cleared")
             let form = try await client.execute(uri: "/v1/surveys/\(Self.token(open.link))", method: .get, headers: [:], body: nil)
             #expect(form.status == .ok)
             #expect(String(buffer: form.body).contains("GD-SZ-20261122-000051"))
             #expect(try await Self.post(client, Self.token(open.link), #"{"score": 9}"#) == .badRequest)
             #expect(try await Self.post(client, Self.token(open.link), #"{"score": 5, "resolved": true, "comment": "很好，电话13812345678"}"#) == .created)
             #expect(try await Self.post(client, Self.token(open.link), #"{"score": 1, "resolved": false}"#) == .notFound, "single use")
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM surveys WHERE id = \(open.surveyId) AND link IS NULL") == 1, "an answered visit's link is cleared")
             #expect(try await client.execute(uri: "/v1/surveys/\(Self.token(open.link))", method: .get, headers: [:], body: nil).status == .notFound)
             #expect(try await client.execute(uri: "/v1/surveys/\(Self.token(expired.link))", method: .get, headers: [:], body: nil).status == .notFound)
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM surveys WHERE comment LIKE '%很好%' AND comment LIKE '%138****5678%'") == 1,

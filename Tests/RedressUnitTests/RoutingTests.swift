@@ -31,7 +31,7 @@ import Testing
         ComplaintRegistered(
             number: "GD-SZ-20261122-000001", channel: entry.channel, externalRef: entry.id, receivedAt: Date(), registeredAt: Date(),
             promisedReplyBy: Date(), branch: "GD-SZ",
-            customer: MaskedCustomer(name: "张*", phone: "138****5678", idNumber: nil, key: "k", flags: entry.flags),
+            customer: MaskedCustomer(name: "张*", key: "k", flags: entry.flags),
             policyNumber: "P1", claimNumber: entry.claimNumber, claimStage: nil, subject: entry.subject, content: entry.content,
             regulatorCaseNumber: nil, regulatorDeadline: nil,
             repeatOf: entry.repeat ? ComplaintReference(id: UUID(), number: "GD-SZ-20261101-000007") : nil)

@@ -18,7 +18,7 @@ import Testing
         return try JSONSerialization.jsonObject(with: EventCoding.encoder().encode(envelope))
     }
 
-    static let customer = MaskedCustomer(name: "张*", phone: "138****5678", idNumber: "110105********002X", key: String(repeating: "a", count: 64), flags: [.elderly])
+    static let customer = MaskedCustomer(name: "张*", key: String(repeating: "a", count: 64), flags: [.elderly])
     static let transition = CaseTransition(number: "GD-SZ-20261122-000001", fromStatus: .registered, toStatus: .assigned, handlingUnit: "GD-SZ",
                                            assignee: "GD-SZ-AGE01", reason: "initial", caseVersion: 2, action: .assign)
     static let clock = SLAClockEvent(number: "GD-SZ-20261122-000001", clock: .decision, startedAt: Date(), dueAt: Date(), handlingUnit: "GD-SZ", assignee: nil)
@@ -72,8 +72,8 @@ import Testing
             (.surveyDissatisfied, try document(SurveyDissatisfied(surveyId: UUID(), number: "GD-SZ-20261122-000001", wave: "day0", score: 4,
                                                                   resolved: false, comment: nil, answeredAt: Date()))),
             (.surveyRequested, try document(SurveyRequested(surveyId: UUID(), number: "GD-SZ-20261122-000001", wave: "day7",
-                                                            link: "https://survey.example/s/3q2-7Xk_9pLm", requestedAt: Date(), expiresAt: Date()))),
-            (.statusCodeRequested, try document(StatusCodeRequested(number: "GD-SZ-20261122-000001", code: "042917", expiresAt: Date()))),
+                                                            requestedAt: Date(), expiresAt: Date()))),
+            (.statusCodeRequested, try document(StatusCodeRequested(number: "GD-SZ-20261122-000001", codeId: UUID(), expiresAt: Date()))),
             (.surveyAnswered, try document(SurveyAnswered(surveyId: UUID(), number: "GD-SZ-20261122-000001", wave: "day0", score: 5,
                                                           resolved: true, satisfied: true, comment: "很快就处理好了", answeredAt: Date()))),
             (.notificationDelivered, try document(NotificationDelivered(notificationId: UUID(), number: "GD-SZ-20261122-000001",
@@ -174,5 +174,47 @@ enum JSONSchemaCheck {
         if let x = a as? String, let y = b as? String { return x == y }
         if let x = a as? NSNumber, let y = b as? NSNumber { return x == y }
         return false
+    }
+}
+
+/// The deploy kit's Kafka ACLs (`deploy/kafka/acls.json`) against the code's table of who writes
+/// what: each event type's topic is writable by the principals of its writers alone (and by
+/// `redressctl`, which replays dead letters), every reader may write the dead-letter twin of what it
+/// reads, and the channels write only the inbound topic.
+@Suite struct KafkaACLTests {
+    struct Principal: Decodable {
+        var write: [String]
+        var read: [String]
+        var groups: [String]
+    }
+    struct File: Decodable {
+        var principals: [String: Principal]
+    }
+
+    static func load() throws -> File {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("deploy/kafka/acls.json")
+        return try JSONDecoder().decode(File.self, from: Data(contentsOf: url))
+    }
+
+    @Test func eachEventTypeIsWrittenByItsOwnerAlone() throws {
+        let acls = try Self.load().principals
+        for type in EventType.allCases {
+            let writers = Set(acls.filter { $0.key != "redressctl" && $0.value.write.contains(type.topic) }.map { "redress-" + $0.key })
+            #expect(writers == type.writers, "\(type.topic): written by \(writers.sorted()), the code says \(type.writers.sorted())")
+            #expect(acls["redressctl"]?.write.contains(type.topic) == true, "redressctl replays dead letters to \(type.topic)")
+        }
+        // What the issue feared: a compromised surveys pod publishing an assignment.
+        #expect(!(acls["surveys"]?.write.contains(EventType.complaintAssigned.topic) ?? true))
+        #expect(acls["channels"]?.write == [Topics.inbound])
+        #expect(acls["console"]?.write.isEmpty == true, "the console writes no events")
+        for (name, principal) in acls {
+            for topic in principal.read where !topic.hasSuffix(".dlq") {
+                #expect(principal.write.contains(Topics.deadLetter(topic)), "\(name) reads \(topic), so must be able to dead-letter it")
+            }
+            for topic in principal.write + principal.read {
+                #expect(Topics.all.contains(topic), "\(name): \(topic) is not a topic of Redress")
+            }
+        }
     }
 }

@@ -45,6 +45,19 @@ import Testing
         }
     }
 
+    /// For events and logs, where a masked number would sit beside the customer's keyed hash: no
+    /// digit of a number survives, however it is written, and the words around stay.
+    @Test func redactionLeavesNoDigitOfANumber() async {
+        await propertyCheck(count: 300, input: Gen.int(in: 0...Int(Int32.max)), Gen.int(in: 0...7)) { seed, style in
+            let number = Self.mobile(seed)
+            let text = "客户来电称请回电\(Self.written(number, style: style))，谢谢"
+            let redacted = PersonalData.redact(text)
+            #expect(!redacted.unicodeScalars.contains { PersonalData.digit($0) != nil }, "\(text) → \(redacted)")
+            #expect(redacted.hasPrefix("客户来电称请回电") && redacted.hasSuffix("，谢谢"), "the words around stay")
+        }
+        #expect(PersonalData.redact("保单 P4403000012345 的理赔") == "保单 P4403000012345 的理赔", "codes are left alone")
+    }
+
     @Test func idNumbersCardsAndEmailsAreMasked() async {
         await propertyCheck(count: 200, input: Gen.int(in: 0...Int(Int32.max))) { seed in
             var rng = Seeded(seed)

@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# Applies deploy/kafka/acls.json, Redress's Kafka access list, to a cluster with Kafka's own tools.
+#
+# Usage:
+#   BOOTSTRAP=kafka:9092 ADMIN_CONFIG=/path/admin.properties deploy/kafka/apply-acls.sh [options] [acls.json]
+#
+#   acls.json           the access list (default: acls.json beside this script)
+#   --dry-run           print the commands instead of running them (needs neither Kafka nor BOOTSTRAP)
+#   --with-scram-users  first create or update each principal's SCRAM-SHA-512 credentials, the password
+#                       of principal <name> read from REDRESS_KAFKA_<NAME>_PASSWORD (upper case, '-' as '_':
+#                       REDRESS_KAFKA_INTAKE_PASSWORD, REDRESS_KAFKA_REDRESSCTL_PASSWORD...). For a
+#                       self-managed cluster; a managed one creates its users its own way.
+#   -h, --help          this text
+#
+# Environment:
+#   BOOTSTRAP        host:port of a listener the admin can reach
+#   ADMIN_CONFIG     client properties of a super user or a principal allowed to Alter the cluster
+#                    (security.protocol, sasl.mechanism, sasl.jaas.config, ssl.truststore.location...)
+#   KAFKA_BIN        directory of kafka-acls.sh and kafka-configs.sh (default: PATH, then /opt/kafka/bin)
+#   SCRAM_ITERATIONS SCRAM iterations (default 8192)
+#
+# Principal <name> of acls.json is Kafka user redress-<name>, or <name> itself when it already starts
+# with "redress" (redressctl). For each it adds, with `kafka-acls.sh --add` (adding an ACL that exists
+# is a no-op, so the script is safe to run again):
+#   Write, Describe  on each topic of "write" (the topics of the events it owns and the .dlq twins of what it reads)
+#   Read, Describe   on each topic of "read"
+#   Read             on each consumer group of "groups" (prefixed patterns when "groupPrefix" is true)
+#   IdempotentWrite  on the cluster (Redress's producer is idempotent; it needs no topic for this)
+# It never removes an ACL: after taking a right out of acls.json, remove it with
+# `kafka-acls.sh --remove` (see deploy/README.md, "Kafka principals and ACLs").
+#
+# acls.json is read with python3 when there is one, else with the awk below (the apache/kafka image
+# has bash and awk but no python3 or jq).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+file="$here/acls.json"
+dry_run=false
+scram_users=false
+
+usage() {
+    sed -n '2,/^set -euo pipefail/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+}
+
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --dry-run) dry_run=true ;;
+        --with-scram-users) scram_users=true ;;
+        -h | --help) usage; exit 0 ;;
+        -*) echo "apply-acls: unknown option $1 (see --help)" >&2; exit 2 ;;
+        *) file=$1 ;;
+    esac
+    shift
+done
+
+[ -r "$file" ] || { echo "apply-acls: cannot read $file" >&2; exit 2; }
+
+# The list as lines "<principal> TAB <field> TAB <value>", field one of principal (the name alone),
+# write, read, groups, groupPrefix.
+plan_python() {
+    python3 -c '
+import json, sys
+try:
+    doc = json.load(open(sys.argv[1], encoding="utf-8"))
+    principals = doc["principals"]
+    assert isinstance(principals, dict)
+except Exception as error:
+    sys.exit("apply-acls: %s is not an access list: %s" % (sys.argv[1], error))
+for name, p in principals.items():
+    print("%s\tprincipal\t" % name)
+    for field in ("write", "read", "groups"):
+        values = p.get(field, [])
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            sys.exit("apply-acls: principals.%s.%s must be a list of strings" % (name, field))
+        for value in values:
+            print("%s\t%s\t%s" % (name, field, value))
+    prefix = p.get("groupPrefix", False)
+    if not isinstance(prefix, bool):
+        sys.exit("apply-acls: principals.%s.groupPrefix must be true or false" % name)
+    print("%s\tgroupPrefix\t%s" % (name, "true" if prefix else "false"))
+' "$1"
+}
+
+# The same with awk alone: a small JSON reader that knows objects, arrays, strings and literals,
+# and prints the principals' entries.
+plan_awk() {
+    awk '
+    function fail(message) { printf "apply-acls: %s: %s (near character %d)\n", FILENAME, message, i > "/dev/stderr"; failed = 1; exit 2 }
+    function path(   d, p) { p = ""; for (d = 1; d <= depth; d++) if (type[d] == "o") p = p (p == "" ? "" : "/") key[d]; return p }
+    function value(v,   p, parts, n) {
+        p = path(); n = split(p, parts, "/")
+        if (n == 3 && parts[1] == "principals" && (parts[3] == "write" || parts[3] == "read" || parts[3] == "groups") && type[depth] == "a")
+            print parts[2] "\t" parts[3] "\t" v
+        else if (n == 3 && parts[1] == "principals" && parts[3] == "groupPrefix")
+            print parts[2] "\tgroupPrefix\t" v
+    }
+    { text = text $0 "\n" }
+    END {
+        if (failed) exit 2
+        n = length(text); depth = 0; i = 1
+        while (i <= n) {
+            c = substr(text, i, 1)
+            if (c == " " || c == "\t" || c == "\n" || c == "\r") { i++; continue }
+            if (c == "{") {
+                p = path()
+                if (depth == 2 && p ~ /^principals\//) print substr(p, 12) "\tprincipal\t"
+                depth++; type[depth] = "o"; want[depth] = 1; key[depth] = ""; i++; continue
+            }
+            if (c == "[") { depth++; type[depth] = "a"; i++; continue }
+            if (c == "}" || c == "]") { if (depth == 0) fail("unbalanced " c); depth--; i++; continue }
+            if (c == ",") { if (type[depth] == "o") want[depth] = 1; i++; continue }
+            if (c == ":") { want[depth] = 0; i++; continue }
+            if (c == "\"") {
+                s = ""; j = i + 1
+                while (j <= n) {
+                    ch = substr(text, j, 1)
+                    if (ch == "\\") {
+                        nx = substr(text, j + 1, 1)
+                        if (nx == "n" || nx == "t" || nx == "r") s = s " "
+                        else if (nx == "u") s = s "?"
+                        else s = s nx
+                        j += (nx == "u") ? 6 : 2; continue
+                    }
+                    if (ch == "\"") break
+                    s = s ch; j++
+                }
+                if (j > n) fail("unterminated string")
+                i = j + 1
+                if (type[depth] == "o" && want[depth]) key[depth] = s; else value(s)
+                continue
+            }
+            j = i
+            while (j <= n && index(",}] \t\r\n", substr(text, j, 1)) == 0) j++
+            if (j == i) fail("unexpected " c)
+            value(substr(text, i, j - i)); i = j
+        }
+        if (depth != 0) fail("unbalanced braces")
+    }' "$1"
+}
+
+if command -v python3 >/dev/null 2>&1 && [ "${ACLS_PARSER:-}" != awk ]; then
+    plan=$(plan_python "$file")
+else
+    plan=$(plan_awk "$file")
+fi
+
+names=()
+declare -A writes=() reads=() groups=() prefixed=()
+while IFS=$'\t' read -r name field value; do
+    [[ $name =~ ^[a-z][a-z0-9-]*$ ]] || { echo "apply-acls: principal name '$name' must be lower-case letters, digits and '-'" >&2; exit 2; }
+    case "$field" in
+        principal) names+=("$name"); prefixed[$name]=false ;;
+        write | read | groups)
+            # Full names only: no wildcard, nothing kafka-acls would read as an option or a pattern.
+            [[ $value =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || { echo "apply-acls: $name.$field: '$value' is not a full topic or group name" >&2; exit 2; }
+            case "$field" in
+                write) writes[$name]+="$value"$'\n' ;;
+                read) reads[$name]+="$value"$'\n' ;;
+                groups) groups[$name]+="$value"$'\n' ;;
+            esac ;;
+        groupPrefix)
+            case "$value" in
+                true | false) prefixed[$name]=$value ;;
+                *) echo "apply-acls: $name.groupPrefix must be true or false" >&2; exit 2 ;;
+            esac ;;
+    esac
+done <<<"$plan"
+[ "${#names[@]}" -gt 0 ] || { echo "apply-acls: no principals in $file" >&2; exit 2; }
+
+# A consumer dead-letters to the .dlq twin of what it reads: that must be in its write list.
+for name in "${names[@]}"; do
+    while IFS= read -r topic; do
+        [ -n "$topic" ] || continue
+        case "$topic" in *.dlq) continue ;; esac
+        if ! grep -qxF "$topic.dlq" <<<"${writes[$name]:-}"; then
+            echo "apply-acls: $name reads $topic but may not write $topic.dlq, where its consumer dead-letters" >&2
+            exit 2
+        fi
+    done <<<"${reads[$name]:-}"
+done
+
+tool() {
+    local name=$1
+    if [ -n "${KAFKA_BIN:-}" ]; then
+        echo "$KAFKA_BIN/$name.sh"
+    elif command -v "$name.sh" >/dev/null 2>&1; then
+        echo "$name.sh"
+    elif command -v "$name" >/dev/null 2>&1; then
+        echo "$name"  # Confluent Platform's packages drop the .sh
+    else
+        echo "/opt/kafka/bin/$name.sh"
+    fi
+}
+
+if ! "$dry_run"; then
+    : "${BOOTSTRAP:?set BOOTSTRAP to host:port of a Kafka listener}"
+    : "${ADMIN_CONFIG:?set ADMIN_CONFIG to the admin client properties file}"
+    [ -r "$ADMIN_CONFIG" ] || { echo "apply-acls: cannot read ADMIN_CONFIG $ADMIN_CONFIG" >&2; exit 2; }
+fi
+kafka_acls=$(tool kafka-acls)
+kafka_configs=$(tool kafka-configs)
+
+# Runs (or with --dry-run prints) a Kafka tool against BOOTSTRAP as the admin.
+admin() {
+    local command=$1 argument output
+    shift
+    if "$dry_run"; then
+        printf '%s --bootstrap-server %s --command-config %s' "$command" "${BOOTSTRAP:-\$BOOTSTRAP}" "${ADMIN_CONFIG:-\$ADMIN_CONFIG}"
+        for argument in "$@"; do
+            case "$argument" in
+                *password=*) argument="${argument%%password=*}password=*****]" ;;
+            esac
+            printf ' %q' "$argument"
+        done
+        printf '\n'
+    # The tools print their errors on standard output, with the ACLs they set: shown only on failure.
+    elif ! output=$("$command" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" "$@" 2>&1); then
+        printf '%s\n' "$output" >&2
+        echo "apply-acls: failed: $command $1 ${*: -2}" >&2
+        return 1
+    fi
+}
+
+# "a\nb\n" → --flag a --flag b, into the array named by $1.
+options() {
+    local -n into=$1
+    local flag=$2 list=$3 item
+    into=()
+    while IFS= read -r item; do
+        if [ -n "$item" ]; then into+=("$flag" "$item"); fi
+    done <<<"$list"
+}
+
+user_of() {
+    case "$1" in
+        redress*) echo "$1" ;;
+        *) echo "redress-$1" ;;
+    esac
+}
+
+for name in "${names[@]}"; do
+    user=$(user_of "$name")
+    principal="User:$user"
+
+    if "$scram_users"; then
+        variable="REDRESS_KAFKA_$(tr 'a-z-' 'A-Z_' <<<"$name")_PASSWORD"
+        password=${!variable:-}
+        if [ -z "$password" ] && ! "$dry_run"; then
+            echo "apply-acls: $variable is not set: the SCRAM password of $user" >&2
+            exit 2
+        fi
+        # It goes inside SCRAM-SHA-512=[password=...]: no brackets, commas, quotes, '=' or spaces.
+        if [ -n "$password" ] && ! [[ $password =~ ^[A-Za-z0-9._~+/-]+$ ]]; then
+            echo "apply-acls: $variable may hold only letters, digits and . _ ~ + / - (e.g. openssl rand -hex 24)" >&2
+            exit 2
+        fi
+        admin "$kafka_configs" --alter --entity-type users --entity-name "$user" \
+            --add-config "SCRAM-SHA-512=[iterations=${SCRAM_ITERATIONS:-8192},password=${password:-\$$variable}]"
+    fi
+
+    topics=()
+    options topics --topic "${writes[$name]:-}"
+    if [ "${#topics[@]}" -gt 0 ]; then
+        admin "$kafka_acls" --add --allow-principal "$principal" --operation Write --operation Describe "${topics[@]}"
+    fi
+
+    topics=()
+    options topics --topic "${reads[$name]:-}"
+    if [ "${#topics[@]}" -gt 0 ]; then
+        admin "$kafka_acls" --add --allow-principal "$principal" --operation Read --operation Describe "${topics[@]}"
+    fi
+
+    consumer_groups=()
+    options consumer_groups --group "${groups[$name]:-}"
+    if [ "${#consumer_groups[@]}" -gt 0 ]; then
+        pattern=literal
+        [ "${prefixed[$name]}" = true ] && pattern=prefixed
+        admin "$kafka_acls" --add --allow-principal "$principal" --operation Read --resource-pattern-type "$pattern" "${consumer_groups[@]}"
+    fi
+
+    admin "$kafka_acls" --add --allow-principal "$principal" --operation IdempotentWrite --cluster
+    "$dry_run" || echo "apply-acls: $principal done"
+done
