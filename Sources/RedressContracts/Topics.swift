@@ -57,6 +57,59 @@ public enum Topics {
         let live = [inbound] + EventType.allCases.map(\.topic)
         return live + live.map(deadLetter)
     }
+
+    /// The one definition of the topics: what the development broker creates and what
+    /// `redressctl topics apply` creates (or reports drift from) on any cluster — compose's and
+    /// Kubernetes' topic jobs run that verb — and what each service checks before it says it is ready.
+    public static var specs: [TopicSpec] {
+        all.map { name in
+            let deadLetters = name.hasSuffix(".dlq")
+            // Dead letters wait for a person: kept 30 days; events 14, longer than any consumer is down.
+            return TopicSpec(name: name, partitions: deadLetters ? 4 : defaultPartitions, replicationFactor: 3,
+                             retentionMs: Int64(deadLetters ? 30 : 14) * 86_400_000)
+        }
+    }
+
+    public static func spec(_ name: String) -> TopicSpec? { specs.first { $0.name == name } }
+}
+
+/// A topic as Redress needs it: enough partitions to share among consumer instances, replicated,
+/// kept long enough. The replication factor is capped at the cluster's broker count when applied.
+public struct TopicSpec: Sendable, Equatable {
+    public var name: String
+    public var partitions: Int
+    public var replicationFactor: Int
+    public var retentionMs: Int64
+
+    public init(name: String, partitions: Int, replicationFactor: Int, retentionMs: Int64) {
+        self.name = name
+        self.partitions = partitions
+        self.replicationFactor = replicationFactor
+        self.retentionMs = retentionMs
+    }
+}
+
+/// Every consumer group of Redress and the topics it reads: what the supervisor measures lag for
+/// (`redress_consumer_lag`), and what the deploy kit's ACLs grant (checked against each other by the
+/// test suite). The services name the same groups where they subscribe.
+public enum ConsumerGroups {
+    public static let all: [String: [String]] = [
+        "redress-intake": [Topics.inbound],
+        "redress-routing": [EventType.complaintRegistered.topic],
+        "redress-routing.reroute": [EventType.caseEscalated, .caseTransferred, .caseReopened].map(\.topic),
+        "redress-cases": [EventType.complaintAssigned.topic],
+        "redress-cases-sla": [EventType.slaBreached.topic],
+        "redress-cases-surveys": [EventType.surveyDissatisfied.topic],
+        "redress-notify.customer": [EventType.complaintRegistered, .caseAssigned, .caseUpdated, .caseExtended, .caseClosed, .surveyRequested,
+                                    .statusCodeRequested].map(\.topic),
+        "redress-notify.staff": [EventType.caseAssigned.topic],
+        "redress-notify.oversight": [EventType.caseUpdated.topic],
+        "redress-notify.unassignable": [EventType.complaintUnassignable.topic],
+        "redress-notify.sla": [EventType.slaWarning, .slaBreached].map(\.topic),
+        "redress-surveys": [EventType.caseClosed.topic],
+        "redress-supervisor": [EventType.complaintRegistered, .caseAssigned, .caseUpdated, .caseExtended, .caseEscalated, .caseTransferred,
+                               .caseReopened, .caseClosed, .notificationDelivered].map(\.topic),
+    ]
 }
 
 /// Kafka header names. Headers let a consumer route and de-duplicate before parsing the body.

@@ -125,6 +125,13 @@ public final class KafkaProducer: Service, Sendable {
         return try await Blocking.run { () throws(KafkaError) -> [String] in try client.topicNames(timeoutMilliseconds: millis) }
     }
 
+    /// Every topic the cluster has, with its partition count.
+    public func topicPartitions(timeout: Duration = .seconds(2)) async throws(KafkaError) -> [String: Int] {
+        let client = self.client
+        let millis = Int32(timeout.milliseconds)
+        return try await Blocking.run { () throws(KafkaError) -> [String: Int] in try client.topicPartitions(timeoutMilliseconds: millis) }
+    }
+
     public func run() async throws {
         // Stay up until shutdown; then deliver what is queued before the process exits.
         try? await gracefulShutdown()

@@ -270,6 +270,21 @@ final class RDKafkaClient: @unchecked Sendable {
         defer { rd_kafka_metadata_destroy(metadata) }
         return (0..<Int(metadata.pointee.topic_cnt)).map { String(cString: metadata.pointee.topics[$0].topic) }
     }
+
+    /// Every topic with its partition count. Blocks up to the timeout; own thread only.
+    func topicPartitions(timeoutMilliseconds: Int32) throws(KafkaError) -> [String: Int] {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let code = rd_kafka_metadata(handle, 1, nil, &metadata, timeoutMilliseconds)
+        guard code == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
+            throw KafkaError(code: code, context: "metadata request")
+        }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        var result: [String: Int] = [:]
+        for index in 0..<Int(metadata.pointee.topic_cnt) where metadata.pointee.topics[index].err == RD_KAFKA_RESP_ERR_NO_ERROR {
+            result[String(cString: metadata.pointee.topics[index].topic)] = Int(metadata.pointee.topics[index].partition_cnt)
+        }
+        return result
+    }
 }
 
 /// Text out of a fixed-size C error buffer.

@@ -140,10 +140,14 @@ public final class OutboxRelay: Service, Sendable {
 
     private func housekeeping() async {
         let pending = Gauge(label: "redress_outbox_pending")
+        // How long this service's oldest event has waited for the broker: the backlog's age, which a
+        // count alone hides (a few rows stuck for an hour look like a calm queue).
+        let oldest = Gauge(label: "redress_outbox_oldest_seconds")
         var lastPurge = ContinuousClock.now - .seconds(3600)
         while !Task.isCancelled {
             do {
                 pending.record(try await Outbox.pendingCount(postgres, logger: logger))
+                oldest.record(try await Outbox.oldestPendingAge(writers: settings.writers, postgres, logger: logger))
                 if ContinuousClock.now - lastPurge > .seconds(600) {
                     lastPurge = .now
                     let cutoff = Date().addingTimeInterval(-settings.inboxRetention.seconds)

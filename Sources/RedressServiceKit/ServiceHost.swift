@@ -181,7 +181,8 @@ public final class ServiceHost: Sendable {
             var buffer: [UInt8] = []
             buffer.reserveCapacity(16 * 1024)
             registry.emit(into: &buffer)
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: MetricHelp.annotate(buffer))))
         }
         return router
     }
@@ -205,7 +206,15 @@ public final class ServiceHost: Sendable {
             }
             if ready, brokerNeeded.withLockedValue({ $0 }) {
                 do {
-                    _ = try await producer.topicNames(timeout: .seconds(2))
+                    // Ready only on the topics as defined: missing ones would fail every publish,
+                    // too few partitions would leave consumer instances idle.
+                    let partitions = try await producer.topicPartitions(timeout: .seconds(2))
+                    let short = Topics.specs.filter { (partitions[$0.name] ?? 0) < $0.partitions }.map(\.name)
+                    if !short.isEmpty {
+                        ready = false
+                        detail = "topics missing or with too few partitions (\(short.count)): \(short.prefix(3).joined(separator: ", "))\(short.count > 3 ? ", …" : ""); run redressctl topics apply"
+                        logger.warning("not ready: Kafka topics missing or with too few partitions", metadata: ["topics": "\(short.joined(separator: ","))"])
+                    }
                 } catch {
                     ready = false
                     detail = "Kafka unreachable"

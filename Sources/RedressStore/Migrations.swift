@@ -17,6 +17,7 @@ public enum Migrations {
         Migration(version: 7, name: "notifications by unit", sql: notificationsByUnit),
         Migration(version: 8, name: "typical cases", sql: typicalCases),
         Migration(version: 9, name: "survey links at rest", sql: surveyLinksAtRest),
+        Migration(version: 10, name: "periodic reports", sql: periodicReports),
     ]
 
     /// The database roles the services use; a cluster-level set-up (scripts/lib.sh creates them; a
@@ -517,5 +518,28 @@ public enum Migrations {
     -- The same for the status look-up's one-time code: kept here until used (its hash is what is
     -- checked), read by notify to text it, never on the broker.
     ALTER TABLE status_codes ADD COLUMN code text;
+    """#
+
+    static let periodicReports = #"""
+    -- 定期分析报告: the rollup reports are summed from (ReportRollup). One row per local day
+    -- (Asia/Shanghai), handling unit, branch, channel, category and measure.
+    CREATE TABLE report_daily (
+        day        date NOT NULL,
+        unit_path  text NOT NULL,
+        branch     text NOT NULL,
+        channel    text NOT NULL,
+        category   text NOT NULL,
+        measure    text NOT NULL,
+        value      bigint NOT NULL,
+        PRIMARY KEY (day, unit_path, branch, channel, category, measure)
+    );
+    CREATE INDEX report_daily_unit ON report_daily (unit_path text_pattern_ops, day);
+    -- A unit reads the reports of its subtree only, as it reads cases.
+    ALTER TABLE report_daily ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY report_daily_services ON report_daily TO redress_service USING (true) WITH CHECK (true);
+    CREATE POLICY report_daily_staff ON report_daily TO redress_staff
+        USING (unit_path = current_setting('redress.unit_path', true) OR unit_path LIKE current_setting('redress.unit_path', true) || '/%');
+    GRANT SELECT ON report_daily TO redress_staff;
+    GRANT SELECT, INSERT, UPDATE, DELETE ON report_daily TO redress_service;
     """#
 }

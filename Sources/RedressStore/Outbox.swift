@@ -114,6 +114,16 @@ public enum Outbox {
         try await connection.query("DELETE FROM outbox WHERE id = ANY(\(ids)::bigint[])", logger: logger)
     }
 
+    /// Seconds since the oldest row of these writers was written; 0 when none is pending. The
+    /// oldest by id (the primary key's order is commit order, near enough), so no scan of a backlog.
+    public static func oldestPendingAge(writers: [String], _ client: PostgresClient, logger: Logger) async throws -> Double {
+        let rows = try await client.query("""
+            SELECT COALESCE(extract(epoch FROM now() - (SELECT created_at FROM outbox WHERE writer = ANY(\(writers)::text[]) ORDER BY id LIMIT 1)), 0)::float8
+            """, logger: logger)
+        for try await age in rows.decode(Double.self) { return max(0, age) }
+        return 0
+    }
+
     public static func pendingCount(_ client: PostgresClient, logger: Logger) async throws -> Int {
         let rows = try await client.query("SELECT count(*)::bigint FROM outbox", logger: logger)
         for try await count in rows.decode(Int64.self) { return Int(count) }

@@ -97,7 +97,16 @@ public enum SupervisorService {
             series.record("redress_sla_calendar_missing", dimensions: ["region", "year"],
                           Dictionary(uniqueKeysWithValues: gaps.map { ([$0.region, String($0.year)], 1.0) }))
         }
-        return (host.router(), [consumer, scanner, gauges])
+        // Every group's lag, measured here so that a group whose service is down still shows it.
+        let lag = ConsumerLagExporter(client: host.configuration.kafkaClient("lag"), logger: host.logger)
+        // 定期分析报告: the report rollup of the last three local days, recomputed every ten minutes
+        // (older days change only by late corrections: `redressctl report rebuild` for those).
+        let reports = Periodic("report rollup", every: .seconds(600), gate: host.gate, logger: host.logger) { [postgres = host.postgres, logger = host.logger] in
+            try await postgres.withTransaction(logger: logger) { connection in
+                try await ReportRollup.rebuild(from: Date().addingTimeInterval(-2 * 86_400), to: Date(), on: connection, logger: logger)
+            }
+        }
+        return (host.router(), [consumer, scanner, gauges, lag, reports])
     }
 }
 

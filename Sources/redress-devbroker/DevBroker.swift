@@ -19,8 +19,8 @@ struct DevBroker: AsyncParsableCommand {
     @Option(help: "Brokers in the mock cluster.")
     var brokers = 1
 
-    @Option(help: "Partitions per topic.")
-    var partitions = Topics.defaultPartitions
+    @Option(help: "A topic to create with other partitions than its definition, as name=count (to try drift detection; repeatable).")
+    var partitionsOverride: [String] = []
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -30,14 +30,21 @@ struct DevBroker: AsyncParsableCommand {
         }
         let logger = Logger(label: "redress-devbroker")
         let cluster = try MockCluster(brokers: brokers, logger: logger)
-        for topic in Topics.all {
-            try cluster.createTopic(topic, partitions: partitions)
+        var overrides: [String: Int] = [:]
+        for entry in partitionsOverride {
+            let parts = entry.split(separator: "=")
+            guard parts.count == 2, let count = Int(parts[1]), count > 0 else { throw ValidationError("--partitions-override \(entry): give name=count") }
+            overrides[String(parts[0])] = count
+        }
+        // The topics as the code defines them (Topics.specs), which `redressctl topics apply` creates on a real cluster.
+        for spec in Topics.specs {
+            try cluster.createTopic(spec.name, partitions: overrides[spec.name] ?? spec.partitions)
         }
         let url = URL(fileURLWithPath: bootstrapFile)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         // Written last and atomically: a reader never sees the address before the topics exist.
         try Data((cluster.bootstrapServers + "\n").utf8).write(to: url, options: .atomic)
-        print("redress-devbroker: \(cluster.bootstrapServers) (\(Topics.all.count) topics × \(partitions) partitions); address in \(bootstrapFile)")
+        print("redress-devbroker: \(cluster.bootstrapServers) (\(Topics.specs.count) topics as defined); address in \(bootstrapFile)")
 
         // Serve until SIGTERM or SIGINT.
         let group = ServiceGroup(configuration: .init(services: [HoldOpen()], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

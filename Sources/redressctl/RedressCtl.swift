@@ -18,7 +18,7 @@ struct RedressCtl: AsyncParsableCommand {
         commandName: "redressctl",
         abstract: "Operate Redress: schema, demo organisation, tokens, dead letters, case history.",
         discussion: "Database and broker settings come from the same REDRESS_* environment variables as the services.",
-        subcommands: [Migrate.self, Seed.self, Token.self, Rules.self, SLA.self, DLQ.self, Case.self, Staff.self])
+        subcommands: [Migrate.self, Seed.self, Token.self, Rules.self, SLA.self, DLQ.self, TopicsCommand.self, Report.self, Case.self, Staff.self])
 }
 
 /// Runs `body` with a PostgreSQL client whose pool runs for the duration.
@@ -222,6 +222,149 @@ struct SLA: AsyncParsableCommand {
                 return try await ClockKeeper(book: book).rebuildOpen(on: client, logger: logger)
             }
             print("supervisors told to reload; open clocks of \(rebuilt) complaints recomputed")
+        }
+    }
+}
+
+struct Report: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "定期分析报告: a unit's report for a period, as JSON or CSV (UTF-8 with BOM, for Excel).",
+        discussion: "Reads the rollup; `report rebuild` recomputes it from the records (the supervisor keeps the last days current).",
+        subcommands: [Show.self, Rebuild.self], defaultSubcommand: Show.self)
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "Print a report.")
+        @Option(help: "The unit whose subtree the report covers, e.g. GD.") var unit: String
+        @Option(help: "2026 (year), 2026-Q4 (quarter), 2026-11 (month) or 2026-10-01..2026-12-31.") var period: String
+        @Option(help: "json or csv.") var format = "json"
+        @Option(help: "Write to this file instead of standard output.") var output: String?
+
+        func validate() throws {
+            guard ReportPeriod.parse(period) != nil else {
+                throw ValidationError("--period '\(period)': give a year (2026), a quarter (2026-Q4), a month (2026-11) or days (2026-10-01..2026-12-31)")
+            }
+            guard ["json", "csv"].contains(format) else { throw ValidationError("--format must be json or csv") }
+        }
+
+        func run() async throws {
+            let period = ReportPeriod.parse(self.period)!
+            let unit = self.unit
+            let report = try await withPostgres { client, logger -> PeriodicReport in
+                try await client.withConnection { connection in
+                    var path: String?
+                    for try await value in try await connection.query("SELECT path FROM org_units WHERE code = \(unit)", logger: logger).decode(String.self) {
+                        path = value
+                    }
+                    guard let path else { throw ValidationError("--unit '\(unit)' is not a unit of the organisation") }
+                    return PeriodicReport(unit: unit, period: period,
+                                          current: try await ReportTotals.read(unitPath: path, period: period, on: connection, logger: logger),
+                                          previous: try await ReportTotals.read(unitPath: path, period: period.previous, on: connection, logger: logger),
+                                          yearBefore: try await ReportTotals.read(unitPath: path, period: period.yearBefore, on: connection, logger: logger),
+                                          withHandlers: true)
+                }
+            }
+            let bytes: [UInt8]
+            if format == "csv" {
+                bytes = report.csv()
+            } else {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                bytes = Array(try encoder.encode(report)) + [10]
+            }
+            if let output {
+                try Data(bytes).write(to: URL(fileURLWithPath: output))
+            } else {
+                FileHandle.standardOutput.write(Data(bytes))
+            }
+        }
+    }
+
+    struct Rebuild: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Recompute the report rollup for a range of local days from the records (idempotent).")
+        @Option(help: "First day, yyyy-MM-dd (Asia/Shanghai).") var from: String
+        @Option(help: "Last day, yyyy-MM-dd.") var to: String
+
+        func run() async throws {
+            guard let first = Timestamp.parse(from + "T00:00:00+08:00"), let last = Timestamp.parse(to + "T00:00:00+08:00"), first <= last else {
+                throw ValidationError("--from and --to must be days yyyy-MM-dd, --from not after --to")
+            }
+            try await withPostgres { client, logger in
+                try await client.withConnection { connection in
+                    try await connection.query("BEGIN", logger: logger)
+                    do {
+                        try await ReportRollup.rebuild(from: first, to: last, on: connection, logger: logger)
+                        try await connection.query("COMMIT", logger: logger)
+                    } catch {
+                        try? await connection.query("ROLLBACK", logger: logger)
+                        throw error
+                    }
+                }
+            }
+            print("report rollup rebuilt for \(from)..\(to)")
+        }
+    }
+}
+
+struct TopicsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "topics", abstract: "Kafka topics.", subcommands: [Apply.self])
+
+    struct Apply: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create every Redress topic (and its .dlq twin) that is missing, as the code defines them; report partition drift.",
+            discussion: "Idempotent: a second run creates nothing. Exits 1 when a topic has fewer partitions than defined (every second "
+                + "consumer instance would idle, and adding partitions moves keys: a decision for an operator), or one cannot be created.")
+
+        @Flag(help: "Report only; create nothing.") var dryRun = false
+
+        func run() async throws {
+            var logger = Logger(label: "redressctl")
+            logger.logLevel = .error
+            let client = KafkaClientConfiguration(bootstrapServers: try bootstrapServers(), clientID: "redressctl",
+                                                  extraProperties: try ServiceConfiguration.kafkaSecurity())
+            let admin = try KafkaAdmin(client: client, logger: logger)
+            let (existing, brokers) = try admin.topics()
+            let specs = RedressContracts.Topics.specs
+            var problems = 0
+            var present = 0
+            for spec in specs {
+                guard let partitions = existing[spec.name] else { continue }
+                present += 1
+                if partitions < spec.partitions {
+                    problems += 1
+                    print("drift \(spec.name): \(partitions) partitions, \(spec.partitions) defined — add partitions "
+                          + "(kafka-topics --alter --partitions \(spec.partitions)) when no complaint is in flight: keys move to new partitions")
+                } else if partitions > spec.partitions {
+                    print("note \(spec.name): \(partitions) partitions, more than the \(spec.partitions) defined (fine)")
+                }
+            }
+            let missing = specs.filter { existing[$0.name] == nil }
+            var created = 0
+            if !missing.isEmpty {
+                if dryRun {
+                    for spec in missing { print("missing \(spec.name) (\(spec.partitions) partitions)") }
+                } else {
+                    let definitions = missing.map {
+                        KafkaTopicDefinition(name: $0.name, partitions: $0.partitions, replicationFactor: min($0.replicationFactor, max(1, brokers)),
+                                             configs: ["retention.ms": String($0.retentionMs)])
+                    }
+                    let outcome = try admin.create(definitions)
+                    for spec in missing {
+                        switch outcome[spec.name] {
+                        case .some(nil), .some("TOPIC_ALREADY_EXISTS"):
+                            created += 1
+                            print("created \(spec.name) (\(spec.partitions) partitions)")
+                        case .some(.some(let reason)):
+                            problems += 1
+                            print("failed \(spec.name): \(reason)")
+                        case .none:
+                            problems += 1
+                            print("failed \(spec.name): the broker did not answer for it")
+                        }
+                    }
+                }
+            }
+            print("topics: \(specs.count) defined, \(present) present, \(created) created, \(problems) problem(s)")
+            if problems > 0 || (dryRun && !missing.isEmpty) { throw ExitCode(1) }
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import RedressKafka
+import RedressServiceKit
 import Testing
 
 /// The Kafka client against librdkafka's mock cluster: the real protocol over TCP.
@@ -150,6 +151,38 @@ import Testing
         }
         #expect(fromLane0 == lane0, "lane 0, paused and resumed, still delivers every message once and in order")
         await consumer.close()
+        await producer.shutdown()
+    }
+
+    /// The lag gauge as the supervisor measures it: zero while the group keeps up, rising while its
+    /// consumer is stopped, back to zero once it has caught up again.
+    @Test func consumerLagRisesWhileTheConsumerIsStoppedAndFallsAfter() async throws {
+        let cluster = try TestKafka.cluster(topics: ["t.lag"], partitions: 2)
+        let producer = try TestKafka.producer(cluster)
+        let client = KafkaClientConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "lag-test")
+        let groups = ["g-lag": ["t.lag"]]
+        var admins: [String: KafkaAdmin] = [:]
+        func total() async throws -> Int64 {
+            try await ConsumerLagExporter.measure(client: client, groups: groups, admins: &admins, logger: TestDatabase.logger).reduce(0) { $0 + $1.lag }
+        }
+        func catchUp(_ count: Int) async throws {
+            let consumer = try TestKafka.consumer(cluster, group: "g-lag", topics: ["t.lag"])
+            let received = try await TestKafka.drain(consumer, count: count)
+            #expect(received.count == count)
+            consumer.storeOffsets(for: received)
+            try await consumer.commit()
+            await consumer.close()
+        }
+        _ = try await producer.send((0..<30).map { TestKafka.message("t.lag", key: "k\($0)", "\($0)") })
+        try await catchUp(30)
+        #expect(try await total() == 0, "caught up")
+        // The consumer's service is down: what is published meanwhile is lag.
+        _ = try await producer.send((30..<50).map { TestKafka.message("t.lag", key: "k\($0)", "\($0)") })
+        #expect(try await total() == 20)
+        _ = try await producer.send((50..<60).map { TestKafka.message("t.lag", key: "k\($0)", "\($0)") })
+        #expect(try await total() == 30, "rising while it is stopped")
+        try await catchUp(30)
+        #expect(try await total() == 0, "back to zero once it has caught up")
         await producer.shutdown()
     }
 }

@@ -57,4 +57,36 @@ import Testing
             _ = await stack.stop()
         }
     }
+
+    /// `redressctl topics apply` against the development broker: with every topic as defined it
+    /// creates nothing, twice over; against a broker where one topic has too few partitions it
+    /// names the topic and exits 1.
+    @Test func topicsApplyIsIdempotentAndReportsPartitionDrift() async throws {
+        let stack = try EndToEndTests.Stack()
+        try await stack.startBroker()
+        for _ in 0..<2 {
+            let (code, out) = try await stack.redressctl(database: "redress", ["topics", "apply"])
+            #expect(code == 0 && out.contains("38 present, 0 created, 0 problem(s)"), "\(out)")
+        }
+        let drifted = try EndToEndTests.Stack()
+        let file = drifted.directory.appendingPathComponent("kafka.bootstrap").path
+        _ = try drifted.launch("redress-devbroker", arguments: ["--bootstrap-file", file, "--partitions-override", "redress.case.closed=2"], log: "devbroker.log")
+        try await eventually("the drifted broker writes its address") { FileManager.default.fileExists(atPath: file) }
+        let (code, out) = try await drifted.redressctl(database: "redress", ["topics", "apply"])
+        #expect(code == 1, "\(out)")
+        #expect(out.contains("drift redress.case.closed: 2 partitions, 16 defined"), "\(out)")
+        // A service on that broker does not say it is ready, and says why.
+        try await TestDatabase.withFresh { _, database in
+            try await drifted.run { http in
+                _ = try drifted.launch("redress-routing", environment: drifted.environment(service: "routing", database: database, port: drifted.port("routing")),
+                                       log: "routing.log")
+                try await eventually("routing answers /ready", timeout: .seconds(60)) {
+                    let answer = try? await EndToEndTests.call(http, .GET, "http://127.0.0.1:\(drifted.port("routing"))/ready")
+                    return answer?.status == 503 && answer?.text.contains("redress.case.closed") == true
+                }
+            }
+        }
+        _ = await stack.stop()
+    }
 }
+

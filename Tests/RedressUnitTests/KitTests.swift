@@ -325,3 +325,44 @@ import Testing
         #expect(buffer.pausedPartitions.isEmpty)
     }
 }
+
+@Suite struct MetricHelpTests {
+    @Test func everyFamilyGetsAHelpLineOnce() {
+        let exposition = Array("""
+            # TYPE redress_outbox_pending gauge
+            redress_outbox_pending 3
+            # HELP already_helped Kept as it was.
+            # TYPE already_helped counter
+            already_helped 1
+            # TYPE redress_http_request_duration_seconds histogram
+            redress_http_request_duration_seconds_bucket{le="0.1"} 1
+
+            """.utf8)
+        let text = String(decoding: MetricHelp.annotate(exposition), as: UTF8.self)
+        #expect(text.contains("# HELP redress_outbox_pending Events written to the outbox and not yet published to Kafka (all writers).\n# TYPE redress_outbox_pending gauge"))
+        #expect(text.components(separatedBy: "# HELP already_helped").count == 2, "not added twice")
+        #expect(text.contains("# HELP redress_http_request_duration_seconds Time from request to response"))
+        #expect(text.hasSuffix("} 1\n\n") || text.hasSuffix("} 1\n"), "no line lost or added at the end")
+        #expect(MetricHelp.text(for: "redress_unknown_total") == "redress unknown total.")
+    }
+
+    /// Every metric name the code makes has its own help text.
+    @Test func everyMetricInTheCodeHasItsText() throws {
+        let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Sources")
+        var missing: [String] = []
+        var found = Set<String>()
+        let files = FileManager.default.enumerator(at: sources, includingPropertiesForKeys: nil)!.compactMap { $0 as? URL }.filter { $0.pathExtension == "swift" }
+        let pattern = try Regex(#"(?:label: |Tally\(|record\()"(redress_[a-z_]+)""#)
+        for file in files {
+            let text = try String(contentsOf: file, encoding: .utf8)
+            for match in text.matches(of: pattern) {
+                let name = String(match.output[1].substring ?? "")
+                found.insert(name)
+                if MetricHelp.texts[name] == nil { missing.append("\(name) (\(file.lastPathComponent))") }
+            }
+        }
+        #expect(found.count >= 30, "the scan finds the metrics (\(found.count))")
+        #expect(missing.isEmpty, "add help texts to MetricHelp.texts: \(Set(missing).sorted())")
+    }
+}

@@ -208,6 +208,12 @@ enum JSONSchemaCheck {
         #expect(!(acls["surveys"]?.write.contains(EventType.complaintAssigned.topic) ?? true))
         #expect(acls["channels"]?.write == [Topics.inbound])
         #expect(acls["console"]?.write.isEmpty == true, "the console writes no events")
+        // Each service's principal reads exactly the topics of its consumer groups, under those groups.
+        for (name, principal) in acls where !["redressctl", "channels", "console"].contains(name) {
+            let groups = ConsumerGroups.all.filter { $0.key.hasPrefix("redress-" + name) }
+            #expect(Set(principal.groups) == Set(groups.keys), "\(name)'s groups")
+            #expect(Set(principal.read) == Set(groups.values.flatMap { $0 }), "\(name) reads what its groups read")
+        }
         for (name, principal) in acls {
             for topic in principal.read where !topic.hasSuffix(".dlq") {
                 #expect(principal.write.contains(Topics.deadLetter(topic)), "\(name) reads \(topic), so must be able to dead-letter it")

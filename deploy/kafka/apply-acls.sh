@@ -26,6 +26,13 @@
 #   Read, Describe   on each topic of "read"
 #   Read             on each consumer group of "groups" (prefixed patterns when "groupPrefix" is true)
 #   IdempotentWrite  on the cluster (Redress's producer is idempotent; it needs no topic for this)
+# and, when the principal has them:
+#   Create, Describe on each topic of "write" and its .dlq twin, when "createTopics" is true
+#                    (redressctl: `redressctl topics apply` creates the missing topics); literal names,
+#                    so it may create Redress's topics and no other
+#   Describe         on each consumer group of "lagGroups" (supervisor: it reads their committed offsets,
+#                    OffsetFetch, without joining them) and on the topics those groups read, i.e. the
+#                    "read" lists of the principals whose "groups" hold them (the watermarks, ListOffsets)
 # It never removes an ACL: after taking a right out of acls.json, remove it with
 # `kafka-acls.sh --remove` (see deploy/README.md, "Kafka principals and ACLs").
 #
@@ -56,7 +63,7 @@ done
 [ -r "$file" ] || { echo "apply-acls: cannot read $file" >&2; exit 2; }
 
 # The list as lines "<principal> TAB <field> TAB <value>", field one of principal (the name alone),
-# write, read, groups, groupPrefix.
+# write, read, groups, lagGroups, groupPrefix, createTopics.
 plan_python() {
     python3 -c '
 import json, sys
@@ -68,16 +75,17 @@ except Exception as error:
     sys.exit("apply-acls: %s is not an access list: %s" % (sys.argv[1], error))
 for name, p in principals.items():
     print("%s\tprincipal\t" % name)
-    for field in ("write", "read", "groups"):
+    for field in ("write", "read", "groups", "lagGroups"):
         values = p.get(field, [])
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             sys.exit("apply-acls: principals.%s.%s must be a list of strings" % (name, field))
         for value in values:
             print("%s\t%s\t%s" % (name, field, value))
-    prefix = p.get("groupPrefix", False)
-    if not isinstance(prefix, bool):
-        sys.exit("apply-acls: principals.%s.groupPrefix must be true or false" % name)
-    print("%s\tgroupPrefix\t%s" % (name, "true" if prefix else "false"))
+    for field in ("groupPrefix", "createTopics"):
+        flag = p.get(field, False)
+        if not isinstance(flag, bool):
+            sys.exit("apply-acls: principals.%s.%s must be true or false" % (name, field))
+        print("%s\t%s\t%s" % (name, field, "true" if flag else "false"))
 ' "$1"
 }
 
@@ -89,10 +97,10 @@ plan_awk() {
     function path(   d, p) { p = ""; for (d = 1; d <= depth; d++) if (type[d] == "o") p = p (p == "" ? "" : "/") key[d]; return p }
     function value(v,   p, parts, n) {
         p = path(); n = split(p, parts, "/")
-        if (n == 3 && parts[1] == "principals" && (parts[3] == "write" || parts[3] == "read" || parts[3] == "groups") && type[depth] == "a")
+        if (n == 3 && parts[1] == "principals" && (parts[3] == "write" || parts[3] == "read" || parts[3] == "groups" || parts[3] == "lagGroups") && type[depth] == "a")
             print parts[2] "\t" parts[3] "\t" v
-        else if (n == 3 && parts[1] == "principals" && parts[3] == "groupPrefix")
-            print parts[2] "\tgroupPrefix\t" v
+        else if (n == 3 && parts[1] == "principals" && (parts[3] == "groupPrefix" || parts[3] == "createTopics"))
+            print parts[2] "\t" parts[3] "\t" v
     }
     { text = text $0 "\n" }
     END {
@@ -145,24 +153,26 @@ else
 fi
 
 names=()
-declare -A writes=() reads=() groups=() prefixed=()
+declare -A writes=() reads=() groups=() lag_groups=() prefixed=() creates=()
 while IFS=$'\t' read -r name field value; do
     [[ $name =~ ^[a-z][a-z0-9-]*$ ]] || { echo "apply-acls: principal name '$name' must be lower-case letters, digits and '-'" >&2; exit 2; }
     case "$field" in
-        principal) names+=("$name"); prefixed[$name]=false ;;
-        write | read | groups)
+        principal) names+=("$name"); prefixed[$name]=false; creates[$name]=false ;;
+        write | read | groups | lagGroups)
             # Full names only: no wildcard, nothing kafka-acls would read as an option or a pattern.
             [[ $value =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || { echo "apply-acls: $name.$field: '$value' is not a full topic or group name" >&2; exit 2; }
             case "$field" in
                 write) writes[$name]+="$value"$'\n' ;;
                 read) reads[$name]+="$value"$'\n' ;;
                 groups) groups[$name]+="$value"$'\n' ;;
+                lagGroups) lag_groups[$name]+="$value"$'\n' ;;
             esac ;;
-        groupPrefix)
+        groupPrefix | createTopics)
             case "$value" in
-                true | false) prefixed[$name]=$value ;;
-                *) echo "apply-acls: $name.groupPrefix must be true or false" >&2; exit 2 ;;
-            esac ;;
+                true | false) ;;
+                *) echo "apply-acls: $name.$field must be true or false" >&2; exit 2 ;;
+            esac
+            if [ "$field" = groupPrefix ]; then prefixed[$name]=$value; else creates[$name]=$value; fi ;;
     esac
 done <<<"$plan"
 [ "${#names[@]}" -gt 0 ] || { echo "apply-acls: no principals in $file" >&2; exit 2; }
@@ -177,6 +187,54 @@ for name in "${names[@]}"; do
             exit 2
         fi
     done <<<"${reads[$name]:-}"
+done
+
+# Appends the lines of $2 to the list named by $1, each once.
+add_unique() {
+    local -n list=$1
+    local item
+    while IFS= read -r item; do
+        if [ -n "$item" ] && ! grep -qxF "$item" <<<"$list"; then list+="$item"$'\n'; fi
+    done <<<"$2"
+}
+
+# The principal that consumes as group $1: its "groups" hold $1 (or, with groupPrefix, a prefix of it).
+owner_of_group() {
+    local group=$1 name entry
+    for name in "${names[@]}"; do
+        while IFS= read -r entry; do
+            [ -n "$entry" ] || continue
+            if [ "$entry" = "$group" ] || { [ "${prefixed[$name]}" = true ] && [[ $group == "$entry"* ]]; }; then
+                echo "$name"
+                return 0
+            fi
+        done <<<"${groups[$name]:-}"
+    done
+    return 1
+}
+
+# What createTopics and lagGroups add: the topics to Create (each write topic and its .dlq twin) and,
+# for lagGroups, the topics those groups read (their owners' read lists), to Describe.
+declare -A create_topics=() lag_topics=()
+for name in "${names[@]}"; do
+    if [ "${creates[$name]}" = true ]; then
+        [ -n "${writes[$name]:-}" ] || { echo "apply-acls: $name has createTopics but no write list: no topic to create" >&2; exit 2; }
+        create_topics[$name]=""
+        add_unique "create_topics[$name]" "${writes[$name]}"
+        while IFS= read -r topic; do
+            case "$topic" in '' | *.dlq) continue ;; esac
+            add_unique "create_topics[$name]" "$topic.dlq"
+        done <<<"${writes[$name]}"
+    fi
+    while IFS= read -r group; do
+        [ -n "$group" ] || continue
+        if ! owner=$(owner_of_group "$group"); then
+            echo "apply-acls: $name.lagGroups: '$group' is in no principal's groups, so its topics are unknown" >&2
+            exit 2
+        fi
+        lag_topics[$name]=${lag_topics[$name]:-}
+        add_unique "lag_topics[$name]" "${reads[$owner]:-}"
+    done <<<"${lag_groups[$name]:-}"
 done
 
 tool() {
@@ -276,6 +334,23 @@ for name in "${names[@]}"; do
         pattern=literal
         [ "${prefixed[$name]}" = true ] && pattern=prefixed
         admin "$kafka_acls" --add --allow-principal "$principal" --operation Read --resource-pattern-type "$pattern" "${consumer_groups[@]}"
+    fi
+
+    topics=()
+    options topics --topic "${create_topics[$name]:-}"
+    if [ "${#topics[@]}" -gt 0 ]; then
+        admin "$kafka_acls" --add --allow-principal "$principal" --operation Create --operation Describe "${topics[@]}"
+    fi
+
+    consumer_groups=()
+    options consumer_groups --group "${lag_groups[$name]:-}"
+    if [ "${#consumer_groups[@]}" -gt 0 ]; then
+        admin "$kafka_acls" --add --allow-principal "$principal" --operation Describe --resource-pattern-type literal "${consumer_groups[@]}"
+        topics=()
+        options topics --topic "${lag_topics[$name]:-}"
+        if [ "${#topics[@]}" -gt 0 ]; then
+            admin "$kafka_acls" --add --allow-principal "$principal" --operation Describe "${topics[@]}"
+        fi
     fi
 
     admin "$kafka_acls" --add --allow-principal "$principal" --operation IdempotentWrite --cluster
