@@ -164,6 +164,7 @@ write_env() {
         echo "export REDRESS_PORT_OFFSET=$offset"
         echo "export REDRESS_ROUTING_RULES=$REPO/deploy/routing/rules.yaml"
         echo "export REDRESS_CLOSURE_TAXONOMY=$REPO/deploy/cases/closure-taxonomy.json"
+        echo "export REDRESS_REGULATOR_CLASSES=$REPO/deploy/reports/regulator-classes.json"
         echo "export REDRESS_SLA_POLICY=$REPO/deploy/sla/policy.json"
         echo "export REDRESS_CALENDARS=$REPO/deploy/calendars"
         echo "export REDRESS_NOTIFY_TEMPLATES=$REPO/deploy/notify/templates.json"

@@ -580,7 +580,7 @@ struct CaseAPI: Sendable {
             errors.append(FieldError("period", "give a year (2026), a quarter (2026-Q4), a month (2026-11) or days (2026-10-01..2026-12-31, at most ten years)"))
         }
         let format = query.get("format") ?? "json"
-        if !["json", "csv"].contains(format) { errors.append(FieldError("format", "must be json or csv")) }
+        if !["json", "csv", "regulator-csv"].contains(format) { errors.append(FieldError("format", "must be json, csv or regulator-csv")) }
         if !errors.isEmpty { throw CaseRefusal.invalid(errors).problem }
         let report = try await scoped(context) { connection, callerPath -> PeriodicReport in
             var unitPath: String?
@@ -596,12 +596,26 @@ struct CaseAPI: Sendable {
             return PeriodicReport(unit: unitCode, period: period!, current: current, previous: previous, yearBefore: yearBefore,
                                   withHandlers: caller.role == .supervisor || caller.role == .admin)
         }
-        if format == "csv" {
+        if format == "csv" || format == "regulator-csv" {
             var headers: HTTPFields = [.contentType: "text/csv; charset=utf-8"]
-            headers[.contentDisposition] = "attachment; filename=\"redress-report-\(unitCode)-\(report.period).csv\""
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: report.csv())))
+            let regulator = format == "regulator-csv"
+            headers[.contentDisposition] = "attachment; filename=\"redress-\(regulator ? "regulator-" : "")report-\(unitCode)-\(report.period).csv\""
+            let bytes = regulator ? try regulatorClasses().csv(for: report) : report.csv()
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
         }
         return try report.response(from: request, context: context)
+    }
+
+    /// The regulator's classes, read when asked for (`REDRESS_REGULATOR_CLASSES`, by default the
+    /// deploy kit's file), so a corrected mapping applies without a restart.
+    func regulatorClasses() throws -> RegulatorClasses {
+        let path = ProcessInfo.processInfo.environment["REDRESS_REGULATOR_CLASSES"] ?? RegulatorClasses.defaultPath
+        do {
+            return try RegulatorClasses.load(path)
+        } catch {
+            throw Problem(status: .serviceUnavailable, title: "Regulator classes unavailable",
+                          detail: "the regulator's reporting classes (\(path), REDRESS_REGULATOR_CLASSES) cannot be read: \(error)")
+        }
     }
 
     func typicalCases(_ request: Request, _ context: RedressRequestContext) async throws -> TypicalCases {

@@ -71,6 +71,8 @@ struct ConsolePages: Sendable {
         router.post("/cases/:number/reveal") { request, context in try await reveal(request, context) }
         router.post("/cases/:number/typical") { request, context in try await markTypical(request, context) }
         router.get("/typical") { request, context in try await typicalPage(request, context) }
+        router.get("/reports") { request, context in try await reportPage(request, context) }
+        router.get("/reports/download") { request, context in try await reportDownload(request, context) }
         router.get("/inbox") { request, context in try await inboxPage(request, context) }
         router.get("/board") { request, context in try await boardPage(request, context) }
         router.get("/complaints/new") { request, context in
@@ -141,7 +143,8 @@ struct ConsolePages: Sendable {
             let board = [.supervisor, .admin].contains(session.role)
             var me: [String: Any] = ["name": session.name, "staffID": session.staffID, "unit": session.unit, "unitName": session.unitName,
                                      "roleLabel": catalogue.label("role", session.role.rawValue, language), "csrf": session.csrf,
-                                     "canBoard": board, "canStaff": board, "canRegister": [.agent, .supervisor, .admin].contains(session.role)]
+                                     "canBoard": board, "canStaff": board, "canRegister": [.agent, .supervisor, .admin].contains(session.role),
+                                     "canReports": [.supervisor, .admin, .auditor].contains(session.role)]
             if let nav { me["nav" + nav] = true }
             all["me"] = me
             all["csrf"] = session.csrf

@@ -26,6 +26,8 @@ public struct StaffAPIClient: Sendable {
     public struct Answer: @unchecked Sendable {
         public var status: Int
         public var json: Any?
+        /// The body as it came (a CSV download passes through unchanged).
+        public var raw: [UInt8] = []
 
         public var object: [String: Any] { json as? [String: Any] ?? [:] }
         public var ok: Bool { (200..<300).contains(status) }
@@ -79,6 +81,6 @@ public struct StaffAPIClient: Sendable {
         }
         let bytes = try await response.body.collect(upTo: 8 * 1024 * 1024)
         let json = bytes.readableBytes == 0 ? nil : try? JSONSerialization.jsonObject(with: Data(buffer: bytes))
-        return Answer(status: Int(response.status.code), json: json)
+        return Answer(status: Int(response.status.code), json: json, raw: Array(bytes.readableBytesView))
     }
 }

@@ -442,3 +442,54 @@ public struct PeriodicReport: Codable, Sendable, Equatable {
         return [0xEF, 0xBB, 0xBF] + Array(body.utf8)
     }
 }
+
+/// The regulator's complaint reporting classes (`deploy/reports/regulator-classes.json`): received
+/// complaints are classed by category, closed ones by cause code. A report in that shape is the
+/// second CSV (`format=regulator-csv`).
+public struct RegulatorClasses: Codable, Sendable, Equatable {
+    public struct Class: Codable, Sendable, Equatable {
+        public var code: String
+        public var name: String
+        public var nameEn: String
+        public var categories: [String]
+        public var causes: [String]
+    }
+    public var description: String
+    public var classes: [Class]
+    public var fallback: String
+
+    public static let defaultPath = "deploy/reports/regulator-classes.json"
+
+    /// Reads and checks the file: the fallback is a class, and no category or cause is in two classes.
+    public static func load(_ path: String) throws -> RegulatorClasses {
+        let file = try JSONDecoder().decode(RegulatorClasses.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        guard file.classes.contains(where: { $0.code == file.fallback }) else {
+            throw RegulatorClassesError(detail: "\(path): fallback '\(file.fallback)' is not one of the classes")
+        }
+        for key in [\Class.categories, \Class.causes] {
+            let all = file.classes.flatMap { $0[keyPath: key] }
+            if Set(all).count != all.count { throw RegulatorClassesError(detail: "\(path): a category or cause is mapped to two classes") }
+        }
+        return file
+    }
+
+    func classOf(category: String) -> String { classes.first { $0.categories.contains(category) }?.code ?? fallback }
+    func classOf(cause: String) -> String { classes.first { $0.causes.contains(cause) }?.code ?? fallback }
+
+    /// class, name, English name, received, closed — UTF-8 with a byte-order mark, CRLF.
+    public func csv(for report: PeriodicReport) -> [UInt8] {
+        var received: [String: Int64] = [:], closed: [String: Int64] = [:]
+        for (category, count) in report.volume.byCategory { received[classOf(category: category), default: 0] += count }
+        for cause in report.outcomes.causes { closed[classOf(cause: cause.code), default: 0] += cause.count }
+        var lines = ["class,name,name_en,received,closed"]
+        for item in classes {
+            lines.append("\(item.code),\(item.name),\"\(item.nameEn.replacingOccurrences(of: "\"", with: "\"\""))\",\(received[item.code] ?? 0),\(closed[item.code] ?? 0)")
+        }
+        return [0xEF, 0xBB, 0xBF] + Array((lines.joined(separator: "\r\n") + "\r\n").utf8)
+    }
+}
+
+public struct RegulatorClassesError: Error, CustomStringConvertible {
+    public var detail: String
+    public var description: String { detail }
+}

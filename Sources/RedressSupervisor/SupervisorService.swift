@@ -101,7 +101,8 @@ public enum SupervisorService {
         let lag = ConsumerLagExporter(client: host.configuration.kafkaClient("lag"), logger: host.logger)
         // 定期分析报告: the report rollup of the last three local days, recomputed every ten minutes
         // (older days change only by late corrections: `redressctl report rebuild` for those).
-        let reports = Periodic("report rollup", every: .seconds(600), gate: host.gate, logger: host.logger) { [postgres = host.postgres, logger = host.logger] in
+        let rollupSeconds = ProcessInfo.processInfo.environment["REDRESS_REPORT_ROLLUP_SECONDS"].flatMap(Int.init).map { min(86_400, max(1, $0)) } ?? 600
+        let reports = Periodic("report rollup", every: .seconds(rollupSeconds), gate: host.gate, logger: host.logger) { [postgres = host.postgres, logger = host.logger] in
             try await postgres.withTransaction(logger: logger) { connection in
                 try await ReportRollup.rebuild(from: Date().addingTimeInterval(-2 * 86_400), to: Date(), on: connection, logger: logger)
             }

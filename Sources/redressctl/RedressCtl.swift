@@ -236,14 +236,14 @@ struct Report: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "show", abstract: "Print a report.")
         @Option(help: "The unit whose subtree the report covers, e.g. GD.") var unit: String
         @Option(help: "2026 (year), 2026-Q4 (quarter), 2026-11 (month) or 2026-10-01..2026-12-31.") var period: String
-        @Option(help: "json or csv.") var format = "json"
+        @Option(help: "json, csv, or regulator-csv (the regulator's classes, REDRESS_REGULATOR_CLASSES).") var format = "json"
         @Option(help: "Write to this file instead of standard output.") var output: String?
 
         func validate() throws {
             guard ReportPeriod.parse(period) != nil else {
                 throw ValidationError("--period '\(period)': give a year (2026), a quarter (2026-Q4), a month (2026-11) or days (2026-10-01..2026-12-31)")
             }
-            guard ["json", "csv"].contains(format) else { throw ValidationError("--format must be json or csv") }
+            guard ["json", "csv", "regulator-csv"].contains(format) else { throw ValidationError("--format must be json, csv or regulator-csv") }
         }
 
         func run() async throws {
@@ -266,6 +266,13 @@ struct Report: AsyncParsableCommand {
             let bytes: [UInt8]
             if format == "csv" {
                 bytes = report.csv()
+            } else if format == "regulator-csv" {
+                let path = ProcessInfo.processInfo.environment["REDRESS_REGULATOR_CLASSES"] ?? RegulatorClasses.defaultPath
+                do {
+                    bytes = try RegulatorClasses.load(path).csv(for: report)
+                } catch {
+                    throw ValidationError("the regulator's classes (\(path), REDRESS_REGULATOR_CLASSES) cannot be read: \(error)")
+                }
             } else {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

@@ -63,6 +63,7 @@ import Testing
         static let files = [
             "REDRESS_ROUTING_RULES": TestDatabase.repo.appendingPathComponent("deploy/routing/rules.yaml").path,
             "REDRESS_CLOSURE_TAXONOMY": TestDatabase.repo.appendingPathComponent("deploy/cases/closure-taxonomy.json").path,
+            "REDRESS_REGULATOR_CLASSES": TestDatabase.repo.appendingPathComponent("deploy/reports/regulator-classes.json").path,
             "REDRESS_SLA_POLICY": TestDatabase.repo.appendingPathComponent("deploy/sla/policy.json").path,
             "REDRESS_CALENDARS": TestDatabase.repo.appendingPathComponent("deploy/calendars").path,
             "REDRESS_NOTIFY_TEMPLATES": TestDatabase.repo.appendingPathComponent("deploy/notify/templates.json").path,

@@ -54,6 +54,15 @@ import Testing
             #expect(code == 0 && out.contains("reassign") && out.contains("GD-SZ-AGE08 was deactivated"), "\(out)")
             (code, out) = try await ctl("case", "history", "GD-SZ-19990101-000001")
             #expect(code != 0, "\(out)")
+            // 定期分析报告: the rollup rebuilt, a report printed as Excel's CSV and in the regulator's classes.
+            (code, out) = try await ctl("report", "rebuild", "--from", "2026-01-01", "--to", "2027-12-31")
+            #expect(code == 0 && out.contains("rebuilt"), "\(out)")
+            (code, out) = try await ctl("report", "show", "--unit", "GD", "--period", "2026-Q4", "--format", "csv")
+            #expect(code == 0 && out.contains("section,measure,key,value\r\nreport,unit,,GD"), "\(out)")
+            (code, out) = try await ctl("report", "show", "--unit", "GD", "--period", "2026-Q4", "--format", "regulator-csv")
+            #expect(code == 0 && out.contains("理赔纠纷"), "\(out)")
+            (code, out) = try await ctl("report", "show", "--unit", "GD", "--period", "2026-Q9")
+            #expect(code != 0 && out.contains("--period"), "\(out)")
             _ = await stack.stop()
         }
     }

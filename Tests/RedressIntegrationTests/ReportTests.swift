@@ -274,7 +274,23 @@ import Testing
             let cells = lines.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
             #expect(cells.allSatisfy { $0.count == 4 }, "four columns on every row")
             let received = cells.first { $0[0] == "volume" && $0[1] == "received" }?[3]
-            #expect(received == String(Expected(rows, path: paths["GD"]!, from: "2026-10-01", to: "2026-12-31").received))
+            let gdQ4 = Expected(rows, path: paths["GD"]!, from: "2026-10-01", to: "2026-12-31")
+            #expect(received == String(gdQ4.received))
+
+            // The regulator's shape: one row per class, every complaint counted once, in Chinese.
+            let regulator = try await client.execute(uri: "/v1/reports?unit=GD&period=2026-Q4&format=regulator-csv", method: .get,
+                                                     headers: [.authorization: await F.token("GD-SUP01", .supervisor, "GD")], body: nil)
+            #expect(regulator.status == .ok)
+            let regulatorBytes = Array(regulator.body.readableBytesView)
+            #expect(regulatorBytes.starts(with: [0xEF, 0xBB, 0xBF]))
+            let classRows = String(decoding: regulatorBytes.dropFirst(3), as: UTF8.self).components(separatedBy: "\r\n").filter { !$0.isEmpty }
+            #expect(classRows.first == "class,name,name_en,received,closed")
+            let classes = try RegulatorClasses.load(TestDatabase.repo.appendingPathComponent(RegulatorClasses.defaultPath).path)
+            #expect(classRows.count == classes.classes.count + 1)
+            let fields = classRows.dropFirst().map { $0.split(separator: ",").map(String.init) }
+            #expect(fields.reduce(0) { $0 + (Int($1[$1.count - 2]) ?? 0) } == gdQ4.received, "every received complaint in one class")
+            #expect(fields.reduce(0) { $0 + (Int($1[$1.count - 1]) ?? 0) } == gdQ4.closed, "every closed complaint in one class")
+            #expect(fields.contains { $0[0] == "claims_dispute" && $0[1] == "理赔纠纷" })
         }
     }
 

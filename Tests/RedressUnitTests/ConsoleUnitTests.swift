@@ -96,3 +96,21 @@ import Testing
         #expect(ConsoleAuth.sameToken("abc", "abc") && !ConsoleAuth.sameToken("abc", "abd") && !ConsoleAuth.sameToken("", ""))
     }
 }
+
+@Suite struct ReportChartTests {
+    @Test func barsAreProportionalLabelledAndEscaped() {
+        let svg = SVGChart.bars([("网上<渠道>", 10), ("电话", 5), ("零", 0)], title: "按渠道 & 单位", width: 520)
+        #expect(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>"))
+        #expect(svg.contains("role=\"img\"") && svg.contains("<title>按渠道 &amp; 单位</title>"))
+        #expect(svg.contains("网上&lt;渠道&gt;") && !svg.contains("<渠道>"), "labels are escaped")
+        // 520 − 150 for labels − 56 for values = 314 for the longest bar; half of it for half the value.
+        #expect(svg.contains("width=\"314\"") && svg.contains("width=\"157\"") && svg.contains("width=\"0\""))
+        #expect(SVGChart.bars([], title: "空").contains(">—</text>"), "an empty chart says so")
+    }
+
+    @Test func theCurrentQuarterIsCountedInBeijingTime() {
+        // 16:30 UTC on 31 December is 00:30 on 1 January in Shanghai: the next year's first quarter.
+        #expect(ConsolePages.currentQuarter(Date(timeIntervalSince1970: 1_798_734_600)) == "2027-Q1")
+        #expect(ConsolePages.currentQuarter(Date(timeIntervalSince1970: 1_798_734_600 - 3_600)) == "2026-Q4")
+    }
+}

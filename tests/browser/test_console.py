@@ -310,6 +310,19 @@ def main():
         driver.get(CONSOLE + "/staff")
         accessible(driver, "staff administration")
         shot(driver, "staff")
+        # 定期分析报告: the province's report for this quarter, its charts drawn as SVG on the server, printable.
+        def in_report():
+            driver.get(CONSOLE + "/reports?unit=GD")
+            figures = driver.find_elements(By.CSS_SELECTOR, ".figures .fig-value")
+            return bool(figures) and figures[0].text.strip() not in ("", "0")
+        eventually("the complaint reaches the province's report", in_report, timeout=60)
+        check(len(driver.find_elements(By.CSS_SELECTOR, "svg.chart[role=img] title")) >= 4, "the report's charts are SVG images with titles")
+        printable = driver.execute_script(
+            "return [...document.styleSheets].some(s => [...s.cssRules].some(r => r.media && r.media.mediaText.includes('print')))")
+        check(printable, "the report has a print stylesheet")
+        check(driver.find_element(By.PARTIAL_LINK_TEXT, "CSV").get_attribute("href").endswith("format=csv"), "the report offers its CSV")
+        accessible(driver, "report")
+        shot(driver, "report")
 
         # A sibling unit's agent cannot open the case by its URL.
         sign_in(driver, "GD-GZ-AGE01")

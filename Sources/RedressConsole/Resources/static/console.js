@@ -100,4 +100,9 @@
     var msg = btn && btn.getAttribute("data-confirm");
     if (msg && !window.confirm(msg)) e.preventDefault();
   });
+
+  // 4. The report's print button (the page prints as well from the browser's menu).
+  document.addEventListener("click", function (e) {
+    if (e.target && e.target.hasAttribute && e.target.hasAttribute("data-print")) window.print();
+  });
 })();
