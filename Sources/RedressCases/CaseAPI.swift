@@ -229,11 +229,14 @@ struct PersonalDataView: ResponseEncodable, Sendable {
 
 struct InboxItem: Codable, Sendable {
     var id: UUID
-    var complaintId: UUID
-    var number: String
+    /// Nil for a note about no complaint (a report snapshot announced to the unit's supervisors).
+    var complaintId: UUID?
+    var number: String?
     var template: String
     var createdAt: String
     var status: String
+    /// What a note about no complaint is about: `report:<unit>:<period>:<version>`.
+    var reference: String?
 }
 
 struct Inbox: ResponseEncodable, Sendable {
@@ -288,6 +291,9 @@ struct CaseAPI: Sendable {
         // 定期分析报告: supervisors, admins and auditors, for their own subtree.
         router.group("v1/reports").add(middleware: RequireRoles([.supervisor, .admin, .auditor], authority: tokens, staff: standing))
             .get("") { request, context in try await report(request, context) }
+        let snapshots = router.group("v1/report-snapshots").add(middleware: RequireRoles([.supervisor, .admin, .auditor], authority: tokens, staff: standing))
+        snapshots.get("") { request, context in try await snapshotList(request, context) }
+        snapshots.get(":id") { request, context in try await snapshotBody(request, context) }
         // 人员管理: admins everywhere, supervisors within their subtree.
         let people = router.group("v1/staff").add(middleware: RequireRoles([.supervisor, .admin], authority: tokens, staff: standing))
         people.get("") { request, context in
@@ -618,6 +624,46 @@ struct CaseAPI: Sendable {
         }
     }
 
+    /// The stored snapshots of the caller's subtree, newest first; `unit` and `period` narrow them.
+    func snapshotList(_ request: Request, _ context: RedressRequestContext) async throws -> SnapshotList {
+        let query = request.uri.queryParameters
+        let unit = query.get("unit"), period = query.get("period")
+        var errors: [FieldError] = []
+        if let unit, unit.count > 32 { errors.append(FieldError("unit", "is longer than 32 characters")) }
+        if let period, period.count > 40 { errors.append(FieldError("period", "is longer than 40 characters")) }
+        if !errors.isEmpty { throw CaseRefusal.invalid(errors).problem }
+        try NULCharacter.refuse(parameter: "unit", unit)
+        try NULCharacter.refuse(parameter: "period", period)
+        return try await scoped(context) { connection, _ in
+            let rows = try await connection.query("""
+                SELECT id, unit, period, version, generated_at, generated_by FROM report_snapshots
+                WHERE (\(unit)::text IS NULL OR unit = \(unit)) AND (\(period)::text IS NULL OR period = \(period))
+                ORDER BY unit, period DESC, version DESC LIMIT 200
+                """, logger: context.logger)
+            var items: [ReportSnapshots.Snapshot] = []
+            for try await (id, unit, period, version, at, by) in rows.decode((UUID, String, String, Int, Date, String).self) {
+                items.append(ReportSnapshots.Snapshot(id: id, unit: unit, period: period, version: version, generatedAt: at, generatedBy: by))
+            }
+            return SnapshotList(items: items)
+        }
+    }
+
+    /// One snapshot's report, exactly as it was stored.
+    func snapshotBody(_ request: Request, _ context: RedressRequestContext) async throws -> Response {
+        let key = try context.parameters.require("id")
+        guard let id = UUID(uuidString: key) else {
+            throw Problem(status: .notFound, title: "No such snapshot", detail: "no report snapshot '\(key)' in your part of the organisation")
+        }
+        let body = try await scoped(context) { connection, _ -> String? in
+            for try await text in try await connection.query("SELECT body::text FROM report_snapshots WHERE id = \(id)", logger: context.logger).decode(String.self) {
+                return text
+            }
+            return nil
+        }
+        guard let body else { throw Problem(status: .notFound, title: "No such snapshot", detail: "no report snapshot '\(key)' in your part of the organisation") }
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
     func typicalCases(_ request: Request, _ context: RedressRequestContext) async throws -> TypicalCases {
         TypicalCases(items: try await scoped(context) { connection, path in
             try await typical(where: "(c.unit_path = $1 OR c.unit_path LIKE $1 || '/%')", bind: path, on: connection, logger: context.logger)
@@ -743,15 +789,18 @@ struct CaseAPI: Sendable {
         // The names notify addresses staff by: "staff:<id>", and "supervisors:<unit>" for a unit's supervisors.
         let recipients = ["staff:" + caller.subject] + (caller.role == .supervisor ? ["supervisors:\(caller.unit)"] : [])
         return try await scoped(context) { connection, _ in
+            // A note about a complaint is listed while the complaint is the caller's to see; a note
+            // about no complaint (a report snapshot) while it is addressed to the caller's unit.
             let rows = try await connection.query("""
-                SELECT n.id, n.complaint_id, c.number, n.template, n.created_at, n.status
-                FROM notifications n JOIN complaints c ON c.id = n.complaint_id
-                WHERE n.channel = 'staff_inbox' AND n.recipient = ANY(\(recipients)::text[])
+                SELECT n.id, n.complaint_id, c.number, n.template, n.created_at, n.status, n.reference
+                FROM notifications n LEFT JOIN complaints c ON c.id = n.complaint_id
+                WHERE n.channel = 'staff_inbox' AND n.recipient = ANY(\(recipients)::text[]) AND (n.complaint_id IS NULL OR c.id IS NOT NULL)
                 ORDER BY n.created_at DESC LIMIT \(pageSize)
                 """, logger: context.logger)
             var items: [InboxItem] = []
-            for try await row in rows.decode((UUID, UUID, String, String, Date, String).self) {
-                items.append(InboxItem(id: row.0, complaintId: row.1, number: row.2, template: row.3, createdAt: Timestamp.format(row.4), status: row.5))
+            for try await row in rows.decode((UUID, UUID?, String?, String, Date, String, String?).self) {
+                items.append(InboxItem(id: row.0, complaintId: row.1, number: row.2, template: row.3, createdAt: Timestamp.format(row.4), status: row.5,
+                                       reference: row.6))
             }
             return Inbox(items: items)
         }
@@ -759,3 +808,7 @@ struct CaseAPI: Sendable {
 }
 
 extension PeriodicReport: ResponseEncodable {}
+
+struct SnapshotList: ResponseEncodable, Sendable {
+    var items: [ReportSnapshots.Snapshot]
+}

@@ -113,6 +113,14 @@ extension ConsolePages {
             var row = item
             row["templateLabel"] = catalogue.label("template", item["template"] as? String ?? "", language)
             row["createdLocal"] = local(item["createdAt"] as? String) ?? ""
+            // A report snapshot: `report:<unit>:<period>:<version>` links to the unit's report for the period.
+            if let reference = item["reference"] as? String, reference.hasPrefix("report:") {
+                let parts = reference.split(separator: ":").map(String.init)
+                if parts.count == 4 {
+                    row["reportLink"] = "/reports?unit=\(parts[1].queryEscaped)&period=\(parts[2].queryEscaped)"
+                    row["reportName"] = "\(parts[1]) \(parts[2]) v\(parts[3])"
+                }
+            }
             return row
         }
         var data: [String: Any] = ["items": items, "hasItems": !items.isEmpty]

@@ -259,7 +259,7 @@ public struct JWKSRefresher: Service {
 
     public func run() async throws {
         while !Task.isCancelledOrShuttingDown {
-            try? await Task.sleep(for: interval)
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
             if Task.isCancelledOrShuttingDown { return }
             do {
                 try authority.replaceKeys(jwks: try await Self.load(source))

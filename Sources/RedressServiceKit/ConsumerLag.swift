@@ -63,7 +63,8 @@ public struct ConsumerLagExporter: Service {
             } catch {
                 logger.warning("consumer lag not measured this time", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: interval)
+            // The wait ends with a graceful shutdown too, so SIGTERM is never held up by it.
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
     }
 }

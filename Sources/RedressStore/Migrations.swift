@@ -541,5 +541,39 @@ public enum Migrations {
         USING (unit_path = current_setting('redress.unit_path', true) OR unit_path LIKE current_setting('redress.unit_path', true) || '/%');
     GRANT SELECT ON report_daily TO redress_staff;
     GRANT SELECT, INSERT, UPDATE, DELETE ON report_daily TO redress_service;
+
+    -- A period's report as it was when generated (a month's or quarter's, for HQ and each province),
+    -- kept as sent on. Immutable: generating it again adds the next version; both stay.
+    CREATE TABLE report_snapshots (
+        id            uuid PRIMARY KEY,
+        unit          text NOT NULL REFERENCES org_units(code),
+        unit_path     text NOT NULL,
+        period        text NOT NULL,
+        version       integer NOT NULL CHECK (version > 0),
+        generated_at  timestamptz NOT NULL DEFAULT now(),
+        generated_by  text NOT NULL,
+        body          jsonb NOT NULL,
+        UNIQUE (unit, period, version)
+    );
+    CREATE FUNCTION report_snapshots_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'report snapshots are immutable: generate the period again for a new version';
+    END $$;
+    CREATE TRIGGER report_snapshots_immutable BEFORE UPDATE OR DELETE ON report_snapshots
+        FOR EACH ROW EXECUTE FUNCTION report_snapshots_immutable();
+    ALTER TABLE report_snapshots ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY report_snapshots_services ON report_snapshots TO redress_service USING (true) WITH CHECK (true);
+    CREATE POLICY report_snapshots_staff ON report_snapshots TO redress_staff
+        USING (unit_path = current_setting('redress.unit_path', true) OR unit_path LIKE current_setting('redress.unit_path', true) || '/%');
+    GRANT SELECT ON report_snapshots TO redress_staff;
+    GRANT SELECT, INSERT ON report_snapshots TO redress_service;
+
+    -- Inbox notes that are about no complaint (a snapshot announced to a unit's supervisors): they
+    -- name what they are about in `reference`, and staff see those addressed to their subtree's units.
+    ALTER TABLE notifications ALTER COLUMN complaint_id DROP NOT NULL;
+    ALTER TABLE notifications ADD COLUMN reference text;
+    CREATE POLICY notifications_staff_announcements ON notifications TO redress_staff USING (
+        complaint_id IS NULL AND EXISTS (SELECT 1 FROM org_units u WHERE recipient = 'supervisors:' || u.code
+            AND (u.path = current_setting('redress.unit_path', true) OR u.path LIKE current_setting('redress.unit_path', true) || '/%')));
     """#
 }

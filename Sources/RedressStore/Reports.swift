@@ -493,3 +493,98 @@ public struct RegulatorClassesError: Error, CustomStringConvertible {
     public var detail: String
     public var description: String { detail }
 }
+
+/// Immutable snapshots of period reports, announced in the unit supervisors' inbox.
+public enum ReportSnapshots {
+    public struct Snapshot: Codable, Sendable, Equatable {
+        public var id: UUID
+        public var unit: String
+        public var period: String
+        public var version: Int
+        public var generatedAt: Date
+        public var generatedBy: String
+
+        public init(id: UUID, unit: String, period: String, version: Int, generatedAt: Date, generatedBy: String) {
+            self.id = id
+            self.unit = unit
+            self.period = period
+            self.version = version
+            self.generatedAt = generatedAt
+            self.generatedBy = generatedBy
+        }
+    }
+
+    /// Generates `unit`'s report for `period` from a freshly rebuilt rollup and stores it as the
+    /// next version; tells the unit's supervisors in their inbox. Returns the snapshot.
+    public static func generate(unit: String, period: ReportPeriod, by actor: String, now: Date = Date(),
+                                on connection: PostgresConnection, logger: Logger) async throws -> Snapshot {
+        var path: String?
+        for try await value in try await connection.query("SELECT path FROM org_units WHERE code = \(unit)", logger: logger).decode(String.self) {
+            path = value
+        }
+        guard let path else { throw RegulatorClassesError(detail: "no unit '\(unit)'") }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: ReportRollup.zone)!
+        let first = calendar.date(from: period.first)!, last = calendar.date(from: period.last)!
+        try await ReportRollup.rebuild(from: first, to: last, on: connection, logger: logger)
+        let report = PeriodicReport(unit: unit, period: period,
+                                    current: try await ReportTotals.read(unitPath: path, period: period, on: connection, logger: logger),
+                                    previous: try await ReportTotals.read(unitPath: path, period: period.previous, on: connection, logger: logger),
+                                    yearBefore: try await ReportTotals.read(unitPath: path, period: period.yearBefore, on: connection, logger: logger),
+                                    withHandlers: true)
+        let body = String(decoding: try JSONEncoder().encode(report), as: UTF8.self)
+        var version = 1
+        for try await latest in try await connection.query("SELECT COALESCE(max(version), 0) + 1 FROM report_snapshots WHERE unit = \(unit) AND period = \(period.label)",
+                                                           logger: logger).decode(Int.self) {
+            version = latest
+        }
+        let id = UUID()
+        try await connection.query("""
+            INSERT INTO report_snapshots (id, unit, unit_path, period, version, generated_at, generated_by, body)
+            VALUES (\(id), \(unit), \(path), \(period.label), \(version), \(now), \(actor), \(body)::jsonb)
+            """, logger: logger)
+        try await connection.query("""
+            INSERT INTO notifications (id, complaint_id, event_id, recipient, channel, template, status, body, delivered_at, created_at, reference)
+            VALUES (\(UUID()), NULL, \(id), \("supervisors:" + unit), 'staff_inbox', 'report.snapshot.supervisors', 'delivered',
+                    \("\(period.label) 分析报告已生成（第 \(version) 版）/ the \(period.label) report is ready (version \(version))"), \(now), \(now),
+                    \("report:\(unit):\(period.label):\(version)"))
+            """, logger: logger)
+        return Snapshot(id: id, unit: unit, period: period.label, version: version, generatedAt: now, generatedBy: actor)
+    }
+
+    /// The month and quarter that ended most recently before `now` (local days): what the
+    /// supervisor snapshots for HQ and each province, once each.
+    public static func endedPeriods(before now: Date) -> [ReportPeriod] {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: ReportRollup.zone)!
+        let parts = calendar.dateComponents([.year, .month], from: now)
+        let previousMonth = calendar.date(byAdding: .month, value: -1, to: calendar.date(from: DateComponents(year: parts.year, month: parts.month, day: 1))!)!
+        let month = calendar.dateComponents([.year, .month], from: previousMonth)
+        var periods = [ReportPeriod.parse(String(format: "%04d-%02d", month.year!, month.month!))!]
+        // A quarter ended when the month that ended is a quarter's last.
+        if month.month! % 3 == 0 {
+            periods.append(ReportPeriod.parse("\(month.year!)-Q\(month.month! / 3)")!)
+        }
+        return periods
+    }
+
+    /// Snapshots every ended period for HQ and the provinces that has none yet. Idempotent; two
+    /// supervisors serialise on the rollup's lock.
+    @discardableResult
+    public static func takeDue(now: Date = Date(), on connection: PostgresConnection, logger: Logger) async throws -> [Snapshot] {
+        var units: [String] = []
+        for try await code in try await connection.query("SELECT code FROM org_units WHERE level IN ('hq', 'province') ORDER BY path", logger: logger)
+            .decode(String.self) { units.append(code) }
+        try await connection.query("SELECT pg_advisory_xact_lock(\(Int64(0x736E_6170)))", logger: logger)
+        var taken: [Snapshot] = []
+        for period in endedPeriods(before: now) {
+            for unit in units {
+                var exists = false
+                for try await _ in try await connection.query("SELECT 1 FROM report_snapshots WHERE unit = \(unit) AND period = \(period.label)", logger: logger)
+                    .decode(Int.self) { exists = true }
+                if !exists { taken.append(try await generate(unit: unit, period: period, by: "redress-supervisor", now: now, on: connection, logger: logger)) }
+            }
+        }
+        return taken
+    }
+}

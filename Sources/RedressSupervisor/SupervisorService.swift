@@ -107,7 +107,17 @@ public enum SupervisorService {
                 try await ReportRollup.rebuild(from: Date().addingTimeInterval(-2 * 86_400), to: Date(), on: connection, logger: logger)
             }
         }
-        return (host.router(), [consumer, scanner, gauges, lag, reports])
+        // When a month or quarter has ended: HQ's and each province's report, kept as a snapshot and
+        // announced to the unit's supervisors. Checked hourly; once taken, a period is not taken again.
+        let snapshots = Periodic("report snapshots", every: .seconds(3_600), gate: host.gate, logger: host.logger) { [postgres = host.postgres, logger = host.logger] in
+            let taken = try await postgres.withTransaction(logger: logger) { connection in
+                try await ReportSnapshots.takeDue(on: connection, logger: logger)
+            }
+            for snapshot in taken {
+                logger.info("report snapshot taken", metadata: ["unit": "\(snapshot.unit)", "period": "\(snapshot.period)", "version": "\(snapshot.version)"])
+            }
+        }
+        return (host.router(), [consumer, scanner, gauges, lag, reports, snapshots])
     }
 }
 

@@ -8,6 +8,7 @@ import RedressConsole
 import RedressContracts
 import RedressDomain
 import RedressKafka
+import RedressStore
 import RedressServiceKit
 import RedressSupervisor
 
@@ -38,6 +39,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Instead of complaints: fill the database with this many complaints (one in 499 open) and time the staff queues of the case service at --cases.")
     var queueComplaints: Int?
 
+    @Option(help: "Instead of complaints: fill the database with this many complaints spread over a year, rebuild the report rollup, and time GET /v1/reports for HQ's current quarter at --cases.")
+    var reportComplaints: Int?
+
     @Option(help: "The case service's base URL (queue benchmark).")
     var cases = "http://127.0.0.1:8082"
 
@@ -55,6 +59,13 @@ struct Bench: AsyncParsableCommand {
         logger.logLevel = .warning
         if let slaClocks {
             try await SLAScanBench(clocks: slaClocks, logger: logger).run()
+            return
+        }
+        if let reportComplaints {
+            guard let secret = ProcessInfo.processInfo.environment["REDRESS_JWT_SECRET"] else {
+                throw ValidationError("REDRESS_JWT_SECRET must be set to the stack's (source run/<stack>/env)")
+            }
+            try await ReportBench(complaints: reportComplaints, cases: cases, tokens: TokenAuthority(secret: secret), logger: logger).run()
             return
         }
         if let queueComplaints {
@@ -636,3 +647,88 @@ struct QueueBench {
         try await client.shutdown()
     }
 }
+
+/// The report's promise: a quarter's report for HQ over a million complaints in under 2 s. Fills
+/// the database (complaints received over the past year, most closed, with a cause, a liability
+/// and a return visit for one in five), rebuilds the rollup for the year (what the nightly job
+/// costs), then asks the case service for HQ's report of the current quarter over HTTP.
+struct ReportBench {
+    let complaints: Int
+    let cases: String
+    let tokens: TokenAuthority
+    let logger: Logger
+
+    func run() async throws {
+        let postgres = PostgresClient(configuration: try ServiceConfiguration.PostgresSettings.fromEnvironment().clientConfiguration(), backgroundLogger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await postgres.run() }
+            defer { group.cancelAll() }
+            var existing = 0
+            for try await n in try await postgres.query("SELECT count(*)::bigint FROM complaints", logger: logger).decode(Int64.self) { existing = Int(n) }
+            let started = ContinuousClock.now
+            var done = existing
+            while done < complaints {
+                let slice = min(100_000, complaints - done)
+                try await postgres.query("""
+                    WITH a AS (SELECT array_agg(id ORDER BY id) AS ids, array_agg(org_unit ORDER BY id) AS units, count(*) AS n FROM staff WHERE role = 'agent'),
+                    r AS (SELECT i, now() - make_interval(secs => (i * 7919 % 31536000)) AS received FROM generate_series(\(done + 1), \(done + slice)) AS i)
+                    INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name, customer_phone,
+                        customer_key, subject, content, category, priority, handling_unit, assignee, status, liability, responsible_link, cause_code,
+                        closed_at, first_contact_at)
+                    SELECT gen_random_uuid(), 'RBENCH-' || i, (ARRAY['online', 'call_center', 'wechat', 'branch_counter', 'regulator'])[1 + i % 5], 'RBENCH-' || i,
+                           r.received, r.received + interval '15 days', a.units[1 + i % a.n], '张三', '13812345678', 'k-' || (i % 250000), '理赔太慢', '理赔太慢',
+                           (ARRAY['claims', 'service', 'product', 'sales', 'other'])[1 + i % 5], 'normal', a.units[1 + i % a.n], a.ids[1 + i % a.n],
+                           CASE WHEN i % 10 = 0 THEN 'investigating' ELSE 'closed' END,
+                           CASE WHEN i % 10 = 0 THEN NULL WHEN i % 3 = 0 THEN 'liable' ELSE 'not_liable' END,
+                           CASE WHEN i % 10 = 0 THEN NULL ELSE (ARRAY['claims', 'service', 'sales', 'product'])[1 + i % 4] END,
+                           CASE WHEN i % 10 = 0 THEN NULL ELSE (ARRAY['claim_delay', 'service_attitude', 'misleading_sales', 'policy_terms'])[1 + i % 4] END,
+                           CASE WHEN i % 10 = 0 THEN NULL ELSE r.received + make_interval(hours => (i % 400)::int) END,
+                           r.received + make_interval(hours => (i % 30)::int)
+                    FROM r, a
+                    """, logger: logger)
+                done += slice
+            }
+            if existing < complaints {
+                try await postgres.query("""
+                    INSERT INTO surveys (id, complaint_id, visit, due_at, status, invited_at, answered_at, score, resolved, handler)
+                    SELECT gen_random_uuid(), c.id, 'day0', c.closed_at, 'answered', c.closed_at, c.closed_at + interval '2 days',
+                           1 + (abs(hashtext(c.number)) % 5), true, c.assignee
+                    FROM complaints c WHERE c.external_ref LIKE 'RBENCH-%' AND c.closed_at IS NOT NULL AND abs(hashtext(c.number)) % 5 = 0
+                    """, logger: logger)
+                try await postgres.query("ANALYZE complaints", logger: logger)
+                print(String(format: "bench: report: filled %d complaints in %.1f s", complaints - existing, (ContinuousClock.now - started).seconds))
+            }
+            let rebuildStart = ContinuousClock.now
+            try await postgres.withTransaction(logger: logger) { connection in
+                try await ReportRollup.rebuild(from: Date().addingTimeInterval(-366 * 86_400), to: Date(), on: connection, logger: logger)
+            }
+            var rows = 0
+            for try await n in try await postgres.query("SELECT count(*)::bigint FROM report_daily", logger: logger).decode(Int64.self) { rows = Int(n) }
+            print(String(format: "bench: report: rollup rebuilt for a year in %.1f s (%d rollup rows; the nightly job's cost)",
+                         (ContinuousClock.now - rebuildStart).seconds, rows))
+
+            let token = await tokens.mint(subject: "HQ-SUP01", role: .supervisor, unit: "HQ")
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = TimeZone(identifier: ReportRollup.zone)!
+            let parts = calendar.dateComponents([.year, .month], from: Date())
+            let quarter = "\(parts.year!)-Q\((parts.month! - 1) / 3 + 1)"
+            var latencies: [Double] = []
+            var received: Int64 = -1
+            for _ in 0..<30 {
+                var request = HTTPClientRequest(url: "\(cases)/v1/reports?unit=HQ&period=\(quarter)")
+                request.headers.add(name: "Authorization", value: "Bearer \(token)")
+                let start = ContinuousClock.now
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+                let body = try await response.body.collect(upTo: 16 << 20)
+                latencies.append((ContinuousClock.now - start).seconds * 1000)
+                guard response.status == .ok else { throw ValidationError("GET /v1/reports answered \(response.status.code): \(String(buffer: body))") }
+                received = ((try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any]).flatMap { ($0["volume"] as? [String: Any])?["received"] as? Int64 } ?? received
+            }
+            latencies.sort()
+            print(String(format: "bench: report: GET /v1/reports?unit=HQ&period=%@ (%lld received in the quarter): p50=%.1fms p99=%.1fms max=%.1fms over %d requests",
+                         quarter, received, latencies[latencies.count / 2], latencies[min(latencies.count - 1, Int(Double(latencies.count) * 0.99))],
+                         latencies.last!, latencies.count))
+        }
+    }
+}
+

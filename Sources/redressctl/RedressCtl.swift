@@ -230,7 +230,7 @@ struct Report: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "定期分析报告: a unit's report for a period, as JSON or CSV (UTF-8 with BOM, for Excel).",
         discussion: "Reads the rollup; `report rebuild` recomputes it from the records (the supervisor keeps the last days current).",
-        subcommands: [Show.self, Rebuild.self], defaultSubcommand: Show.self)
+        subcommands: [Show.self, Rebuild.self, Snapshot.self], defaultSubcommand: Show.self)
 
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "show", abstract: "Print a report.")
@@ -283,6 +283,25 @@ struct Report: AsyncParsableCommand {
             } else {
                 FileHandle.standardOutput.write(Data(bytes))
             }
+        }
+    }
+
+    struct Snapshot: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Generate a unit's report for a period again and keep it as the next snapshot version (earlier ones stay); its supervisors are told.")
+        @Option(help: "The unit, e.g. GD.") var unit: String
+        @Option(help: "The period, e.g. 2026-Q4.") var period: String
+        @Option(help: "Who asks for it (recorded with the snapshot).") var by = "redressctl"
+
+        func run() async throws {
+            guard let period = ReportPeriod.parse(period) else { throw ValidationError("--period '\(self.period)': give a year, a quarter, a month or days") }
+            let (unit, by) = (self.unit, self.by)
+            let snapshot = try await withPostgres { client, logger in
+                try await client.withTransaction(logger: logger) { connection in
+                    try await ReportSnapshots.generate(unit: unit, period: period, by: by, on: connection, logger: logger)
+                }
+            }
+            print("report snapshot \(snapshot.unit) \(snapshot.period) version \(snapshot.version): \(snapshot.id)")
         }
     }
 

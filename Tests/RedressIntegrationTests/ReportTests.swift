@@ -294,6 +294,45 @@ import Testing
         }
     }
 
+    /// When a month or quarter has ended, HQ's and each province's report is kept as an immutable
+    /// snapshot, once; generating again adds a version and keeps both; the unit's supervisors are
+    /// told in their inbox; a unit reads its subtree's snapshots only.
+    @Test func endedPeriodsAreSnapshottedOnceImmutablyAndAnnounced() async throws {
+        try await F.withApp { db, _, client in
+            let december = Self.local("2026-12-02T09:00:00+08:00"), january = Self.local("2027-01-05T09:00:00+08:00")
+            func take(_ now: Date) async throws -> [ReportSnapshots.Snapshot] {
+                try await db.withTransaction(logger: TestDatabase.logger) { try await ReportSnapshots.takeDue(now: now, on: $0, logger: TestDatabase.logger) }
+            }
+            #expect(try await take(december).map { "\($0.unit) \($0.period)" }.sorted() == ["GD 2026-11", "HQ 2026-11", "ZJ 2026-11"])
+            #expect(try await take(december).isEmpty, "taken once")
+            #expect(try await take(january).map { "\($0.unit) \($0.period)" }.sorted()
+                    == ["GD 2026-12", "GD 2026-Q4", "HQ 2026-12", "HQ 2026-Q4", "ZJ 2026-12", "ZJ 2026-Q4"])
+            let again = try await db.withTransaction(logger: TestDatabase.logger) {
+                try await ReportSnapshots.generate(unit: "GD", period: ReportPeriod.parse("2026-Q4")!, by: "GD-SUP01", on: $0, logger: TestDatabase.logger)
+            }
+            #expect(again.version == 2)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM report_snapshots WHERE unit = 'GD' AND period = '2026-Q4'") == 2, "both versions kept")
+            await #expect(throws: (any Error).self, "immutable") {
+                try await db.query("UPDATE report_snapshots SET body = '{}' WHERE id = \(again.id)", logger: TestDatabase.logger)
+            }
+            let gd = await F.token("GD-SUP01", .supervisor, "GD")
+            var (status, json) = try await F.get(client, "/v1/inbox", as: gd)
+            let references = (json["items"] as? [[String: Any]] ?? []).compactMap { $0["reference"] as? String }
+            #expect(status == .ok && references.contains("report:GD:2026-Q4:2") && references.contains("report:GD:2026-11:1"), "\(json)")
+            #expect(!references.contains { $0.hasPrefix("report:ZJ:") }, "another province's announcement is not GD's")
+            (status, json) = try await F.get(client, "/v1/report-snapshots?unit=GD&period=2026-Q4", as: gd)
+            #expect((json["items"] as? [[String: Any]])?.map { $0["version"] as? Int } == [2, 1], "\(json)")
+            (status, json) = try await F.get(client, "/v1/report-snapshots/\(again.id)", as: gd)
+            #expect(status == .ok && json["unit"] as? String == "GD" && json["period"] as? String == "2026-Q4")
+            // A city reads neither its province's snapshots nor a sibling's.
+            let city = await F.token("GD-SZ-SUP01", .supervisor, "GD-SZ")
+            (status, json) = try await F.get(client, "/v1/report-snapshots", as: city)
+            #expect(status == .ok && (json["items"] as? [Any])?.isEmpty == true, "\(json)")
+            (status, _) = try await F.get(client, "/v1/report-snapshots/\(again.id)", as: city)
+            #expect(status == .notFound)
+        }
+    }
+
     @Test func periodsParseAndStepBack() {
         #expect(ReportPeriod.parse("2026-Q4")?.firstDay == "2026-10-01" && ReportPeriod.parse("2026-Q4")?.lastDay == "2026-12-31")
         #expect(ReportPeriod.parse("2026-Q4")?.previous.firstDay == "2026-07-01" && ReportPeriod.parse("2026-Q4")?.previous.lastDay == "2026-09-30")
