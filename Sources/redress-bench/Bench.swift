@@ -450,12 +450,7 @@ struct QueueBench {
     let logger: Logger
 
     func run() async throws {
-        let postgres = PostgresClient(configuration: try ServiceConfiguration.PostgresSettings.fromEnvironment().clientConfiguration(), backgroundLogger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await postgres.run() }
-            defer { group.cancelAll() }
-            var existing = 0
-            for try await n in try await postgres.query("SELECT count(*)::bigint FROM complaints", logger: logger).decode(Int64.self) { existing = Int(n) }
+        try await withBenchDatabase(logger: logger) { postgres, existing in
             if existing < complaints {
                 let started = ContinuousClock.now
                 var done = existing
@@ -659,12 +654,7 @@ struct ReportBench {
     let logger: Logger
 
     func run() async throws {
-        let postgres = PostgresClient(configuration: try ServiceConfiguration.PostgresSettings.fromEnvironment().clientConfiguration(), backgroundLogger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await postgres.run() }
-            defer { group.cancelAll() }
-            var existing = 0
-            for try await n in try await postgres.query("SELECT count(*)::bigint FROM complaints", logger: logger).decode(Int64.self) { existing = Int(n) }
+        try await withBenchDatabase(logger: logger) { postgres, existing in
             let started = ContinuousClock.now
             var done = existing
             while done < complaints {
@@ -729,6 +719,19 @@ struct ReportBench {
                          quarter, received, latencies[latencies.count / 2], latencies[min(latencies.count - 1, Int(Double(latencies.count) * 0.99))],
                          latencies.last!, latencies.count))
         }
+    }
+}
+
+/// The fill benchmarks' database: a client whose pool runs while `body` does, and how many
+/// complaints are stored already (a second run adds only what is missing).
+func withBenchDatabase(logger: Logger, _ body: (PostgresClient, Int) async throws -> Void) async throws {
+    let postgres = PostgresClient(configuration: try ServiceConfiguration.PostgresSettings.fromEnvironment().clientConfiguration(), backgroundLogger: logger)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { await postgres.run() }
+        defer { group.cancelAll() }
+        var existing = 0
+        for try await n in try await postgres.query("SELECT count(*)::bigint FROM complaints", logger: logger).decode(Int64.self) { existing = Int(n) }
+        try await body(postgres, existing)
     }
 }
 
