@@ -74,6 +74,8 @@ public final class TokenAuthority: Sendable {
     }
     private let keySet: NIOLockedValueBox<KeySet>
     public let canMint: Bool
+    /// The key id minted tokens name, so a verifier holding several keys finds the right one.
+    private let mintKid: JWKIdentifier?
 
     /// HS256 with a shared secret: development and tests.
     public init(secret: String, policy: TokenPolicy = TokenPolicy()) {
@@ -81,34 +83,72 @@ public final class TokenAuthority: Sendable {
         let hmac = HMACKey(from: Data(secret.utf8))
         keySet = NIOLockedValueBox(KeySet(install: { await $0.add(hmac: hmac, digestAlgorithm: .sha256) }, algorithms: ["HS256"]))
         canMint = true
+        mintKid = nil
     }
 
-    /// RS256/ES256 tokens of an identity provider, verified against its JWKS document.
-    public init(jwks: String, policy: TokenPolicy) throws(Failure) {
+    /// RS256/ES256 tokens of an identity provider, verified against its JWKS documents (several:
+    /// the provider's, and the console's public key when the console signs its own calls).
+    public convenience init(jwks: String, policy: TokenPolicy) throws(Failure) {
+        try self.init(jwks: [jwks], policy: policy)
+    }
+
+    public init(jwks documents: [String], policy: TokenPolicy) throws(Failure) {
         self.policy = policy
-        keySet = NIOLockedValueBox(try Self.keySet(jwks: jwks))
+        keySet = NIOLockedValueBox(try Self.keySet(jwks: documents))
         canMint = false
+        mintKid = nil
+    }
+
+    /// The console's own ES256 key, with which it signs its calls to the APIs when staff tokens come
+    /// from an identity provider (the APIs list its public key among their JWKS sources).
+    public init(signingKeyPEM pem: String, kid: String, policy: TokenPolicy) throws(Failure) {
+        self.policy = policy
+        let key: ES256PrivateKey
+        do {
+            key = try ES256PrivateKey(pem: pem)
+        } catch {
+            throw .badKeys("the console's signing key is not a P-256 private key in PEM")
+        }
+        let identifier = JWKIdentifier(string: kid)
+        keySet = NIOLockedValueBox(KeySet(install: { await $0.add(ecdsa: key, kid: identifier) }, algorithms: ["ES256"]))
+        canMint = true
+        mintKid = identifier
+    }
+
+    /// A new P-256 key for the console: its private key (PEM, for `REDRESS_CONSOLE_SIGNING_KEY`) and
+    /// a JWKS with its public key (for the APIs' `REDRESS_OIDC_JWKS`).
+    public static func newConsoleKey(kid: String) -> (privatePEM: String, jwks: String) {
+        let key = ES256PrivateKey()
+        let parameters = key.publicKey.parameters!
+        let jwks = #"{"keys": [{"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": "\#(kid)", "x": "\#(parameters.x)", "y": "\#(parameters.y)"}]}"#
+        return (key.pemRepresentation, jwks)
     }
 
     /// Replaces the identity provider's keys (a rotated JWKS); tokens signed by a key no longer
     /// listed are refused from now on.
     public func replaceKeys(jwks: String) throws(Failure) {
-        let fresh = try Self.keySet(jwks: jwks)
+        try replaceKeys(jwks: [jwks])
+    }
+
+    public func replaceKeys(jwks documents: [String]) throws(Failure) {
+        let fresh = try Self.keySet(jwks: documents)
         keySet.withLockedValue { $0 = fresh }
     }
 
-    /// Reads every key of a JWKS document (jwt-kit's types), refusing what cannot be used.
-    private static func keySet(jwks: String) throws(Failure) -> KeySet {
-        let parsed: JWKS
-        do {
-            parsed = try JSONDecoder().decode(JWKS.self, from: Data(jwks.utf8))
-        } catch {
-            throw .badKeys("the JWKS document is not valid JSON with a \"keys\" array")
+    /// Reads every key of the JWKS documents (jwt-kit's types), refusing what cannot be used.
+    private static func keySet(jwks documents: [String]) throws(Failure) -> KeySet {
+        var keys: [JWK] = []
+        for jwks in documents {
+            do {
+                keys += try JSONDecoder().decode(JWKS.self, from: Data(jwks.utf8)).keys
+            } catch {
+                throw .badKeys("a JWKS document is not valid JSON with a \"keys\" array")
+            }
         }
-        guard !parsed.keys.isEmpty else { throw .badKeys("the JWKS has no keys") }
+        guard !keys.isEmpty else { throw .badKeys("the JWKS has no keys") }
         var rsa: [(JWKIdentifier, Insecure.RSA.PublicKey)] = []
         var ec: [(JWKIdentifier, ES256PublicKey)] = []
-        for key in parsed.keys {
+        for key in keys {
             guard let kid = key.keyIdentifier else { throw .badKeys("every key of the JWKS needs a \"kid\"") }
             do {
                 switch key.keyType {
@@ -185,8 +225,8 @@ public final class TokenAuthority: Sendable {
                                  aud: .init(value: [policy.audience]), iat: .init(value: issued), nbf: .init(value: issued),
                                  exp: .init(value: issued.addingTimeInterval(Double(lifetime.components.seconds))))
         let (collection, _) = await keys()
-        // HS256 over a well-formed payload cannot fail; a failure would be a programming error.
-        return try! await collection.sign(claims)
+        // Signing a well-formed payload with a key we hold cannot fail; a failure would be a programming error.
+        return try! await collection.sign(claims, kid: mintKid)
     }
 
     public func verify(_ token: String, now: Date = Date()) async throws(Failure) -> Identity {
@@ -245,6 +285,15 @@ public struct JWKSRefresher: Service {
         self.logger = logger
     }
 
+    /// Every source of a comma-separated `REDRESS_OIDC_JWKS`, read.
+    public static func loadAll(_ sources: String) async throws -> [String] {
+        var documents: [String] = []
+        for source in sources.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !source.isEmpty {
+            documents.append(try await load(source))
+        }
+        return documents
+    }
+
     public static func load(_ source: String) async throws -> String {
         if source.hasPrefix("https://") || source.hasPrefix("http://") {
             var request = HTTPClientRequest(url: source)
@@ -262,7 +311,7 @@ public struct JWKSRefresher: Service {
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
             if Task.isCancelledOrShuttingDown { return }
             do {
-                try authority.replaceKeys(jwks: try await Self.load(source))
+                try authority.replaceKeys(jwks: try await Self.loadAll(source))
                 logger.debug("identity provider keys reloaded", metadata: ["source": "\(source)"])
             } catch {
                 logger.error("identity provider keys not reloaded; the previous keys stay in use", metadata: ["source": "\(source)", "error": "\(error)"])

@@ -119,6 +119,10 @@ public struct ServiceConfiguration: Sendable {
         public var jwksRefresh: Duration
         /// `REDRESS_JWT_SECRET`, used only when no JWKS is configured.
         public var secret: String?
+        /// The console's own signing key (`REDRESS_CONSOLE_SIGNING_KEY`, a PEM file) and its key id:
+        /// with an identity provider, the console signs its calls to the APIs with it (ES256).
+        public var signingKey: String? = nil
+        public var signingKid: String = "redress-console"
     }
 
     /// The secrets each service uses, and so is given and requires: nothing else. A process that
@@ -187,7 +191,22 @@ public struct ServiceConfiguration: Sendable {
         if uses.contains(.tokens) {
             let jwks = value("REDRESS_OIDC_JWKS")
             var secret = value("REDRESS_JWT_SECRET")
-            if jwks == nil {
+            let signingKey = service == "redress-console" ? value("REDRESS_CONSOLE_SIGNING_KEY") : nil
+            if let signingKey {
+                // The console signs with its own key: the shared secret is neither needed nor used.
+                if !FileManager.default.isReadableFile(atPath: signingKey) {
+                    env.problems.append("REDRESS_CONSOLE_SIGNING_KEY=\(signingKey) cannot be read: give the PEM file `redressctl console-key` wrote")
+                }
+                if secret != nil { unused.append("REDRESS_JWT_SECRET") }
+                secret = nil
+            } else if service == "redress-console" {
+                // The console verifies no tokens; it mints them, with the shared secret or its own key.
+                let given = required("REDRESS_JWT_SECRET", "the console signs its calls to the APIs: set REDRESS_CONSOLE_SIGNING_KEY (its own ES256 key, when the APIs take an identity provider's tokens) or, for development, REDRESS_JWT_SECRET")
+                if !given.isEmpty, given.utf8.count < 32 {
+                    env.problems.append("REDRESS_JWT_SECRET is \(given.utf8.count) bytes; use at least 32 so tokens cannot be brute-forced")
+                }
+                if jwks != nil { unused.append("REDRESS_OIDC_JWKS") }
+            } else if jwks == nil {
                 let given = required("REDRESS_JWT_SECRET", "set REDRESS_OIDC_JWKS (the identity provider's keys, a file or an https URL) or, for development, REDRESS_JWT_SECRET (the HS256 key, at least 32 characters)")
                 if !given.isEmpty, given.utf8.count < 32 {
                     env.problems.append("REDRESS_JWT_SECRET is \(given.utf8.count) bytes; use at least 32 so tokens cannot be brute-forced")
@@ -201,7 +220,8 @@ public struct ServiceConfiguration: Sendable {
             tokens = TokenSettings(
                 policy: TokenPolicy(issuer: value("REDRESS_TOKEN_ISSUER") ?? "redress", audience: value("REDRESS_TOKEN_AUDIENCE") ?? "redress-api",
                                     maxLifetime: .seconds(maxHours * 3600)),
-                jwks: jwks, jwksRefresh: .seconds(integer("REDRESS_OIDC_JWKS_REFRESH_SECONDS", 600, 10...86_400)), secret: secret)
+                jwks: service == "redress-console" ? nil : jwks, jwksRefresh: .seconds(integer("REDRESS_OIDC_JWKS_REFRESH_SECONDS", 600, 10...86_400)),
+                secret: secret, signingKey: signingKey, signingKid: value("REDRESS_CONSOLE_SIGNING_KID") ?? "redress-console")
         } else {
             unused += ["REDRESS_JWT_SECRET", "REDRESS_OIDC_JWKS"].filter { value($0) != nil }
         }

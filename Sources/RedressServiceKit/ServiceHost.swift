@@ -56,15 +56,24 @@ public final class ServiceHost: Sendable {
         producerConfiguration.linger = .milliseconds(2)
         self.producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
         if let settings = configuration.tokens {
-            if let source = settings.jwks {
-                let document: String
+            if let path = settings.signingKey {
                 do {
-                    document = try Self.readSync(source)
+                    tokenAuthority = try TokenAuthority(signingKeyPEM: try String(contentsOfFile: path, encoding: .utf8), kid: settings.signingKid,
+                                                        policy: settings.policy)
                 } catch {
-                    throw ServiceConfiguration.Invalid(problems: ["REDRESS_OIDC_JWKS: cannot read \(source): \(error)"])
+                    throw ServiceConfiguration.Invalid(problems: ["REDRESS_CONSOLE_SIGNING_KEY: \(error)"])
+                }
+            } else if let sources = settings.jwks {
+                var documents: [String] = []
+                for source in sources.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !source.isEmpty {
+                    do {
+                        documents.append(try Self.readSync(source))
+                    } catch {
+                        throw ServiceConfiguration.Invalid(problems: ["REDRESS_OIDC_JWKS: cannot read \(source): \(error)"])
+                    }
                 }
                 do {
-                    tokenAuthority = try TokenAuthority(jwks: document, policy: settings.policy)
+                    tokenAuthority = try TokenAuthority(jwks: documents, policy: settings.policy)
                 } catch {
                     throw ServiceConfiguration.Invalid(problems: ["REDRESS_OIDC_JWKS: \(error)"])
                 }

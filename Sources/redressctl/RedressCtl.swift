@@ -18,7 +18,7 @@ struct RedressCtl: AsyncParsableCommand {
         commandName: "redressctl",
         abstract: "Operate Redress: schema, demo organisation, tokens, dead letters, case history.",
         discussion: "Database and broker settings come from the same REDRESS_* environment variables as the services.",
-        subcommands: [Migrate.self, Seed.self, Token.self, Rules.self, SLA.self, DLQ.self, TopicsCommand.self, Report.self, Case.self, Staff.self])
+        subcommands: [Migrate.self, Seed.self, Token.self, Rules.self, SLA.self, DLQ.self, TopicsCommand.self, Report.self, ConsoleKey.self, Case.self, Staff.self])
 }
 
 /// Runs `body` with a PostgreSQL client whose pool runs for the duration.
@@ -328,6 +328,23 @@ struct Report: AsyncParsableCommand {
             }
             print("report rollup rebuilt for \(from)..\(to)")
         }
+    }
+}
+
+struct ConsoleKey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "console-key",
+        abstract: "Make the console's own ES256 signing key (for when the APIs take an identity provider's tokens).",
+        discussion: "Writes the private key (PEM, mode 600) to --output for the console's REDRESS_CONSOLE_SIGNING_KEY, and prints a JWKS with "
+            + "its public key: add that file to the APIs' REDRESS_OIDC_JWKS, beside the identity provider's (comma-separated).")
+    @Option(help: "Where to write the private key.") var output: String
+    @Option(help: "The key id (REDRESS_CONSOLE_SIGNING_KID).") var kid = "redress-console"
+
+    func run() async throws {
+        guard !FileManager.default.fileExists(atPath: output) else { throw ValidationError("\(output) exists; a new key is written to a new file") }
+        let (pem, jwks) = TokenAuthority.newConsoleKey(kid: kid)
+        FileManager.default.createFile(atPath: output, contents: Data(pem.utf8), attributes: [.posixPermissions: 0o600])
+        print(jwks)
     }
 }
 

@@ -103,6 +103,18 @@ import Testing
             """)
         await #expect(throws: TokenAuthority.Failure.algorithm("RS256")) { try await verifier.verify(rsaToken) }
 
+        // Behind the identity provider, the console signs its calls with its own ES256 key, whose
+        // public half is one more JWKS source of the APIs.
+        let (consolePEM, consoleJWKS) = TokenAuthority.newConsoleKey(kid: "redress-console")
+        let console = try TokenAuthority(signingKeyPEM: consolePEM, kid: "redress-console", policy: TokenPolicy())
+        let api = try TokenAuthority(jwks: [jwks, consoleJWKS], policy: TokenPolicy())
+        let consoleToken = await console.mint(subject: "GD-SZ-AGE01", role: .agent, unit: "GD-SZ", lifetime: .seconds(120))
+        #expect(try await api.verify(consoleToken).subject == "GD-SZ-AGE01")
+        #expect(try await api.verify(try await Self.sign(provider, kid: "idp-ec", Self.claims())).role == .agent, "the provider's tokens still verify")
+        await #expect(throws: TokenAuthority.Failure.badSignature, "only a key the APIs list") {
+            try await verifier.verify(consoleToken)
+        }
+
         #expect(throws: TokenAuthority.Failure.self) { try TokenAuthority(jwks: #"{"keys": []}"#, policy: TokenPolicy()) }
         #expect(throws: TokenAuthority.Failure.self) { try TokenAuthority(jwks: #"{"keys": [{"kty": "oct", "kid": "x", "k": "c2VjcmV0"}]}"#, policy: TokenPolicy()) }
     }
@@ -146,6 +158,16 @@ import Testing
         oidc["REDRESS_OIDC_JWKS"] = nil
         oidc["REDRESS_JWT_SECRET"] = nil
         #expect(throws: ServiceConfiguration.Invalid.self) { try ServiceConfiguration.fromEnvironment(service: "redress-cases", defaultPort: 1, environment: oidc) }
+        // The console behind an identity provider: its own signing key instead of the shared secret.
+        let keyFile = FileManager.default.temporaryDirectory.appendingPathComponent("console-\(UUID().uuidString.prefix(6)).pem").path
+        try TokenAuthority.newConsoleKey(kid: "c1").privatePEM.write(toFile: keyFile, atomically: true, encoding: .utf8)
+        var consoleEnv = base
+        consoleEnv["REDRESS_CONSOLE_SIGNING_KEY"] = keyFile
+        let signing = try ServiceConfiguration.fromEnvironment(service: "redress-console", defaultPort: 1, environment: consoleEnv)
+        #expect(signing.tokens?.signingKey == keyFile && signing.tokens?.secret == nil && signing.unusedSecrets.contains("REDRESS_JWT_SECRET"))
+        #expect(throws: ServiceConfiguration.Invalid.self, "a console needs one or the other") {
+            try ServiceConfiguration.fromEnvironment(service: "redress-console", defaultPort: 1, environment: ["REDRESS_KAFKA_BOOTSTRAP": "x"])
+        }
     }
 
     /// Kafka's transport security from the environment: complete sets become librdkafka's
