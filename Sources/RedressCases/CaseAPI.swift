@@ -575,8 +575,7 @@ struct CaseAPI: Sendable {
         var errors: [FieldError] = []
         let periodText = query.get("period") ?? ""
         let period = ReportPeriod.parse(periodText)
-        let shaped = periodText.wholeMatch(of: /[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2])|-[0-9]{2}-[0-9]{2}\.\.[0-9]{4}-[0-9]{2}-[0-9]{2})?/) != nil
-        if period == nil, shaped {
+        if period == nil, ReportPeriod.isShaped(periodText) {
             // The right shape, but no period: a 30 February, a year before 1970, a range backwards or too long.
             throw Problem(status: .unprocessableContent, title: "No such period",
                           detail: "period: '\(periodText)' names no period of real days between 1970 and 9999, ten years at most",
@@ -589,18 +588,12 @@ struct CaseAPI: Sendable {
         if !["json", "csv", "regulator-csv"].contains(format) { errors.append(FieldError("format", "must be json, csv or regulator-csv")) }
         if !errors.isEmpty { throw CaseRefusal.invalid(errors).problem }
         let report = try await scoped(context) { connection, callerPath -> PeriodicReport in
-            var unitPath: String?
-            for try await path in try await connection.query("SELECT path FROM org_units WHERE code = \(unitCode)", logger: context.logger).decode(String.self) {
-                unitPath = path
-            }
+            let unitPath = try await PeriodicReport.unitPath(of: unitCode, on: connection, logger: context.logger)
             guard let unitPath, unitPath == callerPath || unitPath.hasPrefix(callerPath + "/") else {
                 throw Problem(status: .notFound, title: "No such unit", detail: "no unit '\(unitCode)' in your part of the organisation; a unit reads the reports of its own subtree")
             }
-            let current = try await ReportTotals.read(unitPath: unitPath, period: period!, on: connection, logger: context.logger)
-            let previous = try await ReportTotals.read(unitPath: unitPath, period: period!.previous, on: connection, logger: context.logger)
-            let yearBefore = try await ReportTotals.read(unitPath: unitPath, period: period!.yearBefore, on: connection, logger: context.logger)
-            return PeriodicReport(unit: unitCode, period: period!, current: current, previous: previous, yearBefore: yearBefore,
-                                  withHandlers: caller.role == .supervisor || caller.role == .admin)
+            return try await PeriodicReport.read(unit: unitCode, unitPath: unitPath, period: period!,
+                                                 withHandlers: caller.role == .supervisor || caller.role == .admin, on: connection, logger: context.logger)
         }
         if format == "csv" || format == "regulator-csv" {
             var headers: HTTPFields = [.contentType: "text/csv; charset=utf-8"]

@@ -32,7 +32,14 @@ public struct ConsumerLagExporter: Service {
     /// One measurement of every group; also recorded in the gauge.
     public static func measure(client: KafkaClientConfiguration, groups: [String: [String]], admins: inout [String: KafkaAdmin],
                                logger: Logger) async throws -> [Sample] {
-        let metadata = try KafkaAdmin(client: client, logger: logger)
+        // The handles live across measurements: one for metadata ("" in `admins`), one per group.
+        let metadata: KafkaAdmin
+        if let existing = admins[""] {
+            metadata = existing
+        } else {
+            metadata = try KafkaAdmin(client: client, logger: logger)
+            admins[""] = metadata
+        }
         let (partitions, _) = try await metadata.topicsAsync()
         var samples: [Sample] = []
         for (group, topics) in groups.sorted(by: { $0.key < $1.key }) {

@@ -130,6 +130,12 @@ public struct ReportPeriod: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// `2026` (a year), `2026-Q4` (a quarter), `2026-11` (a month), or `2026-10-01..2026-12-31`.
+    /// Whether `text` has a period's shape (what the API's document states as the pattern); one of
+    /// that shape that `parse` refuses names no real period (a 30 February, a year before 1970).
+    public static func isShaped(_ text: String) -> Bool {
+        text.wholeMatch(of: /[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2])|-[0-9]{2}-[0-9]{2}\.\.[0-9]{4}-[0-9]{2}-[0-9]{2})?/) != nil
+    }
+
     public static func parse(_ text: String) -> ReportPeriod? {
         let calendar = calendar
         func day(_ y: Int, _ m: Int, _ d: Int) -> DateComponents? {
@@ -230,6 +236,26 @@ public struct ReportTotals: Sendable {
 
 /// The report as it is read and sent on: the API's JSON, and the rows of its CSV.
 public struct PeriodicReport: Codable, Sendable, Equatable {
+    /// The path of a unit (nil when there is no such unit), under whatever row-level security the
+    /// connection is under.
+    public static func unitPath(of unit: String, on connection: PostgresConnection, logger: Logger) async throws -> String? {
+        for try await path in try await connection.query("SELECT path FROM org_units WHERE code = \(unit)", logger: logger).decode(String.self) {
+            return path
+        }
+        return nil
+    }
+
+    /// `unit`'s report for `period`: the rollup summed for the period, the one before and the same
+    /// days a year before (the API, `redressctl report` and the snapshots all read it so).
+    public static func read(unit: String, unitPath: String, period: ReportPeriod, withHandlers: Bool,
+                            on connection: PostgresConnection, logger: Logger) async throws -> PeriodicReport {
+        PeriodicReport(unit: unit, period: period,
+                       current: try await ReportTotals.read(unitPath: unitPath, period: period, on: connection, logger: logger),
+                       previous: try await ReportTotals.read(unitPath: unitPath, period: period.previous, on: connection, logger: logger),
+                       yearBefore: try await ReportTotals.read(unitPath: unitPath, period: period.yearBefore, on: connection, logger: logger),
+                       withHandlers: withHandlers)
+    }
+
     public struct Change: Codable, Sendable, Equatable {
         public var count: Int64
         /// (this − that) / that; nil when that was 0.
@@ -518,20 +544,14 @@ public enum ReportSnapshots {
     /// next version; tells the unit's supervisors in their inbox. Returns the snapshot.
     public static func generate(unit: String, period: ReportPeriod, by actor: String, now: Date = Date(),
                                 on connection: PostgresConnection, logger: Logger) async throws -> Snapshot {
-        var path: String?
-        for try await value in try await connection.query("SELECT path FROM org_units WHERE code = \(unit)", logger: logger).decode(String.self) {
-            path = value
+        guard let path = try await PeriodicReport.unitPath(of: unit, on: connection, logger: logger) else {
+            throw RegulatorClassesError(detail: "no unit '\(unit)'")
         }
-        guard let path else { throw RegulatorClassesError(detail: "no unit '\(unit)'") }
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: ReportRollup.zone)!
         let first = calendar.date(from: period.first)!, last = calendar.date(from: period.last)!
         try await ReportRollup.rebuild(from: first, to: last, on: connection, logger: logger)
-        let report = PeriodicReport(unit: unit, period: period,
-                                    current: try await ReportTotals.read(unitPath: path, period: period, on: connection, logger: logger),
-                                    previous: try await ReportTotals.read(unitPath: path, period: period.previous, on: connection, logger: logger),
-                                    yearBefore: try await ReportTotals.read(unitPath: path, period: period.yearBefore, on: connection, logger: logger),
-                                    withHandlers: true)
+        let report = try await PeriodicReport.read(unit: unit, unitPath: path, period: period, withHandlers: true, on: connection, logger: logger)
         let body = String(decoding: try JSONEncoder().encode(report), as: UTF8.self)
         var version = 1
         for try await latest in try await connection.query("SELECT COALESCE(max(version), 0) + 1 FROM report_snapshots WHERE unit = \(unit) AND period = \(period.label)",

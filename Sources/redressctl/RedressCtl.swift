@@ -251,16 +251,10 @@ struct Report: AsyncParsableCommand {
             let unit = self.unit
             let report = try await withPostgres { client, logger -> PeriodicReport in
                 try await client.withConnection { connection in
-                    var path: String?
-                    for try await value in try await connection.query("SELECT path FROM org_units WHERE code = \(unit)", logger: logger).decode(String.self) {
-                        path = value
+                    guard let path = try await PeriodicReport.unitPath(of: unit, on: connection, logger: logger) else {
+                        throw ValidationError("--unit '\(unit)' is not a unit of the organisation")
                     }
-                    guard let path else { throw ValidationError("--unit '\(unit)' is not a unit of the organisation") }
-                    return PeriodicReport(unit: unit, period: period,
-                                          current: try await ReportTotals.read(unitPath: path, period: period, on: connection, logger: logger),
-                                          previous: try await ReportTotals.read(unitPath: path, period: period.previous, on: connection, logger: logger),
-                                          yearBefore: try await ReportTotals.read(unitPath: path, period: period.yearBefore, on: connection, logger: logger),
-                                          withHandlers: true)
+                    return try await PeriodicReport.read(unit: unit, unitPath: path, period: period, withHandlers: true, on: connection, logger: logger)
                 }
             }
             let bytes: [UInt8]
