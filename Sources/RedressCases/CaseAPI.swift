@@ -257,10 +257,12 @@ struct CaseAPI: Sendable {
     /// Hashes a searched phone or ID number the way intake keyed the customer.
     let personalData: PersonalDataKey
     let cases = CaseReadModel()
+    /// The share and minimum of spot-check draws on demand (the supervisor's monthly draws read the same settings).
+    var spotCheckPolicy = SpotCheckPolicy.fromEnvironment()
 
     func add(to router: Router<RedressRequestContext>, tokens: TokenAuthority) {
         let standing = StaffCheck(postgres: postgres)
-        let staff = RequireRoles([.agent, .supervisor, .committee, .auditor, .admin], authority: tokens, staff: standing)
+        let staff = RequireRoles([.agent, .supervisor, .committee, .auditor, .admin, .coordinator], authority: tokens, staff: standing)
         let cases = router.group("v1/cases").add(middleware: staff)
         cases.get("mine") { request, context in try await queue(request, context, mine: true) }
         cases.get("counts") { request, context in try await counts(request, context) }
@@ -294,6 +296,7 @@ struct CaseAPI: Sendable {
         let snapshots = router.group("v1/report-snapshots").add(middleware: RequireRoles([.supervisor, .admin, .auditor], authority: tokens, staff: standing))
         snapshots.get("") { request, context in try await snapshotList(request, context) }
         snapshots.get(":id") { request, context in try await snapshotBody(request, context) }
+        addOversight(to: router, tokens: tokens, standing: standing)
         // 人员管理: admins everywhere, supervisors within their subtree.
         let people = router.group("v1/staff").add(middleware: RequireRoles([.supervisor, .admin], authority: tokens, staff: standing))
         people.get("") { request, context in
@@ -357,6 +360,7 @@ struct CaseAPI: Sendable {
                 // A staff request never runs longer than this: a pathological search cannot hold a connection.
                 try await connection.query("""
                     SELECT set_config('role', 'redress_staff', true), set_config('redress.unit_path', \(path), true),
+                           set_config('redress.subject', \(caller.subject), true),
                            set_config('statement_timeout', '5000', true)
                     """, logger: context.logger)
                 return try await body(connection, path)

@@ -193,6 +193,10 @@ enum CaseAccess {
         case .recordCommitteeRuling:
             need(request.text, "text", max: 4000)
             if (request.members ?? []).isEmpty { errors.append(FieldError("members", "name at least one committee member")) }
+            // The ruling fixes the closure's liability, responsible link and cause (the closure must then use them).
+            need(request.liability, "liability", max: 32)
+            need(request.responsibleLink, "responsibleLink", max: 64)
+            need(request.causeCode, "causeCode", max: 64)
         case .close:
             need(request.liability, "liability", max: 32)
             need(request.responsibleLink, "responsibleLink", max: 64)
@@ -234,6 +238,29 @@ struct ActionOutcome: Sendable {
 /// and the event, in the caller's transaction.
 struct CaseWorkflow: Sendable {
     let taxonomy: ClosureTaxonomy
+    /// The SLA policy and calendars: the committee's ruling clock and inquiries' deadlines run in working time.
+    var clocks: ClockBook = CaseWorkflow.defaultClocks
+
+    init(taxonomy: ClosureTaxonomy, clocks: ClockBook? = nil) {
+        self.taxonomy = taxonomy
+        self.clocks = clocks ?? Self.defaultClocks
+    }
+
+    /// The repository's policy and calendars when they can be read (tests, tools), else the standard
+    /// policy over a Monday-to-Friday calendar; the service itself refuses to start without its files.
+    static let defaultClocks: ClockBook = (try? ClockBook.fromEnvironment()) ?? ClockBook(policy: .standard, calendars: [
+        "CN": WorkingCalendar(region: "CN", timeZone: TimeZone(identifier: "Asia/Shanghai")!, workingHours: [32_400..<43_200, 48_600..<64_800],
+                              weekend: [6, 7], holidays: [], makeUpWorkingDays: []),
+    ])
+
+    /// When a clock of `kind` starting now at `unit` warns and falls due, in the unit's region's calendar.
+    func deadline(_ kind: ClockKind, unit: String, from start: Date, on connection: PostgresConnection, logger: Logger) async throws -> (warnAt: Date, dueAt: Date) {
+        var region = "CN"
+        for try await value in try await connection.query("SELECT region FROM org_units WHERE code = \(unit)", logger: logger).decode(String.self) {
+            region = value
+        }
+        return clocks.policy.deadline(kind, from: start, calendar: clocks.calendar(for: region))
+    }
 
     static let selectCase = """
         SELECT c.id, c.number, c.status, c.version, c.assignee, u.code AS unit, u.level, u.parent_code, c.decision_days, c.received_at,
@@ -312,6 +339,8 @@ struct CaseWorkflow: Sendable {
         var priority: String?
         var outcome: String?
         var customerText: String?
+        /// Events besides the case event (the committee's), written with it.
+        var extra: [OutboxEntry] = []
 
         enum EventKind {
             case updated
@@ -417,19 +446,75 @@ struct CaseWorkflow: Sendable {
             change.event = .transferred(target)
             change.payload["targetUnit"] = target
         case .referToCommittee:
-            guard row.committeeStatus == nil else {
-                throw CaseRefusal.conflict("the case was already referred to the committee (\(row.committeeStatus!))")
+            // Once ruled, a case may go to the committee again (new facts); never twice at once.
+            guard row.committeeStatus != "referred" else {
+                throw CaseRefusal.conflict("the case is already before the committee: wait for its ruling (GET /v1/cases?committee=referred is its queue)")
             }
+            let referral = UUID()
+            let (warnAt, dueAt) = try await deadline(.ruling, unit: row.handlingUnit, from: now, on: connection, logger: logger)
+            try await connection.query("""
+                INSERT INTO committee_referrals (id, complaint_id, referred_by, referred_at, reason, warn_at, due_at)
+                VALUES (\(referral), \(row.id), \(change.actor.subject), \(now), \(change.reason ?? ""), \(warnAt), \(dueAt))
+                """, logger: logger)
+            change.payload["rulingDueAt"] = Timestamp.format(dueAt)
+            change.extra.append(try OutboxEntry(EventEnvelope(complaintId: row.id, orgUnit: row.handlingUnit, actor: change.actor.actor,
+                payload: CommitteeReferred(number: row.number, referralId: referral, handlingUnit: row.handlingUnit, dueAt: dueAt))))
         case .recordCommitteeRuling:
             guard row.committeeStatus == "referred" else {
                 throw CaseRefusal.conflict("no committee referral is pending for this case: refer_to_committee first")
             }
+            let problems = taxonomy.problems(liability: request.liability, responsibleLink: request.responsibleLink, causeCode: request.causeCode)
+            guard problems.isEmpty, let liability = request.liability.flatMap(Liability.init(rawValue:)) else {
+                throw CaseRefusal.unprocessable(problems.joined(separator: "; ") + " (GET /v1/closure-taxonomy lists them)")
+            }
+            let members = Array(Set(request.members!)).sorted()
+            var known: Set<String> = []
+            for try await id in try await connection.query("""
+                SELECT id FROM staff WHERE id = ANY(\(members)::text[]) AND active
+                """, logger: logger).decode(String.self) { known.insert(id) }
+            // The members present: committee members, and the supervisors and department heads who sit with them.
+            let strangers = members.filter { !known.contains($0) }
+            if !strangers.isEmpty {
+                throw CaseRefusal.unknown([FieldError("members", "\(strangers.joined(separator: ", ")) \(strangers.count == 1 ? "is not an active staff member" : "are not active staff members"): name the members present by staff id")])
+            }
+            if !members.contains(where: { id in id == change.actor.subject }) && change.actor.role == "committee" {
+                throw CaseRefusal.inconsistent([FieldError("members", "list yourself among the members present: the ruling is recorded by a member who sat")])
+            }
+            var referral: UUID?
+            for try await id in try await connection.query("""
+                UPDATE committee_referrals SET ruled_at = \(now), ruled_by = \(change.actor.subject), members = \(members), decision = \(request.text!),
+                    liability = \(liability.rawValue), responsible_link = \(request.responsibleLink!), cause_code = \(request.causeCode!)
+                WHERE complaint_id = \(row.id) AND ruled_at IS NULL RETURNING id
+                """, logger: logger).decode(UUID.self) { referral = id }
             change.payload["text"] = request.text!
-            change.members = request.members!
+            change.payload["liability"] = liability.rawValue
+            change.payload["responsibleLink"] = request.responsibleLink!
+            change.payload["causeCode"] = request.causeCode!
+            change.members = members
+            change.extra.append(try OutboxEntry(EventEnvelope(complaintId: row.id, orgUnit: row.handlingUnit, actor: change.actor.actor,
+                payload: CommitteeRuled(number: row.number, referralId: referral ?? UUID(), handlingUnit: row.handlingUnit, members: members,
+                                        liability: liability, responsibleLink: request.responsibleLink!, causeCode: request.causeCode!))))
         case .close:
             let problems = taxonomy.problems(liability: request.liability, responsibleLink: request.responsibleLink, causeCode: request.causeCode)
             guard problems.isEmpty, let liability = request.liability.flatMap(Liability.init(rawValue:)) else {
                 throw CaseRefusal.unprocessable(problems.joined(separator: "; ") + " (GET /v1/closure-taxonomy lists them)")
+            }
+            // A committee ruling binds the closure: its liability, responsible link and cause, nothing else.
+            if row.committeeStatus == "referred" {
+                throw CaseRefusal.conflict("the case is before the committee: it is closed after the ruling, with the ruling's liability, responsible link and cause")
+            }
+            if row.committeeStatus == "ruled" {
+                let rows = try await connection.query("""
+                    SELECT liability, responsible_link, cause_code FROM committee_referrals
+                    WHERE complaint_id = \(row.id) AND ruled_at IS NOT NULL ORDER BY ruled_at DESC LIMIT 1
+                    """, logger: logger)
+                for try await (ruledLiability, link, cause) in rows.decode((String?, String?, String?).self) {
+                    var differ: [FieldError] = []
+                    if let ruledLiability, ruledLiability != liability.rawValue { differ.append(FieldError("liability", "must be '\(ruledLiability)', as the committee ruled")) }
+                    if let link, link != request.responsibleLink { differ.append(FieldError("responsibleLink", "must be '\(link)', as the committee ruled")) }
+                    if let cause, cause != request.causeCode { differ.append(FieldError("causeCode", "must be '\(cause)', as the committee ruled")) }
+                    if !differ.isEmpty { throw CaseRefusal.inconsistent(differ) }
+                }
             }
             let spotCheck = ClosureTaxonomy.needsSpotCheck(liability: liability, unitLevel: row.unitLevel)
             change.event = .closed(liability, link: request.responsibleLink!, cause: request.causeCode!, spotCheck: spotCheck)
@@ -487,7 +572,7 @@ struct CaseWorkflow: Sendable {
         var assignee = row.assignee
         if case .some(let newAssignee) = change.newAssignee { assignee = newAssignee }
         let encoder = EventCoding.encoder()
-        var outbox: [OutboxEntry] = []
+        var outbox: [OutboxEntry] = change.extra
         var reopened: ComplaintReference?
         var promised: Date?
         var decisionDays: Int?

@@ -22,7 +22,8 @@ public enum CasesService {
         let file = ProcessInfo.processInfo.environment["REDRESS_CLOSURE_TAXONOMY"] ?? "deploy/cases/closure-taxonomy.json"
         try await ServiceHost.serve(service: name, defaultPort: defaultPort) { host in
             do {
-                return build(host: host, taxonomy: try loadTaxonomy(file: file))
+                // Inquiries and committee rulings are due in working time: the policy and calendars the supervisor reads.
+                return build(host: host, taxonomy: try loadTaxonomy(file: file), clocks: try ClockBook.fromEnvironment())
             } catch {
                 host.logger.critical("\(error)")
                 exit(2)
@@ -57,11 +58,16 @@ public enum CasesService {
         return taxonomy
     }
 
-    public static func build(host: ServiceHost, taxonomy: ClosureTaxonomy, gaugeInterval: Duration = .seconds(15)) -> (Router<RedressRequestContext>, [any Service]) {
+    public static func build(host: ServiceHost, taxonomy: ClosureTaxonomy, clocks: ClockBook? = nil,
+                             gaugeInterval: Duration = .seconds(15)) -> (Router<RedressRequestContext>, [any Service]) {
         let router = host.router()
-        let workflow = CaseWorkflow(taxonomy: taxonomy)
+        let workflow = CaseWorkflow(taxonomy: taxonomy, clocks: clocks)
         CaseAPI(postgres: host.postgres, workflow: workflow, personalData: host.personalData).add(to: router, tokens: host.tokens)
-        let assignments = host.consumer(group: consumerGroup, topics: [EventType.complaintAssigned.topic], handler: EventHandler<ComplaintAssigned>(applyAssignment))
+        // Routing's decision applied, and a complaint with litigation or media risk sent to legal for review, in one transaction.
+        let assignments = host.consumer(group: consumerGroup, topics: [EventType.complaintAssigned.topic], handler: EventHandler<ComplaintAssigned> { events, connection, logger in
+            try await applyAssignment(events, on: connection, logger: logger)
+            try await CaseAPI.openLegalReviews(events, workflow: workflow, on: connection, logger: logger)
+        })
         // Breaches and dissatisfied customers act on cases too, each in a group of its own so a
         // backlog of one never holds up routing's decisions.
         let breaches = host.consumer(group: consumerGroup + "-sla", topics: [EventType.slaBreached.topic],

@@ -21,6 +21,8 @@ struct StaffView: ResponseEncodable, Codable, Sendable {
     var available: Bool
     var leaveFrom: String?
     var leaveTo: String?
+    /// A coordinator's department (协调员); nobody else has one.
+    var department: String?
 }
 
 struct StaffList: ResponseEncodable, Sendable {
@@ -40,6 +42,8 @@ struct StaffRequest: Codable, Sendable {
     var available: Bool?
     var leaveFrom: String?
     var leaveTo: String?
+    /// Required for a coordinator: a department of the unit (GET /v1/departments?unit=); "" clears it.
+    var department: String?
 }
 
 /// Who changes the staff directory: an admin anywhere, a supervisor within their subtree (agents and
@@ -57,7 +61,10 @@ struct StaffEditor: Sendable {
 struct StaffDirectory: Sendable {
     let workflow: CaseWorkflow
 
-    static let roles = ["agent", "supervisor", "committee", "auditor", "admin"]
+    static let roles = ["agent", "supervisor", "committee", "auditor", "admin", "coordinator", "sales_liaison"]
+    /// Whose joining, leaving or moving the level above's customer-service supervisors are told of
+    /// (the rules' report of handling staff changes within seven working days).
+    static let reportedRoles: Set<String> = ["agent", "coordinator"]
     /// The states in which a case has an owner's work pending and may be reassigned; an escalated or
     /// transferred case is already on its way to a new owner through routing.
     static let handedOnStatuses = CaseStatus.allCases.filter { CaseStateMachine.allowedActions(from: $0).contains(.reassign) }.map(\.rawValue)
@@ -70,14 +77,14 @@ struct StaffDirectory: Sendable {
         return (2...32).contains(bytes.count) && allowed(bytes[0]) && bytes.allSatisfy { allowed($0) || $0 == 45 }
     }
 
-    static let columns = "s.id, s.name, s.org_unit, s.role, s.skills, s.capacity, s.open_cases, s.active, s.available, s.leave_from, s.leave_to"
+    static let columns = "s.id, s.name, s.org_unit, s.role, s.skills, s.capacity, s.open_cases, s.active, s.available, s.leave_from, s.leave_to, s.department"
 
     static func view(_ s: PostgresRandomAccessRow) throws -> StaffView {
         StaffView(id: try s["id"].decode(String.self), name: try s["name"].decode(String.self), unit: try s["org_unit"].decode(String.self),
                   role: try s["role"].decode(String.self), skills: try s["skills"].decode([String].self), capacity: try s["capacity"].decode(Int.self),
                   openCases: try s["open_cases"].decode(Int.self), active: try s["active"].decode(Bool.self),
                   available: try s["available"].decode(Bool.self), leaveFrom: try s["leave_from"].decode(Date?.self).map(Timestamp.format),
-                  leaveTo: try s["leave_to"].decode(Date?.self).map(Timestamp.format))
+                  leaveTo: try s["leave_to"].decode(Date?.self).map(Timestamp.format), department: try s["department"].decode(String?.self))
     }
 
     func list(by editor: StaffEditor, unit: String?, on connection: PostgresConnection, logger: Logger) async throws -> [StaffView] {
@@ -134,6 +141,9 @@ struct StaffDirectory: Sendable {
         if let from = request.leaveFrom.flatMap(Timestamp.parse), let to = request.leaveTo.flatMap(Timestamp.parse), to <= from {
             inconsistent.append(FieldError("leaveTo", "must be after leaveFrom"))
         }
+        if let department = request.department, !department.isEmpty, department.wholeMatch(of: /[a-z][a-z_]{1,31}/) == nil {
+            malformed.append(FieldError("department", "is a department code such as claims or legal (GET /v1/departments lists them)"))
+        }
         if let role = request.role, !roles.contains(role) { unknown.append(FieldError("role", "'\(role)' is not one of \(roles.joined(separator: ", "))")) }
         for skill in request.skills ?? [] where RedressDomain.Category(rawValue: skill) == nil {
             unknown.append(FieldError("skills", "'\(skill)' is not a category (\(RedressDomain.Category.allCases.map(\.rawValue).joined(separator: ", ")))"))
@@ -169,16 +179,21 @@ struct StaffDirectory: Sendable {
         if unitPath == nil { unknownFields.append(FieldError("unit", "'\(request.unit!)' is not a unit of the organisation")) }
         if !unknownFields.isEmpty { throw CaseRefusal.unknown(unknownFields) }
         if let refusal = Self.refusal(editor, path: unitPath!, role: request.role!) { throw refusal }
+        let department = try await checkDepartment(role: request.role!, unit: request.unit!, department: request.department.flatMap { $0.isEmpty ? nil : $0 },
+                                                   on: connection, logger: logger)
         let rows = try await connection.query("""
-            INSERT INTO staff (id, name, org_unit, role, skills, capacity, available, leave_from, leave_to)
+            INSERT INTO staff (id, name, org_unit, role, skills, capacity, available, leave_from, leave_to, department)
             VALUES (\(request.id!), \(request.name!), \(request.unit!), \(request.role!), \(request.skills ?? []), \(request.capacity ?? 20),
-                    \(request.available ?? true), \(request.leaveFrom.flatMap(Timestamp.parse)), \(request.leaveTo.flatMap(Timestamp.parse)))
+                    \(request.available ?? true), \(request.leaveFrom.flatMap(Timestamp.parse)), \(request.leaveTo.flatMap(Timestamp.parse)), \(department))
             ON CONFLICT (id) DO NOTHING RETURNING id
             """, logger: logger)
         var inserted = false
         for try await _ in rows.decode(String.self) { inserted = true }
         guard inserted else { throw CaseRefusal.conflict("staff id \(request.id!) is taken: choose another id (ids are never reused)") }
         try await record(request.id!, action: "added", changes: Self.changes(request), by: editor, on: connection, logger: logger)
+        if Self.reportedRoles.contains(request.role!) {
+            try await reportUp(request.id!, change: "joined", units: [request.unit!], on: connection, logger: logger)
+        }
         return try await get(request.id!, on: connection, logger: logger)!.view
     }
 
@@ -198,6 +213,10 @@ struct StaffDirectory: Sendable {
         // Both where they are and where they go must be within the editor's reach, in both roles.
         if let refusal = Self.refusal(editor, path: currentPath, role: current.role) { throw refusal }
         if let refusal = Self.refusal(editor, path: newPath ?? currentPath, role: request.role ?? current.role) { throw refusal }
+        let role = request.role ?? current.role, unit = request.unit ?? current.unit
+        let department = try await checkDepartment(role: role, unit: unit,
+                                                   department: request.department.map { $0.isEmpty ? nil : $0 } ?? (role == "coordinator" ? current.department : nil),
+                                                   on: connection, logger: logger)
         func leave(_ text: String?, _ now: String?) -> Date? {
             guard let text else { return now.flatMap(Timestamp.parse) }
             return text.isEmpty ? nil : Timestamp.parseStorable(text)
@@ -206,13 +225,23 @@ struct StaffDirectory: Sendable {
             UPDATE staff SET name = \(request.name ?? current.name), org_unit = \(request.unit ?? current.unit), role = \(request.role ?? current.role),
                 skills = \(request.skills ?? current.skills), capacity = \(request.capacity ?? current.capacity),
                 active = \(request.active ?? current.active), available = \(request.available ?? current.available),
-                leave_from = \(leave(request.leaveFrom, current.leaveFrom)), leave_to = \(leave(request.leaveTo, current.leaveTo))
+                leave_from = \(leave(request.leaveFrom, current.leaveFrom)), leave_to = \(leave(request.leaveTo, current.leaveTo)),
+                department = \(department)
             WHERE id = \(id)
             """, logger: logger)
         let deactivated = current.active && request.active == false
         let action = deactivated ? "deactivated" : (!current.active && request.active == true ? "reactivated" : "changed")
         try await record(id, action: action, changes: Self.changes(request), by: editor, on: connection, logger: logger)
         if deactivated { try await releaseCases(of: id, on: connection, logger: logger) }
+        if Self.reportedRoles.contains(current.role) || Self.reportedRoles.contains(role) {
+            if deactivated {
+                try await reportUp(id, change: "left", units: [current.unit], on: connection, logger: logger)
+            } else if !current.active && request.active == true {
+                try await reportUp(id, change: "joined", units: [unit], on: connection, logger: logger)
+            } else if unit != current.unit || Self.reportedRoles.contains(current.role) != Self.reportedRoles.contains(role) {
+                try await reportUp(id, change: "moved", units: [current.unit, unit], on: connection, logger: logger)
+            }
+        }
         return try await get(id, on: connection, logger: logger)!.view
     }
 
@@ -255,6 +284,38 @@ struct StaffDirectory: Sendable {
         try await Outbox.append(alerts, on: connection, logger: logger)
     }
 
+    /// A coordinator's department must be one of the unit's; nobody else has one.
+    func checkDepartment(role: String, unit: String, department: String?, on connection: PostgresConnection, logger: Logger) async throws -> String? {
+        guard role == "coordinator" else {
+            if department != nil { throw CaseRefusal.inconsistent([FieldError("department", "is only for coordinators (role coordinator); leave it out")]) }
+            return nil
+        }
+        guard let department else {
+            throw CaseRefusal.invalid([FieldError("department", "is required for a coordinator: the department of \(unit) they answer inquiries for")])
+        }
+        var known = false
+        for try await _ in try await connection.query("SELECT 1 FROM departments WHERE unit = \(unit) AND code = \(department)", logger: logger).decode(Int.self) {
+            known = true
+        }
+        if !known { throw CaseRefusal.unknown([FieldError("department", "\(unit) has no department '\(department)' (GET /v1/departments?unit=\(unit) lists them)")]) }
+        return department
+    }
+
+    /// 人员变动报告: the customer-service supervisors of the level above (HQ's own, for HQ) hear in
+    /// their inbox that a handler or coordinator joined, left or moved.
+    func reportUp(_ id: String, change: String, units: [String], on connection: PostgresConnection, logger: Logger) async throws {
+        var recipients: [String] = []
+        for unit in units {
+            for try await (code, parent) in try await connection.query("SELECT code, parent_code FROM org_units WHERE code = \(unit)", logger: logger)
+                .decode((String, String?).self) {
+                let above = "supervisors:" + (parent ?? code)
+                if !recipients.contains(above) { recipients.append(above) }
+            }
+        }
+        try await InboxNote.record(recipients.map { InboxNote(complaintID: nil, recipient: $0, template: "staff.changed.supervisors", reference: "staff:\(id):\(change)") },
+                                   on: connection, logger: logger)
+    }
+
     static func changes(_ request: StaffRequest) -> [String: String] {
         var changes: [String: String] = [:]
         if let name = request.name { changes["name"] = name }
@@ -266,6 +327,7 @@ struct StaffDirectory: Sendable {
         if let available = request.available { changes["available"] = String(available) }
         if let from = request.leaveFrom { changes["leaveFrom"] = from }
         if let to = request.leaveTo { changes["leaveTo"] = to }
+        if let department = request.department { changes["department"] = department }
         return changes
     }
 

@@ -260,10 +260,12 @@ public enum SubmissionValidator {
                 }
             }
             for (index, raw) in (customer.flags ?? []).enumerated() {
-                if let flag = CustomerFlag(rawValue: raw) {
+                if let flag = CustomerFlag(rawValue: raw), flag != .vexatiousRegister {
                     if !flags.contains(flag) { flags.append(flag) }
+                } else if raw == CustomerFlag.vexatiousRegister.rawValue {
+                    errors.append(FieldError("customer.flags[\(index)]", "'\(raw)' is set from the vexatious-complainant register, not by a channel: leave it out"))
                 } else {
-                    errors.append(FieldError("customer.flags[\(index)]", "'\(raw)' is not a flag; use \(CustomerFlag.allCases.map(\.rawValue).joined(separator: ", "))"))
+                    errors.append(FieldError("customer.flags[\(index)]", "'\(raw)' is not a flag; use \(CustomerFlag.channelFlags.map(\.rawValue).joined(separator: ", "))"))
                 }
             }
         } else {

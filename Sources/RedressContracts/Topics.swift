@@ -20,6 +20,14 @@ public enum EventType: String, Sendable, Codable, CaseIterable {
     case surveyDissatisfied = "survey.dissatisfied"
     /// 投诉进度查询: a customer asked for a one-time code to look up their complaint.
     case statusCodeRequested = "status.code_requested"
+    /// The oversight duties (`OversightEvents.swift`).
+    case inquiryOpened = "inquiry.opened"
+    case inquiryAnswered = "inquiry.answered"
+    case spotCheckDrawn = "spotcheck.drawn"
+    case spotCheckDecided = "spotcheck.decided"
+    case committeeReferred = "committee.referred"
+    case committeeRuled = "committee.ruled"
+    case registerChanged = "register.changed"
 
     public var topic: String { "redress." + rawValue }
 }
@@ -38,6 +46,9 @@ extension EventType {
         case .slaWarning, .slaBreached: ["redress-supervisor"]
         case .notificationDelivered, .notificationFailed: ["redress-notify"]
         case .surveyRequested, .surveyAnswered, .surveyDissatisfied, .statusCodeRequested: ["redress-surveys"]
+        case .inquiryOpened, .inquiryAnswered, .spotCheckDecided, .committeeReferred, .committeeRuled: ["redress-cases"]
+        // Drawn on demand through the staff API, and monthly by the supervisor; an entry expires there too.
+        case .spotCheckDrawn, .registerChanged: ["redress-cases", "redress-supervisor"]
         }
     }
 }

@@ -45,6 +45,11 @@ public enum CustomerFlag: String, Sendable, Codable, CaseIterable {
     case elderly
     case seriouslyIll = "seriously_ill"
     case vip
+    /// On the vexatious-complainant register (无理缠访备案): set by intake from the register, never by a channel.
+    case vexatiousRegister = "vexatious_register"
+
+    /// The flags a channel may send.
+    public static let channelFlags: [CustomerFlag] = [.elderly, .seriouslyIll, .vip]
 }
 
 /// 有责/无责 — the liability ruling recorded at closure.

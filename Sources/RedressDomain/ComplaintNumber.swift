@@ -24,5 +24,14 @@ public enum ClockKind: String, Sendable, Codable, CaseIterable {
     /// 每日更新处理状态 — the customer hears how it is going: every 24 h for the categories the policy
     /// names, restarted by each recorded contact, due at the promised next contact when one was given.
     case update
+    /// 转相关部门调查 — a department answers the case owner's inquiry: 3 working days. Runs per
+    /// inquiry, from when it is asked, not per complaint.
+    case inquiry
+    /// 协调委员会 — the committee rules on a referral: 10 working days. Runs per referral.
+    case ruling
+
+    /// Whether the clock runs for each complaint (kept in `sla_clocks`), or for each inquiry or
+    /// committee referral (kept on its own row).
+    public var perComplaint: Bool { self != .inquiry && self != .ruling }
 }
 

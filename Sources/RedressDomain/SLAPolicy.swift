@@ -54,6 +54,8 @@ extension ClockRule {
     /// Whether a complaint gets this clock: post-claim questions only for a post-claim clock, and only
     /// the categories a clock names.
     public func applies(to subject: ClockSubject) -> Bool {
+        // An inquiry's or a referral's clock runs on its own row, not on every complaint.
+        if !kind.perComplaint { return false }
         if appliesTo == .postClaim && !subject.postClaim { return false }
         if let categories, !categories.contains(subject.category ?? .other) { return false }
         return true
@@ -98,7 +100,30 @@ public struct SLAPolicy: Sendable, Codable, Equatable {
         // 每日更新处理状态 for claims (the claims-service rules, seed 002): restarted by each contact.
         ClockRule(kind: .update, hours: 24, time: .calendar, urgentShortens: false, pauses: true, stopsOn: [], escalates: false,
                   restartsOn: [.recordContact], categories: [.claims]),
+        inquiryDefault,
+        rulingDefault,
     ])
+
+    /// 3 working days of 7.5 hours (the CN calendar's 09:00–12:00 and 13:30–18:00).
+    public static let inquiryDefault = ClockRule(kind: .inquiry, hours: 22.5, time: .working, urgentShortens: false, pauses: false, stopsOn: [],
+                                                 escalates: false)
+    /// 10 working days.
+    public static let rulingDefault = ClockRule(kind: .ruling, hours: 75, time: .working, urgentShortens: false, pauses: false, stopsOn: [],
+                                                escalates: false)
+
+    /// When a clock of `kind` that starts at `start` warns and falls due: for the clocks that run per
+    /// inquiry or referral (a policy without them uses the defaults above).
+    public func deadline(_ kind: ClockKind, from start: Date, calendar: WorkingCalendar) -> (warnAt: Date, dueAt: Date) {
+        let rule = clocks.first { $0.kind == kind } ?? (kind == .inquiry ? Self.inquiryDefault : Self.rulingDefault)
+        let length = rule.hours * 3600
+        func instant(_ seconds: Double) -> Date {
+            switch rule.time {
+            case .calendar: start.addingTimeInterval(seconds)
+            case .working: calendar.adding(workingSeconds: Int(seconds.rounded()), to: start)
+            }
+        }
+        return (instant(length * warnShare), instant(length))
+    }
 }
 
 /// What a clock needs to know about its complaint.
@@ -157,7 +182,7 @@ public struct ClockState: Sendable, Equatable {
 public enum ClockReplay {
     public static func clocks(policy: SLAPolicy, subject: ClockSubject, history: [ClockHistoryEntry], calendar: WorkingCalendar) -> [ClockState] {
         policy.clocks.compactMap { rule in
-            guard rule.applies(to: subject) else { return nil }
+            guard rule.kind.perComplaint, rule.applies(to: subject) else { return nil }
             return clock(rule, policy: policy, subject: subject, history: history, calendar: calendar)
         }
     }

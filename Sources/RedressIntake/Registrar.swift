@@ -156,6 +156,20 @@ public struct Registrar: Sendable {
             if let idKey { recentlyClosed["id:" + idKey] = ComplaintReference(id: id, number: number) }
         }
 
+        // 无理缠访备案: a customer on the register (approved, not yet due for review) is flagged, never
+        // refused (投诉不销号); routing then sends the complaint to the unit supervisor's queue. The flag
+        // is the register's alone: one a channel sends is dropped.
+        var registered = Set<String>()
+        let freshKeys = Array(Set(fresh.compactMap { keyOf[$0] }))
+        if !freshKeys.isEmpty {
+            for try await key in try await connection.query("""
+                SELECT customer_key FROM vexatious_register WHERE status = 'approved' AND review_at > now() AND customer_key = ANY(\(freshKeys)::text[])
+                """, logger: logger).decode(String.self) { registered.insert(key) }
+        }
+        func flagsOf(_ index: Int) -> [CustomerFlag] {
+            submissions[index].customerFlags.filter { $0 != .vexatiousRegister } + (registered.contains(keyOf[index]!) ? [.vexatiousRegister] : [])
+        }
+
         // 5. Insert; a row another instance inserted meanwhile conflicts and is answered as a duplicate.
         var ids: [UUID] = [], nums: [String] = [], channels: [String] = [], refs: [String] = [], received: [Date] = []
         var promised: [Date] = [], branchCodes: [String] = [], names: [String] = [], phones: [String] = []
@@ -190,7 +204,7 @@ public struct Registrar: Sendable {
             received.append(s.receivedAt); promised.append(promise); branchCodes.append(s.branch); names.append(s.customerName)
             phones.append(s.customerPhone); idNumbers.append(s.customerIDNumber ?? ""); keys.append(key)
             idKeys.append(idKeyOf[index] ?? "")
-            flags.append(s.customerFlags.map(\.rawValue).joined(separator: ",")); policies.append(s.policyNumber ?? "")
+            flags.append(flagsOf(index).map(\.rawValue).joined(separator: ",")); policies.append(s.policyNumber ?? "")
             claims.append(s.claimNumber ?? ""); stages.append(s.claimStage ?? ""); subjects.append(s.subject); contents.append(s.content)
             regCases.append(s.regulatorCaseNumber ?? ""); regDeadlines.append(s.regulatorDeadline.map(Timestamp.format) ?? "")
         }
@@ -234,7 +248,7 @@ public struct Registrar: Sendable {
             let payload = ComplaintRegistered(
                 number: number, channel: s.channel, externalRef: s.externalRef, receivedAt: s.receivedAt, registeredAt: now,
                 promisedReplyBy: entry.promised, branch: s.branch,
-                customer: MaskedCustomer(name: PersonalData.maskName(s.customerName), key: entry.key, flags: s.customerFlags),
+                customer: MaskedCustomer(name: PersonalData.maskName(s.customerName), key: entry.key, flags: flagsOf(entry.index)),
                 policyNumber: s.policyNumber, claimNumber: s.claimNumber, claimStage: s.claimStage,
                 subject: PersonalData.redact(s.subject), content: PersonalData.redact(s.content),
                 regulatorCaseNumber: s.regulatorCaseNumber, regulatorDeadline: s.regulatorDeadline, repeatOf: entry.repeatOf,

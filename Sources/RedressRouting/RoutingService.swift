@@ -120,14 +120,18 @@ public final class RoutingEngine: Sendable {
             let skill = triage.skill(for: decision.category)
             let excluded = Set([event.payload.policyAgent, event.payload.claimHandler].compactMap { $0 })
             var pool = candidates[unit.unit] ?? []
-            let assignee = Assignment.pick(1, from: &pool, clock: &clock, skill: skill, excluded: excluded)[0]
+            // A customer on the vexatious-complainant register: the unit's supervisor decides who handles it.
+            let registered = event.payload.customer.flags.contains(.vexatiousRegister)
+            let assignee = registered ? nil : Assignment.pick(1, from: &pool, clock: &clock, skill: skill, excluded: excluded)[0]
             candidates[unit.unit] = pool
             if let assignee {
                 load[assignee, default: 0] += 1
             } else {
                 unassignable.add(unit.unit)
                 waiting.append(event.payload.number)
-                let reason = Self.whyUnassignable(pool: pool, skill: skill, excluded: excluded)
+                let reason = registered
+                    ? "the customer is on the vexatious-complainant register (无理缠访备案): a supervisor of the unit assigns the case"
+                    : Self.whyUnassignable(pool: pool, skill: skill, excluded: excluded)
                 outbox.append(try OutboxEntry(EventEnvelope(complaintId: event.complaintId, orgUnit: unit.unit, actor: RoutingService.actor,
                     payload: ComplaintUnassignable(number: event.payload.number, handlingUnit: unit.unit, category: decision.category,
                                                    priority: decision.priority, reason: reason)), encoder: encoder))

@@ -8,7 +8,8 @@ import ServiceLifecycle
 
 /// The roles a token can carry. `channel` submits complaints; the rest are staff roles.
 public enum Role: String, Sendable, Codable, CaseIterable {
-    case channel, agent, supervisor, committee, auditor, admin
+    case channel, agent, supervisor, committee, auditor, admin, coordinator
+    case salesLiaison = "sales_liaison"
 }
 
 /// Who is calling: the verified claims of a bearer token.

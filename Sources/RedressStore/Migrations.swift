@@ -18,6 +18,7 @@ public enum Migrations {
         Migration(version: 8, name: "typical cases", sql: typicalCases),
         Migration(version: 9, name: "survey links at rest", sql: surveyLinksAtRest),
         Migration(version: 10, name: "periodic reports", sql: periodicReports),
+        Migration(version: 11, name: "oversight duties", sql: oversightDuties),
     ]
 
     /// The database roles the services use; a cluster-level set-up (scripts/lib.sh creates them; a
@@ -575,5 +576,230 @@ public enum Migrations {
     CREATE POLICY notifications_staff_announcements ON notifications TO redress_staff USING (
         complaint_id IS NULL AND EXISTS (SELECT 1 FROM org_units u WHERE recipient = 'supervisors:' || u.code
             AND (u.path = current_setting('redress.unit_path', true) OR u.path LIKE current_setting('redress.unit_path', true) || '/%')));
+    """#
+    static let oversightDuties = #"""
+    -- 协调员 (a business department's coordinator, answering inquiries) and 销售联络人 (sales' read-only
+    -- view of the vexatious-complainant register) join the staff roles.
+    ALTER TABLE staff DROP CONSTRAINT staff_role_check;
+    ALTER TABLE staff ADD CONSTRAINT staff_role_check
+        CHECK (role IN ('agent', 'supervisor', 'committee', 'auditor', 'admin', 'coordinator', 'sales_liaison'));
+    -- Each unit's business departments (claims, underwriting, sales, legal, finance): seed data.
+    CREATE TABLE departments (
+        unit  text NOT NULL REFERENCES org_units(code),
+        code  text NOT NULL CHECK (code ~ '^[a-z][a-z_]{1,31}$'),
+        name  text NOT NULL,
+        PRIMARY KEY (unit, code)
+    );
+    GRANT SELECT ON departments TO redress_staff;
+    ALTER TABLE staff ADD COLUMN department text;
+    ALTER TABLE staff ADD CONSTRAINT staff_department FOREIGN KEY (org_unit, department) REFERENCES departments (unit, code);
+    -- A coordinator belongs to a department; nobody else does.
+    ALTER TABLE staff ADD CONSTRAINT staff_coordinator_department CHECK ((role = 'coordinator') = (department IS NOT NULL)) NOT VALID;
+    GRANT UPDATE (department) ON staff TO redress_staff;
+
+    -- 转相关部门调查: the case owner asks a department of the handling unit (or a unit above it) to
+    -- investigate; its coordinator answers. Due by the policy's `inquiry` clock (working time).
+    CREATE TABLE inquiries (
+        id           uuid PRIMARY KEY,
+        complaint_id uuid NOT NULL REFERENCES complaints(id),
+        unit         text NOT NULL,
+        department   text NOT NULL,
+        question     text NOT NULL,
+        attachments  jsonb NOT NULL DEFAULT '[]',
+        automatic    boolean NOT NULL DEFAULT false,
+        asked_by     text NOT NULL,
+        asked_at     timestamptz NOT NULL DEFAULT now(),
+        warn_at      timestamptz NOT NULL,
+        due_at       timestamptz NOT NULL,
+        status       text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'answered')),
+        findings     text,
+        evidence     jsonb NOT NULL DEFAULT '[]',
+        answered_by  text,
+        answered_at  timestamptz,
+        warned_at    timestamptz,
+        breached_at  timestamptz,
+        version      integer NOT NULL DEFAULT 1,
+        FOREIGN KEY (unit, department) REFERENCES departments (unit, code),
+        CHECK ((status = 'answered') = (answered_at IS NOT NULL))
+    );
+    CREATE INDEX inquiries_complaint ON inquiries (complaint_id, asked_at);
+    CREATE INDEX inquiries_addressed ON inquiries (unit, department, due_at) WHERE status = 'open';
+    CREATE INDEX inquiries_warn_due ON inquiries (warn_at) WHERE status = 'open' AND warned_at IS NULL;
+    CREATE INDEX inquiries_breach_due ON inquiries (due_at) WHERE status = 'open' AND breached_at IS NULL;
+
+    -- 协调委员会: each referral, its ruling clock and its ruling (members present, decision, and the
+    -- final liability, responsible link and cause the closure must use). A case may be referred again.
+    CREATE TABLE committee_referrals (
+        id               uuid PRIMARY KEY,
+        complaint_id     uuid NOT NULL REFERENCES complaints(id),
+        referred_by      text NOT NULL,
+        referred_at      timestamptz NOT NULL DEFAULT now(),
+        reason           text NOT NULL,
+        warn_at          timestamptz NOT NULL,
+        due_at           timestamptz NOT NULL,
+        ruled_at         timestamptz,
+        ruled_by         text,
+        members          text[] NOT NULL DEFAULT '{}',
+        decision         text,
+        liability        text,
+        responsible_link text,
+        cause_code       text,
+        warned_at        timestamptz,
+        breached_at      timestamptz
+    );
+    CREATE INDEX committee_referrals_complaint ON committee_referrals (complaint_id, referred_at);
+    CREATE UNIQUE INDEX committee_referrals_one_pending ON committee_referrals (complaint_id) WHERE ruled_at IS NULL;
+    CREATE INDEX committee_referrals_warn_due ON committee_referrals (warn_at) WHERE ruled_at IS NULL AND warned_at IS NULL;
+    CREATE INDEX committee_referrals_breach_due ON committee_referrals (due_at) WHERE ruled_at IS NULL AND breached_at IS NULL;
+
+    -- 抽查: draws (one per kind, unit and period: drawing again gives the same sample) and their cases.
+    CREATE TABLE spot_check_draws (
+        kind        text NOT NULL CHECK (kind IN ('not_liable', 'satisfaction')),
+        unit        text NOT NULL REFERENCES org_units(code),
+        unit_path   text NOT NULL,
+        period      text NOT NULL,
+        seed        text NOT NULL,
+        share       double precision NOT NULL,
+        minimum     integer NOT NULL,
+        population  integer NOT NULL,
+        drawn       integer NOT NULL,
+        drawn_by    text NOT NULL,
+        drawn_at    timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (kind, unit, period)
+    );
+    CREATE TABLE spot_checks (
+        id                  uuid PRIMARY KEY,
+        kind                text NOT NULL,
+        unit                text NOT NULL,
+        unit_path           text NOT NULL,
+        period              text NOT NULL,
+        complaint_id        uuid NOT NULL REFERENCES complaints(id),
+        handling_unit       text NOT NULL,
+        status              text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'upheld', 'revised', 'reinvestigate')),
+        note                text,
+        liability           text,
+        responsible_link    text,
+        cause_code          text,
+        review_complaint_id uuid REFERENCES complaints(id),
+        decided_by          text,
+        decided_at          timestamptz,
+        version             integer NOT NULL DEFAULT 1,
+        FOREIGN KEY (kind, unit, period) REFERENCES spot_check_draws (kind, unit, period),
+        UNIQUE (kind, unit, period, complaint_id)
+    );
+    CREATE INDEX spot_checks_unit ON spot_checks (unit_path text_pattern_ops, status);
+    CREATE INDEX spot_checks_complaint ON spot_checks (complaint_id);
+
+    -- 整改: corrective actions from a case, a spot-check or a review, owned by a unit, with reminders.
+    CREATE TABLE corrective_actions (
+        id            uuid PRIMARY KEY,
+        source        text NOT NULL CHECK (source IN ('case', 'spot_check', 'review')),
+        complaint_id  uuid REFERENCES complaints(id),
+        spot_check_id uuid REFERENCES spot_checks(id),
+        owner_unit    text NOT NULL REFERENCES org_units(code),
+        unit_path     text NOT NULL,
+        responsible   text NOT NULL REFERENCES staff(id),
+        action        text NOT NULL,
+        due_at        timestamptz NOT NULL,
+        status        text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'done', 'verified')),
+        created_by    text NOT NULL,
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        done_note     text,
+        done_by       text,
+        done_at       timestamptz,
+        verified_by   text,
+        verified_at   timestamptz,
+        reminded_at   timestamptz,
+        alerted_at    timestamptz,
+        version       integer NOT NULL DEFAULT 1,
+        CHECK ((source = 'spot_check') = (spot_check_id IS NOT NULL)),
+        CHECK (source = 'spot_check' OR complaint_id IS NOT NULL)
+    );
+    CREATE INDEX corrective_actions_unit ON corrective_actions (unit_path text_pattern_ops, status, due_at);
+    CREATE INDEX corrective_actions_due ON corrective_actions (due_at) WHERE status = 'open';
+
+    -- 无理缠访备案: entries by the customer's keyed hash; one live (proposed or approved) entry per
+    -- customer. Every read and change is audited, like a personal-data read.
+    CREATE TABLE vexatious_register (
+        id            uuid PRIMARY KEY,
+        customer_key  text NOT NULL,
+        unit          text NOT NULL REFERENCES org_units(code),
+        unit_path     text NOT NULL,
+        reasons       text NOT NULL,
+        case_numbers  text[] NOT NULL CHECK (cardinality(case_numbers) > 0),
+        status        text NOT NULL DEFAULT 'proposed' CHECK (status IN ('proposed', 'approved', 'rejected', 'expired')),
+        proposed_by   text NOT NULL,
+        proposed_at   timestamptz NOT NULL DEFAULT now(),
+        decided_by    text,
+        decided_at    timestamptz,
+        decision_note text,
+        review_at     timestamptz,
+        version       integer NOT NULL DEFAULT 1,
+        CHECK ((status = 'approved') <= (review_at IS NOT NULL))
+    );
+    CREATE UNIQUE INDEX vexatious_register_live ON vexatious_register (customer_key) WHERE status IN ('proposed', 'approved');
+    CREATE INDEX vexatious_register_unit ON vexatious_register (unit_path text_pattern_ops, status);
+    CREATE INDEX vexatious_register_review ON vexatious_register (review_at) WHERE status = 'approved';
+    CREATE TABLE register_reads (
+        id          bigserial PRIMARY KEY,
+        entry_id    uuid NOT NULL REFERENCES vexatious_register(id),
+        actor       text NOT NULL,
+        actor_role  text NOT NULL,
+        actor_unit  text,
+        action      text NOT NULL,
+        at          timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX register_reads_entry ON register_reads (entry_id, at);
+    CREATE TRIGGER register_reads_no_update BEFORE UPDATE OR DELETE OR TRUNCATE ON register_reads
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+    REVOKE UPDATE, DELETE, TRUNCATE ON register_reads FROM redress_service;
+
+    -- Row-level security: inquiries and referrals are visible exactly when their case is; draws,
+    -- spot-checks, corrective actions and register entries where their unit is in the caller's subtree.
+    ALTER TABLE inquiries ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY inquiries_services ON inquiries TO redress_service USING (true) WITH CHECK (true);
+    CREATE POLICY inquiries_staff ON inquiries TO redress_staff
+        USING (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id))
+        WITH CHECK (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id));
+    ALTER TABLE committee_referrals ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY committee_referrals_services ON committee_referrals TO redress_service USING (true) WITH CHECK (true);
+    CREATE POLICY committee_referrals_staff ON committee_referrals TO redress_staff
+        USING (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id))
+        WITH CHECK (EXISTS (SELECT 1 FROM complaints c WHERE c.id = complaint_id));
+    ALTER TABLE spot_check_draws ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY spot_check_draws_services ON spot_check_draws TO redress_service USING (true) WITH CHECK (true);
+    CREATE POLICY spot_check_draws_staff ON spot_check_draws TO redress_staff
+        USING (unit_path = current_setting('redress.unit_path', true) OR unit_path LIKE current_setting('redress.unit_path', true) || '/%')
+        WITH CHECK (unit_path = current_setting('redress.unit_path', true) OR unit_path LIKE current_setting('redress.unit_path', true) || '/%');
+    ALTER TABLE spot_checks ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY spot_checks_services ON spot_checks TO redress_service USING (true) WITH CHECK (true);
+    CREATE POLICY spot_checks_staff ON spot_checks TO redress_staff
+        USING (unit_path = current_setting('redress.unit_path', true) OR unit_path LIKE current_setting('redress.unit_path', true) || '/%')
+        WITH CHECK (unit_path = current_setting('redress.unit_path', true) OR unit_path LIKE current_setting('redress.unit_path', true) || '/%');
+    ALTER TABLE corrective_actions ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY corrective_actions_services ON corrective_actions TO redress_service USING (true) WITH CHECK (true);
+    CREATE POLICY corrective_actions_staff ON corrective_actions TO redress_staff
+        USING (unit_path = current_setting('redress.unit_path', true) OR unit_path LIKE current_setting('redress.unit_path', true) || '/%')
+        WITH CHECK (unit_path = current_setting('redress.unit_path', true) OR unit_path LIKE current_setting('redress.unit_path', true) || '/%');
+    ALTER TABLE vexatious_register ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY vexatious_register_services ON vexatious_register TO redress_service USING (true) WITH CHECK (true);
+    CREATE POLICY vexatious_register_staff ON vexatious_register TO redress_staff
+        USING (unit_path = current_setting('redress.unit_path', true) OR unit_path LIKE current_setting('redress.unit_path', true) || '/%')
+        WITH CHECK (unit_path = current_setting('redress.unit_path', true) OR unit_path LIKE current_setting('redress.unit_path', true) || '/%');
+    ALTER TABLE register_reads ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY register_reads_services ON register_reads TO redress_service USING (true) WITH CHECK (true);
+    CREATE POLICY register_reads_staff ON register_reads TO redress_staff
+        USING (EXISTS (SELECT 1 FROM vexatious_register r WHERE r.id = entry_id))
+        WITH CHECK (EXISTS (SELECT 1 FROM vexatious_register r WHERE r.id = entry_id));
+    GRANT SELECT, INSERT, UPDATE ON inquiries, committee_referrals, spot_check_draws, spot_checks, corrective_actions, vexatious_register TO redress_staff;
+    GRANT SELECT, INSERT ON register_reads TO redress_staff;
+    GRANT USAGE, SELECT ON SEQUENCE register_reads_id_seq TO redress_staff;
+    GRANT INSERT ON notifications TO redress_staff;
+
+    -- Inbox notes about no complaint addressed to one staff member (a corrective action's reminder, a
+    -- register decision, a staff change): visible to that person (`redress.subject`, set per request).
+    CREATE POLICY notifications_staff_personal ON notifications FOR SELECT TO redress_staff USING (
+        complaint_id IS NULL AND recipient = 'staff:' || current_setting('redress.subject', true));
+    CREATE POLICY notifications_staff_insert ON notifications FOR INSERT TO redress_staff WITH CHECK (channel = 'staff_inbox');
     """#
 }

@@ -12,6 +12,14 @@ public struct SeedFile: Sendable, Codable {
         public var name: String
         public var region: String?
         public var claimsCentralised: Bool?
+        /// The unit's business departments; the file's `departments` when absent.
+        public var departments: [Department]?
+    }
+
+    /// A business department of a unit (理赔、核保、销售、法律合规、财务), asked by inquiries.
+    public struct Department: Sendable, Codable {
+        public var code: String
+        public var name: String
     }
 
     public struct Staff: Sendable, Codable {
@@ -22,10 +30,14 @@ public struct SeedFile: Sendable, Codable {
         public var skills: [String]?
         public var capacity: Int?
         public var available: Bool?
+        /// A coordinator's department.
+        public var department: String?
     }
 
     public var units: [Unit]
     public var staff: [Staff]
+    /// Every unit's departments, unless the unit lists its own.
+    public var departments: [Department]?
 }
 
 public struct SeedError: Error, CustomStringConvertible {
@@ -71,12 +83,21 @@ public enum OrgStore {
                         claims_centralised = EXCLUDED.claims_centralised
                     """, logger: logger)
             }
+            for unit in ordered {
+                for department in unit.departments ?? file.departments ?? [] {
+                    try await tx.query("""
+                        INSERT INTO departments (unit, code, name) VALUES (\(unit.code), \(department.code), \(department.name))
+                        ON CONFLICT (unit, code) DO UPDATE SET name = EXCLUDED.name
+                        """, logger: logger)
+                }
+            }
             for person in file.staff {
                 try await tx.query("""
-                    INSERT INTO staff (id, name, org_unit, role, skills, capacity, available)
-                    VALUES (\(person.id), \(person.name), \(person.unit), \(person.role), \(person.skills ?? []), \(person.capacity ?? 20), \(person.available ?? true))
+                    INSERT INTO staff (id, name, org_unit, role, skills, capacity, available, department)
+                    VALUES (\(person.id), \(person.name), \(person.unit), \(person.role), \(person.skills ?? []), \(person.capacity ?? 20), \(person.available ?? true),
+                            \(person.department))
                     ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, org_unit = EXCLUDED.org_unit, role = EXCLUDED.role,
-                        skills = EXCLUDED.skills, capacity = EXCLUDED.capacity, available = EXCLUDED.available
+                        skills = EXCLUDED.skills, capacity = EXCLUDED.capacity, available = EXCLUDED.available, department = EXCLUDED.department
                     """, logger: logger)
             }
         }

@@ -117,93 +117,28 @@ public enum SupervisorService {
                 logger.info("report snapshot taken", metadata: ["unit": "\(snapshot.unit)", "period": "\(snapshot.period)", "version": "\(snapshot.version)"])
             }
         }
-        return (host.router(), [consumer, scanner, gauges, lag, reports, snapshots])
-    }
-}
-
-/// The deployment's SLA policy and its regions' working calendars.
-public struct ClockBook: Sendable {
-    public var policy: SLAPolicy
-    public var calendars: [String: WorkingCalendar]
-    /// Which years the calendar files cover (none known for a book built in code: no gaps reported).
-    public var coverage: CalendarCoverage
-
-    public init(policy: SLAPolicy, calendars: [String: WorkingCalendar], coverage: CalendarCoverage? = nil) {
-        self.policy = policy
-        self.calendars = calendars
-        self.coverage = coverage ?? CalendarCoverage(years: [:], timeZones: [:])
-    }
-
-    /// Years some region's calendar lacks: from 60 days before a year begins, and every year a
-    /// running working-time clock reaches.
-    public func calendarGaps(now: Date, on postgres: PostgresClient, logger: Logger) async throws -> [CalendarCoverage.Gap] {
-        let working = policy.clocks.filter { $0.time == .working }.map(\.kind.rawValue)
-        var spans: [CalendarCoverage.Span] = []
-        if !working.isEmpty {
-            let rows = try await postgres.query("""
-                SELECT u.region, min(s.started_at), max(s.due_at)
-                FROM sla_clocks s JOIN complaints c ON c.id = s.complaint_id JOIN org_units u ON u.code = COALESCE(c.handling_unit, c.branch)
-                WHERE s.stopped_at IS NULL AND s.breached_at IS NULL AND s.kind = ANY(\(working)::text[])
-                GROUP BY 1
-                """, logger: logger)
-            for try await (region, from, to) in rows.decode((String, Date, Date).self) {
-                spans.append(CalendarCoverage.Span(region: region, from: from, to: to))
+        // The oversight deadlines (inquiries, committee rulings, corrective actions, register reviews),
+        // checked every 30 seconds; each row fires once (marked in the statement that finds it).
+        let oversightSeconds = ProcessInfo.processInfo.environment["REDRESS_OVERSIGHT_SCAN_SECONDS"].flatMap(Int.init).map { min(3_600, max(1, $0)) } ?? 30
+        let oversight = Periodic("oversight deadlines", every: .seconds(oversightSeconds), gate: host.gate, logger: host.logger) { [postgres = host.postgres, logger = host.logger] in
+            let fired = try await postgres.withTransaction(logger: logger) { connection in
+                try await OversightDeadlines.scan(actor: actor, on: connection, logger: logger)
+            }
+            if fired != OversightDeadlines.Fired() { logger.info("oversight deadlines", metadata: ["fired": "\(fired)"]) }
+        }
+        // 抽查: each province's "not liable" sample and HQ's satisfaction sample of the month just ended,
+        // drawn once (a draw is stored; drawing again returns it). Checked hourly.
+        let policy = SpotCheckPolicy.fromEnvironment()
+        let draws = Periodic("spot-check draws", every: .seconds(3_600), gate: host.gate, logger: host.logger) { [postgres = host.postgres, logger = host.logger] in
+            let made = try await postgres.withTransaction(logger: logger) { connection in
+                try await SpotChecks.drawMonthly(now: Date(), policy: policy, actor: actor, on: connection, logger: logger)
+            }
+            for draw in made {
+                logger.info("spot-check drawn", metadata: ["kind": "\(draw.kind.rawValue)", "unit": "\(draw.unit)", "period": "\(draw.period)",
+                                                           "drawn": "\(draw.drawn)", "population": "\(draw.population)"])
             }
         }
-        return coverage.missing(now: now, spans: spans)
-    }
-
-    public struct Invalid: Error, CustomStringConvertible {
-        public var description: String
-    }
-
-    /// Reads the policy file and every calendar file (`<REGION>-<YEAR>.json`) of the directory;
-    /// a region's years are joined into one calendar.
-    public static func load(policyFile: String, calendarDirectory: String) throws -> ClockBook {
-        guard let data = FileManager.default.contents(atPath: policyFile) else {
-            throw Invalid(description: "SLA policy \(policyFile) cannot be read: set REDRESS_SLA_POLICY to the JSON file (deploy/sla/policy.json)")
-        }
-        let policy: SLAPolicy
-        do {
-            policy = try JSONDecoder().decode(SLAPolicy.self, from: data)
-        } catch {
-            throw Invalid(description: "SLA policy \(policyFile) is not valid: \(EventCoding.describe(error))")
-        }
-        let problems = policy.problems()
-        guard problems.isEmpty else { throw Invalid(description: "SLA policy \(policyFile): " + problems.joined(separator: "; ")) }
-        let files = ((try? FileManager.default.contentsOfDirectory(atPath: calendarDirectory)) ?? []).filter { $0.hasSuffix(".json") }.sorted()
-        guard !files.isEmpty else {
-            throw Invalid(description: "no calendars in \(calendarDirectory): set REDRESS_CALENDARS to the directory of <REGION>-<YEAR>.json files")
-        }
-        var byRegion: [String: [WorkingCalendar]] = [:]
-        var covered: [String: Set<Int>] = [:]
-        for file in files {
-            let path = calendarDirectory + "/" + file
-            do {
-                let parsed = try JSONDecoder().decode(CalendarFile.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
-                let calendar = try parsed.calendar()
-                byRegion[calendar.region, default: []].append(calendar)
-                covered[calendar.region, default: []].insert(parsed.year)
-            } catch {
-                throw Invalid(description: "calendar \(path) is not valid: \(error)")
-            }
-        }
-        var calendars: [String: WorkingCalendar] = [:]
-        for (region, years) in byRegion {
-            // The latest year's hours and weekend; every year's holidays and make-up days.
-            let last = years.last!
-            calendars[region] = WorkingCalendar(region: region, timeZone: last.timeZone, workingHours: last.workingHours, weekend: last.weekend,
-                                                holidays: years.reduce(into: Set()) { $0.formUnion($1.holidays) },
-                                                makeUpWorkingDays: years.reduce(into: Set()) { $0.formUnion($1.makeUpWorkingDays) })
-        }
-        let coverage = CalendarCoverage(years: covered, timeZones: calendars.mapValues(\.timeZone),
-                                        fallbackRegion: calendars["CN"] != nil ? "CN" : calendars.keys.sorted().first)
-        return ClockBook(policy: policy, calendars: calendars, coverage: coverage)
-    }
-
-    /// The region's calendar; a region without one falls back to CN's, which every deployment ships.
-    public func calendar(for region: String) -> WorkingCalendar {
-        calendars[region] ?? calendars["CN"] ?? calendars.values.first!
+        return (host.router(), [consumer, scanner, gauges, lag, reports, snapshots, oversight, draws])
     }
 }
 

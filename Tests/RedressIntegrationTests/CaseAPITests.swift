@@ -194,7 +194,9 @@ enum CaseFixture {
             let extended = try await step("extend", ["days": 60, "reason": "鉴定未完成", "approvedBy": "GD-SUP01"], as: (await F.token("GD-SUP01", .supervisor, "GD")))
             #expect(extended["decisionDays"] as? Int == 60)
             _ = try await step("refer_to_committee", ["reason": "重大疑难"])
-            _ = try await step("record_committee_ruling", ["text": "维持原理赔结论", "members": ["GD-COM01", "GD-SUP01"]], as: (await F.token("GD-COM01", .committee, "GD")))
+            _ = try await step("record_committee_ruling", ["text": "维持原理赔结论", "members": ["GD-COM01", "GD-SUP01"], "liability": "not_liable",
+                                                           "responsibleLink": "claims", "causeCode": "customer_misunderstanding"],
+                               as: (await F.token("GD-COM01", .committee, "GD")))
             _ = try await step("propose_resolution", ["text": "补偿利息损失"])
             _ = try await step("customer_accepts")
             _ = try await step("close", ["liability": "not_liable", "responsibleLink": "claims", "causeCode": "customer_misunderstanding",
@@ -213,7 +215,7 @@ enum CaseFixture {
             #expect(history[8]["actor"] as? String == "GD-COM01" && history[8]["actorRole"] as? String == "committee")
             #expect(try await F.outboxTypes(db, id) == [
                 "case.updated", "case.updated", "case.updated", "case.updated", "case.updated", "case.extended", "case.extended",
-                "case.updated", "case.updated", "case.updated", "case.updated", "case.closed",
+                "committee.referred", "case.updated", "committee.ruled", "case.updated", "case.updated", "case.updated", "case.closed",
             ])
             // Closing takes the case off its owner's workload.
             #expect(try await TestDatabase.count(db, "SELECT open_cases::bigint FROM staff WHERE id = 'GD-SZ-AGE01'") == 0)
@@ -327,7 +329,9 @@ enum CaseFixture {
             #expect(status == .unprocessableContent)
             (status, _) = try await F.act(client, id, "reassign", ["version": 1, "assignee": "ZJ-HZ-AGE01"], as: (await F.token("GD-SUP01", .supervisor, "GD")))
             #expect(status == .unprocessableContent, "a supervisor reassigns only within the case's subtree")
-            (status, _) = try await F.act(client, id, "record_committee_ruling", ["version": 1, "text": "t", "members": ["GD-COM01"]], as: (await F.token("GD-COM01", .committee, "GD")))
+            (status, _) = try await F.act(client, id, "record_committee_ruling", ["version": 1, "text": "t", "members": ["GD-COM01"], "liability": "liable",
+                                                                           "responsibleLink": "claims", "causeCode": "claim_delay"],
+                                    as: (await F.token("GD-COM01", .committee, "GD")))
             #expect(status == .conflict, "a ruling needs a referral first")
             // Nothing changed.
             #expect(try await TestDatabase.count(db, "SELECT version::bigint FROM complaints WHERE id = \(id)") == 1)

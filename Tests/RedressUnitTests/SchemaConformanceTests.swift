@@ -38,6 +38,11 @@ import Testing
         [
             (.complaintRegistered, try document(registered(regulator: false))),
             (.complaintRegistered, try document(registered(regulator: true))),
+            (.complaintRegistered, try document({ () -> ComplaintRegistered in
+                var onRegister = Self.registered(regulator: false)
+                onRegister.customer.flags = [.elderly, .vexatiousRegister]
+                return onRegister
+            }())),
             (.complaintAssigned, try document(ComplaintAssigned(number: "GD-SZ-20261122-000001", category: .claims, priority: .high, handlingUnit: "GD",
                                                                 assignee: "GD-AGE01", ruleIds: ["kw.claims"], rulesVersion: "builtin-1", reason: .initial))),
             (.complaintAssigned, try document(ComplaintAssigned(number: "GD-SZ-20261122-000001", category: .other, priority: .normal, handlingUnit: "GD-SZ",
@@ -87,7 +92,37 @@ import Testing
                 template: "case.extended.customer", channel: "sms",
                 recipient: NotificationRecipient(kind: .customer, id: "k", address: "138****5678"), sourceEventId: UUID(), attempts: 5,
                 error: "gateway rejected 138****5678: number out of service", failedAt: Date()))),
+            (.inquiryOpened, try document(InquiryOpened(number: "GD-SZ-20261122-000001", inquiryId: UUID(), unit: "GD-SZ", department: "legal",
+                                                        dueAt: Date(), automatic: true))),
+            (.inquiryAnswered, try document(InquiryAnswered(number: "GD-SZ-20261122-000001", inquiryId: UUID(), unit: "GD-SZ", department: "legal",
+                                                            answeredBy: "GD-SZ-LEG01", late: false))),
+            (.spotCheckDrawn, try document(SpotCheckDrawn(number: "GD-SZ-20261122-000001", spotCheckId: UUID(), kind: .notLiable, drawingUnit: "GD",
+                                                          period: "2026-11", handlingUnit: "GD-SZ"))),
+            (.spotCheckDecided, try document(SpotCheckDecided(number: "GD-SZ-20261122-000001", spotCheckId: UUID(), kind: .notLiable, drawingUnit: "GD",
+                                                              handlingUnit: "GD-SZ", verdict: .revised, liability: .liable, responsibleLink: "claims",
+                                                              causeCode: "C02"))),
+            (.spotCheckDecided, try document(SpotCheckDecided(number: "GD-SZ-20261122-000001", spotCheckId: UUID(), kind: .satisfaction, drawingUnit: "GD",
+                                                              handlingUnit: "GD-SZ", verdict: .reinvestigate,
+                                                              reviewCase: ComplaintReference(id: UUID(), number: "GD-SZ-20261122-000001-S1")))),
+            (.spotCheckDecided, try document(SpotCheckDecided(number: "GD-SZ-20261122-000001", spotCheckId: UUID(), kind: .notLiable, drawingUnit: "GD",
+                                                              handlingUnit: "GD-SZ", verdict: .upheld))),
+            (.committeeReferred, try document(CommitteeReferred(number: "GD-SZ-20261122-000001", referralId: UUID(), handlingUnit: "GD-SZ", dueAt: Date()))),
+            (.committeeRuled, try document(CommitteeRuled(number: "GD-SZ-20261122-000001", referralId: UUID(), handlingUnit: "GD-SZ",
+                                                          members: ["GD-COM01", "GD-SUP01"], liability: .notLiable, responsibleLink: "claims",
+                                                          causeCode: "C01"))),
+            (.registerChanged, try document(RegisterChanged(entryId: UUID(), customerKey: String(repeating: "a", count: 64), status: .approved,
+                                                            change: "approve", unit: "GD-SZ", reviewAt: Date()))),
+            (.registerChanged, try document(RegisterChanged(entryId: UUID(), customerKey: String(repeating: "a", count: 64), status: .proposed,
+                                                            change: "propose", unit: "GD-SZ", reviewAt: nil))),
         ]
+    }
+
+    /// The envelope names every event type the code has, and no other.
+    @Test func theEnvelopeListsEveryEventType() throws {
+        let url = Self.repo.appendingPathComponent("schemas/events/envelope.schema.json")
+        let envelope = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        let type = (envelope["properties"] as? [String: Any])?["type"] as? [String: Any]
+        #expect(Set(type?["enum"] as? [String] ?? []) == Set(EventType.allCases.map(\.rawValue)))
     }
 
     @Test func everyEmittedEventMatchesItsSchema() throws {
