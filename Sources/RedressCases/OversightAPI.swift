@@ -561,8 +561,12 @@ extension CaseAPI {
         let kind = body.kind.flatMap(SpotCheckKind.init(rawValue:))
         if kind == nil { errors.append(FieldError("kind", "must be not_liable (a province's) or satisfaction (HQ's)")) }
         let period = body.period.flatMap(ReportPeriod.parse)
-        if period == nil { errors.append(FieldError("period", "must be a month (2026-11), a quarter (2026-Q4), a year (2026) or days (2026-11-01..2026-11-15)")) }
+        if !(body.period.map(ReportPeriod.isShaped) ?? false) {
+            errors.append(FieldError("period", "must be a month (2026-11), a quarter (2026-Q4), a year (2026) or days (2026-11-01..2026-11-15)"))
+        }
         if !errors.isEmpty { throw CaseRefusal.invalid(errors).problem }
+        // The right shape, but no real period (a 30 February, days running backwards, more than ten years).
+        if period == nil { throw CaseRefusal.inconsistent([FieldError("period", "'\(body.period!)' names no period: check the dates")]).problem }
         try Self.refuseUnless(caller.role == .supervisor || caller.role == .admin, "a spot-check is drawn by a supervisor of the province (or HQ, for satisfaction)")
         return try await scoped(context) { connection, _ in
             guard let (level, _) = try await Self.level(of: caller.unit, on: connection, logger: context.logger) else { throw CaseRefusal.notFound(caller.unit) }
@@ -737,11 +741,12 @@ extension CaseAPI {
         Self.need(body.ownerUnit, "ownerUnit", max: 32, into: &errors)
         Self.need(body.responsible, "responsible", max: 64, into: &errors)
         Self.need(body.action, "action", max: 4000, into: &errors)
+        if body.source != "spot_check", body.spotCheck != nil { errors.append(FieldError("spotCheck", "is only for a corrective action from a spot-check (source spot_check)")) }
         let due = body.dueAt.flatMap(Timestamp.parseStorable)
-        if due == nil { errors.append(FieldError("dueAt", "is required: an RFC 3339 date-time between 1970 and 9999")) } else if due! <= Date() {
-            errors.append(FieldError("dueAt", "is in the past: give the date by which the change is made"))
-        }
+        if due == nil { errors.append(FieldError("dueAt", "is required: an RFC 3339 date-time between 1970 and 9999")) }
         if !errors.isEmpty { throw CaseRefusal.invalid(errors).problem }
+        // Well-formed, but a deadline already passed is no deadline.
+        if due! <= Date() { throw CaseRefusal.inconsistent([FieldError("dueAt", "is in the past: give the date by which the change is made")]).problem }
         try Self.refuseUnless(caller.role == .supervisor || caller.role == .admin, "a corrective action is opened by a supervisor of the owner unit or a unit above it")
         return try await scoped(context) { connection, callerPath in
             guard let (_, ownerPath) = try await Self.level(of: body.ownerUnit!, on: connection, logger: context.logger) else {
@@ -952,7 +957,6 @@ extension CaseAPI {
     static let reviewMonths: Int = ProcessInfo.processInfo.environment["REDRESS_REGISTER_REVIEW_MONTHS"].flatMap(Int.init).map { min(60, max(1, $0)) } ?? 12
 
     func decide(id: UUID, _ body: RegisterDecision, _ context: RedressRequestContext) async throws -> RegisterEntryView {
-        let caller = try context.caller()
         var errors: [FieldError] = []
         if body.version == nil { errors.append(FieldError("version", "is required: send the entry's version you saw")) }
         if !["approve", "reject"].contains(body.decision ?? "") { errors.append(FieldError("decision", "must be approve or reject")) }

@@ -249,11 +249,87 @@ public struct PeriodicReport: Codable, Sendable, Equatable {
     /// days a year before (the API, `redressctl report` and the snapshots all read it so).
     public static func read(unit: String, unitPath: String, period: ReportPeriod, withHandlers: Bool,
                             on connection: PostgresConnection, logger: Logger) async throws -> PeriodicReport {
-        PeriodicReport(unit: unit, period: period,
-                       current: try await ReportTotals.read(unitPath: unitPath, period: period, on: connection, logger: logger),
-                       previous: try await ReportTotals.read(unitPath: unitPath, period: period.previous, on: connection, logger: logger),
-                       yearBefore: try await ReportTotals.read(unitPath: unitPath, period: period.yearBefore, on: connection, logger: logger),
-                       withHandlers: withHandlers)
+        var report = PeriodicReport(unit: unit, period: period,
+                                    current: try await ReportTotals.read(unitPath: unitPath, period: period, on: connection, logger: logger),
+                                    previous: try await ReportTotals.read(unitPath: unitPath, period: period.previous, on: connection, logger: logger),
+                                    yearBefore: try await ReportTotals.read(unitPath: unitPath, period: period.yearBefore, on: connection, logger: logger),
+                                    withHandlers: withHandlers)
+        report.oversight = try await Oversight.read(unitPath: unitPath, period: period, on: connection, logger: logger)
+        return report
+    }
+
+    /// 监督与考核: the oversight duties' figures for the period, read from their own tables (they are
+    /// few): spot-check verdicts per handling unit (the assessment, 考核), department inquiries,
+    /// committee referrals, corrective actions and the register. Under the reader's row-level
+    /// security: a spot-check is its drawing unit's, so a city's report shows none of its province's.
+    public struct Oversight: Codable, Sendable, Equatable {
+        public struct Verdicts: Codable, Sendable, Equatable {
+            public var drawn: Int64
+            public var upheld: Int64
+            public var revised: Int64
+            public var reinvestigate: Int64
+        }
+        public var spotChecks: [String: Verdicts]
+        public var inquiriesOpened: Int64
+        public var inquiriesAnswered: Int64
+        public var inquiriesAnsweredLate: Int64
+        public var committeeReferrals: Int64
+        public var committeeRulings: Int64
+        public var correctiveOpened: Int64
+        public var correctiveVerified: Int64
+        /// Open past their deadline when the report was read.
+        public var correctiveOverdue: Int64
+        public var registerApproved: Int64
+
+        static func read(unitPath path: String, period: ReportPeriod, on connection: PostgresConnection, logger: Logger) async throws -> Oversight {
+            let zone = ReportRollup.zone, first = period.firstDay, last = period.lastDay
+            var verdicts: [String: Verdicts] = [:]
+            for try await (unit, drawn, upheld, revised, again) in try await connection.query("""
+                SELECT s.handling_unit,
+                    count(*) FILTER (WHERE (d.drawn_at AT TIME ZONE \(zone))::date BETWEEN \(first)::date AND \(last)::date),
+                    count(*) FILTER (WHERE s.status = 'upheld' AND (s.decided_at AT TIME ZONE \(zone))::date BETWEEN \(first)::date AND \(last)::date),
+                    count(*) FILTER (WHERE s.status = 'revised' AND (s.decided_at AT TIME ZONE \(zone))::date BETWEEN \(first)::date AND \(last)::date),
+                    count(*) FILTER (WHERE s.status = 'reinvestigate' AND (s.decided_at AT TIME ZONE \(zone))::date BETWEEN \(first)::date AND \(last)::date)
+                FROM spot_checks s JOIN spot_check_draws d USING (kind, unit, period) JOIN org_units u ON u.code = s.handling_unit
+                WHERE u.path = \(path) OR u.path LIKE \(path) || '/%'
+                GROUP BY 1
+                """, logger: logger).decode((String, Int64, Int64, Int64, Int64).self) where drawn + upheld + revised + again > 0 {
+                verdicts[unit] = Verdicts(drawn: drawn, upheld: upheld, revised: revised, reinvestigate: again)
+            }
+            func one(_ query: PostgresQuery) async throws -> Int64 {
+                for try await n in try await connection.query(query, logger: logger).decode(Int64.self) { return n }
+                return 0
+            }
+            let inquiries = try await connection.query("""
+                SELECT count(*) FILTER (WHERE (i.asked_at AT TIME ZONE \(zone))::date BETWEEN \(first)::date AND \(last)::date),
+                       count(*) FILTER (WHERE (i.answered_at AT TIME ZONE \(zone))::date BETWEEN \(first)::date AND \(last)::date),
+                       count(*) FILTER (WHERE (i.answered_at AT TIME ZONE \(zone))::date BETWEEN \(first)::date AND \(last)::date AND i.answered_at > i.due_at)
+                FROM inquiries i JOIN complaints c ON c.id = i.complaint_id WHERE c.unit_path = \(path) OR c.unit_path LIKE \(path) || '/%'
+                """, logger: logger)
+            var asked: Int64 = 0, answered: Int64 = 0, late: Int64 = 0
+            for try await row in inquiries.decode((Int64, Int64, Int64).self) { (asked, answered, late) = row }
+            let committee = try await connection.query("""
+                SELECT count(*) FILTER (WHERE (r.referred_at AT TIME ZONE \(zone))::date BETWEEN \(first)::date AND \(last)::date),
+                       count(*) FILTER (WHERE (r.ruled_at AT TIME ZONE \(zone))::date BETWEEN \(first)::date AND \(last)::date)
+                FROM committee_referrals r JOIN complaints c ON c.id = r.complaint_id WHERE c.unit_path = \(path) OR c.unit_path LIKE \(path) || '/%'
+                """, logger: logger)
+            var referred: Int64 = 0, ruled: Int64 = 0
+            for try await row in committee.decode((Int64, Int64).self) { (referred, ruled) = row }
+            let corrective = try await connection.query("""
+                SELECT count(*) FILTER (WHERE (created_at AT TIME ZONE \(zone))::date BETWEEN \(first)::date AND \(last)::date),
+                       count(*) FILTER (WHERE (verified_at AT TIME ZONE \(zone))::date BETWEEN \(first)::date AND \(last)::date),
+                       count(*) FILTER (WHERE status = 'open' AND due_at < now())
+                FROM corrective_actions WHERE unit_path = \(path) OR unit_path LIKE \(path) || '/%'
+                """, logger: logger)
+            var opened: Int64 = 0, verified: Int64 = 0, overdue: Int64 = 0
+            for try await row in corrective.decode((Int64, Int64, Int64).self) { (opened, verified, overdue) = row }
+            let approved = try await one("""
+                SELECT count(*) FROM vexatious_register WHERE status = 'approved' AND (unit_path = \(path) OR unit_path LIKE \(path) || '/%')
+                """)
+            return Oversight(spotChecks: verdicts, inquiriesOpened: asked, inquiriesAnswered: answered, inquiriesAnsweredLate: late,
+                             committeeReferrals: referred, committeeRulings: ruled, correctiveOpened: opened, correctiveVerified: verified,
+                             correctiveOverdue: overdue, registerApproved: approved)
+        }
     }
 
     public struct Change: Codable, Sendable, Equatable {
@@ -340,6 +416,8 @@ public struct PeriodicReport: Codable, Sendable, Equatable {
     /// Per handler: only for supervisors and admins (of the handlers' units or above, which a
     /// report of one's own subtree always is); nil for other readers.
     public var handlers: [Handler]?
+    /// The oversight duties' figures (nil in snapshots taken before they were reported).
+    public var oversight: Oversight?
 
     static func ratio(_ part: Int64, _ whole: Int64) -> Double? { whole == 0 ? nil : Double(part) / Double(whole) }
 
@@ -455,6 +533,23 @@ public struct PeriodicReport: Codable, Sendable, Equatable {
         add("customers", "dissatisfied_share", "", customers.dissatisfiedShare)
         add("customers", "target_return_visit_completion", "", customers.targets.returnVisitCompletion)
         add("customers", "target_csat", "", customers.targets.csat)
+        if let oversight {
+            for (unit, v) in oversight.spotChecks.sorted(by: { $0.key < $1.key }) {
+                add("oversight", "spot_checks_drawn", unit, v.drawn)
+                add("oversight", "spot_checks_upheld", unit, v.upheld)
+                add("oversight", "spot_checks_revised", unit, v.revised)
+                add("oversight", "spot_checks_reinvestigate", unit, v.reinvestigate)
+            }
+            add("oversight", "inquiries_opened", "", oversight.inquiriesOpened)
+            add("oversight", "inquiries_answered", "", oversight.inquiriesAnswered)
+            add("oversight", "inquiries_answered_late", "", oversight.inquiriesAnsweredLate)
+            add("oversight", "committee_referrals", "", oversight.committeeReferrals)
+            add("oversight", "committee_rulings", "", oversight.committeeRulings)
+            add("oversight", "corrective_opened", "", oversight.correctiveOpened)
+            add("oversight", "corrective_verified", "", oversight.correctiveVerified)
+            add("oversight", "corrective_overdue", "", oversight.correctiveOverdue)
+            add("oversight", "register_approved", "", oversight.registerApproved)
+        }
         for handler in handlers ?? [] {
             add("handlers", "closed", handler.id, handler.closed)
             add("handlers", "on_time", handler.id, handler.onTime)

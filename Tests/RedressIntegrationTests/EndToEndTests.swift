@@ -467,4 +467,101 @@ import Testing
             #expect(!logs.contains("13900001111"))
             #expect(!logs.contains("11010519491231002X"))
     }
+
+    /// The oversight duties across the running services: a city closes a case "not liable"
+    /// (intake → routing → cases), the province's draw picks it, the verdict revises it, a corrective
+    /// action is opened and closed; the oversight events leave through the cases relay onto the broker.
+    @Test func aCitysNotLiableClosureIsDrawnRevisedAndCorrectedAcrossTheServices() async throws {
+        try await TestDatabase.withFresh { db, database in
+            let stack = try Stack()
+            let http = HTTPClient(eventLoopGroupProvider: .singleton)
+            do {
+                try await Self.oversightFlow(stack: stack, http: http, db: db, database: database)
+            } catch {
+                _ = await stack.stop()
+                try? await http.shutdown()
+                throw error
+            }
+            _ = await stack.stop()
+            try await http.shutdown()
+        }
+    }
+
+    static func oversightFlow(stack: Stack, http: HTTPClient, db: PostgresClient, database: String) async throws {
+        try await stack.start(database: database)
+        for service in EndToEndTests.services {
+            try await eventually("redress-\(service.name) is ready", timeout: .seconds(60)) {
+                (try? await EndToEndTests.call(http, .GET, "http://127.0.0.1:\(stack.port(service.name))/ready").status) == 200
+            }
+        }
+        let tokens = TokenAuthority(secret: stack.secret)
+        let channel = await tokens.mint(subject: "online", role: .channel, unit: "HQ")
+        let intake = "http://127.0.0.1:\(stack.port("intake"))/v1/complaints"
+        let api = "http://127.0.0.1:\(stack.port("cases"))/v1"
+        // A complaint about a handler's manner stays with the city (service, not centralised claims).
+        let body = String(decoding: EndToEndTests.submission(ref: "WEB-E2E-OVERSIGHT"), as: UTF8.self)
+            .replacingOccurrences(of: "理赔申请一个月没有结果，请回电", with: "坐席态度很差还挂电话，请回电")
+        let created = try await EndToEndTests.call(http, .POST, intake, token: channel, body: Array(body.utf8))
+        #expect(created.status == 201, "\(created.text)")
+        let id = try #require(created.json["id"] as? String)
+        let province = await tokens.mint(subject: "GD-SUP01", role: .supervisor, unit: "GD")
+        var view: [String: Any] = [:]
+        try await eventually("the complaint is assigned at the city", timeout: .seconds(60)) {
+            view = try await EndToEndTests.call(http, .GET, "\(api)/cases/\(id)", token: province).json
+            return view["status"] as? String == "assigned"
+        }
+        #expect(view["handlingUnit"] as? String == "GD-SZ", "\(view)")
+        let owner = try #require(view["assignee"] as? String)
+        let ownerToken = await tokens.mint(subject: owner, role: .agent, unit: "GD-SZ")
+        var version = view["version"] as? Int ?? 0
+        for (action, fields) in [("start_investigation", ""), ("propose_resolution", #""text":"已核实录音，坐席用语规范""#), ("customer_accepts", ""),
+                                 ("close", #""liability":"not_liable","responsibleLink":"customer_service","causeCode":"customer_misunderstanding","outcome":"经核查通话录音，坐席未挂断电话，已向您说明。""#)] {
+            let answer = try await EndToEndTests.call(http, .POST, "\(api)/cases/\(id)/actions/\(action)", token: ownerToken,
+                                                      body: Array("{\"version\":\(version)\(fields.isEmpty ? "" : "," + fields)}".utf8))
+            #expect(answer.status == 200, "\(action): \(answer.text)")
+            version = answer.json["version"] as? Int ?? 0
+        }
+        // The province draws the month the case closed in (Beijing time, read back: the test holds on any date).
+        let closedAt = try #require(try await db.query("SELECT closed_at FROM complaints WHERE id = \(UUID(uuidString: id)!)", logger: TestDatabase.logger)
+            .decode(Date.self).first { _ in true })
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "Asia/Shanghai")!
+        let month = calendar.dateComponents([.year, .month], from: closedAt)
+        let drawn = try await EndToEndTests.call(http, .POST, "\(api)/spot-checks/draw", token: province,
+                                                 body: Array(#"{"kind":"not_liable","period":"\#(String(format: "%04d-%02d", month.year!, month.month!))"}"#.utf8))
+        #expect(drawn.status == 201, "\(drawn.text)")
+        let check = try #require((drawn.json["items"] as? [[String: Any]])?.first { $0["caseId"] as? String == id.lowercased() || $0["caseId"] as? String == id }?["id"] as? String)
+        let verdict = try await EndToEndTests.call(http, .POST, "\(api)/spot-checks/\(check)/verdict", token: province, body: Array(#"""
+            {"version":1,"verdict":"revised","liability":"liable","responsibleLink":"customer_service","causeCode":"service_attitude","note":"录音显示坐席语气生硬，应认定有责"}
+            """#.utf8))
+        #expect(verdict.status == 200, "\(verdict.text)")
+        let after = try await EndToEndTests.call(http, .GET, "\(api)/cases/\(id)", token: ownerToken).json
+        #expect(after["liability"] as? String == "liable" && after["causeCode"] as? String == "service_attitude" && after["status"] as? String == "closed")
+        let due = Timestamp.format(Date().addingTimeInterval(20 * 86_400))
+        let opened = try await EndToEndTests.call(http, .POST, "\(api)/corrective-actions", token: province, body: Array(#"""
+            {"source":"spot_check","spotCheck":"\#(check)","ownerUnit":"GD-SZ","responsible":"GD-SZ-SUP01","action":"坐席服务用语专项培训","dueAt":"\#(due)"}
+            """#.utf8))
+        #expect(opened.status == 201, "\(opened.text)")
+        let action = try #require(opened.json["id"] as? String)
+        let done = try await EndToEndTests.call(http, .POST, "\(api)/corrective-actions/\(action)/done",
+                                                token: await tokens.mint(subject: "GD-SZ-SUP01", role: .supervisor, unit: "GD-SZ"),
+                                                body: Array(#"{"version":1,"note":"全员培训完成"}"#.utf8))
+        #expect(done.status == 200, "\(done.text)")
+        let verified = try await EndToEndTests.call(http, .POST, "\(api)/corrective-actions/\(action)/verify", token: province, body: Array(#"{"version":2}"#.utf8))
+        #expect(verified.status == 200 && verified.json["status"] as? String == "verified", "\(verified.text)")
+        // The oversight events reach the broker: the cases relay publishes them (its own rows) and the outbox drains.
+        var consumer = KafkaConsumerConfiguration(client: .init(bootstrapServers: stack.bootstrap, clientID: "e2e-oversight"), groupID: "e2e-oversight",
+                                                  topics: [EventType.spotCheckDrawn.topic, EventType.spotCheckDecided.topic])
+        consumer.sessionTimeout = .seconds(6)
+        consumer.startFromEarliest = true
+        let events = try KafkaConsumer(configuration: consumer, logger: TestDatabase.logger)
+        var seen: Set<String> = []
+        let deadline = ContinuousClock.now + .seconds(60)
+        while seen.count < 2, ContinuousClock.now < deadline {
+            for message in try await events.nextBatch(maxCount: 10, timeout: .milliseconds(500)) ?? [] { seen.insert(message.topic) }
+        }
+        await events.close()
+        #expect(seen == [EventType.spotCheckDrawn.topic, EventType.spotCheckDecided.topic])
+        try await eventually("the outbox drains") { try await TestDatabase.count(db, "SELECT count(*) FROM outbox") == 0 }
+    }
 }

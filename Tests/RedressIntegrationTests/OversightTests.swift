@@ -248,6 +248,8 @@ import Testing
                 #expect(status == .forbidden, "satisfaction is HQ's")
                 (status, json) = try await Self.post(client, "/v1/spot-checks/draw", ["kind": "everything", "period": "2026-13"], as: province)
                 #expect(status == .badRequest && Set(StaffAdminTests.fields(json)) == ["kind", "period"])
+                (status, json) = try await Self.post(client, "/v1/spot-checks/draw", ["kind": "not_liable", "period": "2026-02-30..2026-03-01"], as: province)
+                #expect(status == .unprocessableContent && StaffAdminTests.fields(json) == ["period"], "the right shape, no such day")
                 (status, _) = try await Self.post(client, "/v1/spot-checks/draw", ["kind": "not_liable", "period": "2026-10"], as: await F.token("GD-SZ-AGE01", .agent, "GD-SZ"))
                 #expect(status == .forbidden)
                 // HQ's satisfaction draw takes its minimum of every closed case of the tree.
@@ -350,8 +352,10 @@ import Testing
             #expect(status == .forbidden, "outside the province's subtree")
             (status, json) = try await Self.post(client, "/v1/corrective-actions", body.merging(["responsible": "GD-GZ-SUP01"]) { $1 }, as: province)
             #expect(status == .unprocessableContent && StaffAdminTests.fields(json) == ["responsible"], "the responsible person belongs to the owner unit")
-            (status, json) = try await Self.post(client, "/v1/corrective-actions", body.merging(["dueAt": "2020-01-01T00:00:00Z", "source": "x"]) { $1 }, as: province)
+            (status, json) = try await Self.post(client, "/v1/corrective-actions", body.merging(["dueAt": "soon", "source": "x"]) { $1 }, as: province)
             #expect(status == .badRequest && Set(StaffAdminTests.fields(json)) == ["source", "dueAt"])
+            (status, json) = try await Self.post(client, "/v1/corrective-actions", body.merging(["dueAt": "2020-01-01T00:00:00Z"]) { $1 }, as: province)
+            #expect(status == .unprocessableContent && StaffAdminTests.fields(json) == ["dueAt"], "a deadline already passed")
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM corrective_actions") == 0)
             (status, json) = try await Self.post(client, "/v1/corrective-actions", body, as: province)
             #expect(status == .created && json["status"] as? String == "open", "\(json)")
@@ -597,6 +601,15 @@ import Testing
             let history = (try await F.get(client, "/v1/cases/\(id)", as: owner).1["history"] as? [[String: Any]] ?? []).compactMap { $0["action"] as? String }
             #expect(history == ["close", "revise_closure", "open_corrective_action", "corrective_action_done", "corrective_action_verified"], "\(history)")
             #expect(try await F.outboxTypes(db, id) == ["case.closed", "spotcheck.drawn", "spotcheck.decided"])
+            // The verdict is kept for the assessment (考核): the province's report of the period counts it against the city.
+            var report: [String: Any]
+            (status, report) = try await F.get(client, "/v1/reports?unit=GD&period=\(period)", as: province)
+            let oversight = report["oversight"] as? [String: Any] ?? [:]
+            let city = (oversight["spotChecks"] as? [String: Any])?["GD-SZ"] as? [String: Any] ?? [:]
+            #expect(status == .ok && city["drawn"] as? Int == 1 && city["revised"] as? Int == 1 && city["upheld"] as? Int == 0, "\(oversight)")
+            #expect(oversight["correctiveOpened"] as? Int == 1 && oversight["correctiveVerified"] as? Int == 1 && oversight["correctiveOverdue"] as? Int == 0)
+            (_, report) = try await F.get(client, "/v1/reports?unit=GD-SZ&period=\(period)", as: await F.token("GD-SZ-SUP01", .supervisor, "GD-SZ"))
+            #expect(((report["oversight"] as? [String: Any])?["spotChecks"] as? [String: Any])?.isEmpty == true, "the province's spot-check is not in the city's report")
         }
     }
 }

@@ -63,3 +63,30 @@ import Testing
         }
     }
 }
+
+/// 无理缠访备案: a registered customer's complaint is routed but not given to an agent; it waits in
+/// the unit's supervisor queue, and the supervisors are told why.
+@Suite struct RegisteredCustomerRoutingTests {
+    @Test func aRegisteredCustomersComplaintGoesToTheSupervisorQueue() async throws {
+        try await TestDatabase.withFresh { db, _ in
+            var flagged = RoutingConcurrencyTests.event(1, conflict: nil)
+            flagged.payload.customer.flags = [.vexatiousRegister]
+            let plain = RoutingConcurrencyTests.event(2, conflict: nil)
+            let engine = RoutingEngine(rules: .fallback, postgres: db, logger: TestDatabase.logger)
+            try await db.withTransaction(logger: TestDatabase.logger) { try await engine.route([flagged, plain], on: $0, logger: TestDatabase.logger) }
+            var assignees: [String: String] = [:]
+            var reasons: [String] = []
+            for try await payload in try await db.query("SELECT convert_from(payload, 'UTF8') FROM outbox ORDER BY id", logger: TestDatabase.logger).decode(String.self) {
+                if payload.contains("\"type\":\"complaint.unassignable\"") {
+                    reasons.append(try EventCoding.decoder().decode(EventEnvelope<ComplaintUnassignable>.self, from: Data(payload.utf8)).payload.reason)
+                } else {
+                    let event = try EventCoding.decoder().decode(EventEnvelope<ComplaintAssigned>.self, from: Data(payload.utf8))
+                    assignees[event.payload.number] = event.payload.assignee ?? "-"
+                }
+            }
+            #expect(assignees[flagged.payload.number] == "-", "no agent for the registered customer")
+            #expect(assignees[plain.payload.number]?.hasPrefix("GD-SZ-AGE") == true)
+            #expect(reasons.count == 1 && reasons[0].contains("vexatious-complainant register"), "\(reasons)")
+        }
+    }
+}
