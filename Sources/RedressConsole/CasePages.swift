@@ -51,7 +51,11 @@ extension ConsolePages {
             return [ActionField(name: "targetUnit", kind: .select(units.map { ($0.code, "\($0.code) \($0.name)") }), required: true),
                     ActionField(name: "reason", kind: .textarea, required: true)]
         case "record_committee_ruling":
-            return [ActionField(name: "text", kind: .textarea, required: true), ActionField(name: "members", kind: .text, required: true)]
+            // The ruling fixes the closure's liability, responsible link and cause.
+            return [ActionField(name: "text", kind: .textarea, required: true), ActionField(name: "members", kind: .text, required: true),
+                    ActionField(name: "liability", kind: .select(choices(Liability.allCases.map(\.rawValue), "liability")), required: true),
+                    ActionField(name: "responsibleLink", kind: .select(taxonomyChoices("responsibleLinks")), required: true),
+                    ActionField(name: "causeCode", kind: .select(taxonomyChoices("causes")), required: true)]
         case "reassign": return [ActionField(name: "assignee", kind: .text, required: true), ActionField(name: "reason", kind: .text, required: false)]
         case "reclassify":
             return [ActionField(name: "category", kind: .select(choices(RedressDomain.Category.allCases.map(\.rawValue), "category")), required: true),
@@ -181,6 +185,8 @@ extension ConsolePages {
             }
             let payload = entry["payload"] as? [String: Any] ?? [:]
             let details = payload.keys.sorted().compactMap { key -> String? in
+                // Ids of the inquiry, spot-check or corrective action: the oversight page shows those, not the history.
+                if ["inquiry", "spotCheck", "correctiveAction"].contains(key) { return nil }
                 let value = payload[key]
                 var text = (value as? String) ?? (value as? [String])?.joined(separator: "、")
                 guard let raw = text, !raw.isEmpty else { return nil }
@@ -188,6 +194,10 @@ extension ConsolePages {
                 if ["category", "priority", "liability", "contactChannel"].contains(key) {
                     text = catalogue.label(key == "contactChannel" ? "contact" : key, raw, language)
                 }
+                if key == "previousLiability" { text = catalogue.label("liability", raw, language) }
+                if key == "department" || key == "verdict" { text = catalogue.label(key, raw, language) }
+                // Instants in the units' local time, as everywhere on the page.
+                if key.hasSuffix("At"), let instant = local(raw) { text = instant }
                 let name = catalogue.text("payload.\(key)", language)
                 return (name == "payload.\(key)" ? catalogue.label("field", key, language) : name) + "：" + text!
             }
@@ -265,6 +275,18 @@ extension ConsolePages {
         data["hasActions"] = !actions.isEmpty
         // 典型案例: a supervisor may mark a closed case for training.
         if c["status"] as? String == "closed", [.supervisor, .admin].contains(session.role) { data["canMarkTypical"] = true }
+        // 转相关部门调查: the owner or a supervisor asks a department of the handling unit to investigate.
+        let owns = session.role == .agent && c["assignee"] as? String == session.staffID
+        if c["status"] as? String != "closed", owns || [.supervisor, .admin].contains(session.role), let unit = c["handlingUnit"] as? String {
+            let answer = try await api.get("/v1/departments?unit=\(unit.queryEscaped)", as: session, logger: context.logger)
+            let departments = (answer.object["items"] as? [[String: Any]] ?? []).compactMap { item -> [String: Any]? in
+                (item["code"] as? String).map { ["value": $0, "label": catalogue.label("department", $0, language)] }
+            }
+            if !departments.isEmpty {
+                data["canInquire"] = true
+                data["departments"] = departments
+            }
+        }
         if let flash { data["flash"] = flash }
         if let error {
             data["error"] = error

@@ -75,6 +75,7 @@ struct ConsolePages: Sendable {
         router.get("/reports/download") { request, context in try await reportDownload(request, context) }
         router.get("/inbox") { request, context in try await inboxPage(request, context) }
         router.get("/board") { request, context in try await boardPage(request, context) }
+        addOversight(to: router)
         router.get("/complaints/new") { request, context in
             let session = try await signedIn(request, context)
             var flash: String?
@@ -144,7 +145,8 @@ struct ConsolePages: Sendable {
             var me: [String: Any] = ["name": session.name, "staffID": session.staffID, "unit": session.unit, "unitName": session.unitName,
                                      "roleLabel": catalogue.label("role", session.role.rawValue, language), "csrf": session.csrf,
                                      "canBoard": board, "canStaff": board, "canRegister": [.agent, .supervisor, .admin].contains(session.role),
-                                     "canReports": [.supervisor, .admin, .auditor].contains(session.role)]
+                                     "canReports": [.supervisor, .admin, .auditor].contains(session.role),
+                                     "canQueues": session.role != .salesLiaison]
             if let nav { me["nav" + nav] = true }
             all["me"] = me
             all["csrf"] = session.csrf

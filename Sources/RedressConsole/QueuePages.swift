@@ -35,6 +35,8 @@ extension ConsolePages {
 
     func queuePage(_ request: Request, _ context: RedressRequestContext, mine: Bool) async throws -> Response {
         let session = try await signedIn(request, context)
+        // Sales reads the register only: their page is the oversight page.
+        if session.role == .salesLiaison { throw Redirect(location: "/oversight") }
         let language = language(request)
         let query = request.uri.queryParameters
         var parameters: [String] = []

@@ -223,6 +223,12 @@ def main():
         check(driver.execute_script("return document.querySelector('meta[http-equiv]') === null"), "no meta refresh or other tricks on the case page")
         act(driver, "start_investigation")
         check("调查中" in driver.find_element(By.CSS_SELECTOR, ".badges").text, "starting the investigation moves the case to 调查中")
+        # 转相关部门调查: the owner asks the city's claims department; its coordinator answers on the oversight page.
+        driver.find_element(By.CSS_SELECTOR, "#a-inquiry > summary").click()
+        Select(driver.find_element(By.ID, "f-inquiry-department")).select_by_value("claims")
+        driver.find_element(By.ID, "f-inquiry-question").send_keys(f"请核实客户保全业务办理记录，客户电话{PHONE}")
+        submit(driver, driver.find_element(By.ID, "do-inquiry"))
+        check("转相关部门调查" in driver.find_element(By.CSS_SELECTOR, ".timeline").text, "the inquiry joins the case's history")
         act(driver, "propose_resolution", {"text": ""})
         check(driver.find_elements(By.ID, "e-propose_resolution-text"), "an empty proposal is refused with the error beside the field")
         act(driver, "propose_resolution", {"text": "向客户致歉，并安排专人上门办理保全业务。"})
@@ -323,6 +329,27 @@ def main():
         check(driver.find_element(By.PARTIAL_LINK_TEXT, "CSV").get_attribute("href").endswith("format=csv"), "the report offers its CSV")
         accessible(driver, "report")
         shot(driver, "report")
+
+        # The department's coordinator reads the inquiry (the phone masked) and answers it; the answer joins the case.
+        sign_in(driver, "GD-SZ-CLM01")
+        driver.get(CONSOLE + "/oversight")
+        asked = driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=o-inquiries]")
+        check(number in asked.text and "139****5678" in asked.text and PHONE not in driver.page_source,
+              "the coordinator sees the inquiry addressed to the department, personal data masked")
+        accessible(driver, "oversight page (coordinator)")
+        shot(driver, "oversight")
+        answer_box = asked.find_element(By.CSS_SELECTOR, "textarea[name=findings]")
+        answer_box.send_keys("系统记录显示柜面于11月20日受理保全申请，未按时办理。")
+        submit(driver, asked.find_element(By.CSS_SELECTOR, "button[id^=do-answer-]"))
+        check("已保存" in driver.find_element(By.CSS_SELECTOR, ".flash").text, "the answer is saved")
+        check(sql(f"SELECT count(*) FROM case_events e JOIN complaints c ON c.id = e.complaint_id WHERE c.number = '{number}' AND e.action = 'answer_inquiry'") == "1",
+              "the answer is in the case's history")
+        # The province supervisor's oversight page: spot-checks to draw and decide, corrective actions, the register.
+        sign_in(driver, "GD-SUP01", code=totp(os.environ["REDRESS_BROWSER_TOTP_URL"]))
+        driver.get(CONSOLE + "/oversight")
+        headings = [h.text for h in driver.find_elements(By.CSS_SELECTOR, "main h2")]
+        check(headings == ["部门调查", "待结论的抽查", "整改", "无理缠访备案"], f"the supervisor has every oversight section: {headings}")
+        accessible(driver, "oversight page (supervisor)")
 
         # A sibling unit's agent cannot open the case by its URL.
         sign_in(driver, "GD-GZ-AGE01")
