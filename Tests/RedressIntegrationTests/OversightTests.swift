@@ -443,6 +443,13 @@ import Testing
             let review = try #require(Timestamp.parse(json["reviewAt"] as? String ?? ""))
             #expect(review.timeIntervalSinceNow > 360 * 86_400 && review.timeIntervalSinceNow < 370 * 86_400, "12 months")
             #expect(try await Self.inbox(db, "staff:GD-SZ-SUP01", "register.approve.proposer") == 1)
+            // Renewed by the province only, with the version seen.
+            (status, _) = try await Self.post(client, "/v1/register/\(entry)/renew", ["version": 2], as: city)
+            #expect(status == .forbidden)
+            (status, _) = try await Self.post(client, "/v1/register/\(entry)/renew", ["version": 1], as: province)
+            #expect(status == .conflict)
+            (status, json) = try await Self.post(client, "/v1/register/\(entry)/renew", ["version": 2, "note": "仍持续来电"], as: province)
+            #expect(status == .ok && json["status"] as? String == "approved" && json["version"] as? Int == 3, "\(json)")
             // Sales sees masked identities and reasons, read-only; every read is on record.
             let sales = await F.token("GD-SAL01", .salesLiaison, "GD")
             (status, json) = try await F.get(client, "/v1/register", as: sales)
@@ -455,8 +462,8 @@ import Testing
             (_, json) = try await F.get(client, "/v1/register", as: await F.token("GD-GZ-SUP01", .supervisor, "GD-GZ"))
             #expect(Self.items(json).isEmpty, "a sibling city does not see GD-SZ's entry")
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM register_reads WHERE actor = 'GD-SAL01' AND action = 'read' AND actor_role = 'sales_liaison'") == 1)
-            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM register_reads WHERE action IN ('propose', 'approve')") == 2)
-            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM outbox WHERE event_type = 'register.changed'") == 2)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM register_reads WHERE action IN ('propose', 'approve', 'renew')") == 3)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM outbox WHERE event_type = 'register.changed'") == 3, "proposed, approved, renewed")
 
             // The customer's next complaint is registered (never refused) and flagged.
             let registrar = Registrar(personalData: host.personalData, numbers: host.postgres)
