@@ -659,20 +659,7 @@ struct CaseWorkflow: Sendable {
     private func openLinkedCase(_ row: CaseRow, change: Change, on connection: PostgresConnection, logger: Logger, now: Date,
                                 outbox: inout [OutboxEntry], encoder: JSONEncoder) async throws -> ComplaintReference {
         let id = UUID()
-        let rows = try await connection.query("""
-            WITH n AS (SELECT count(*) + 1 AS k FROM complaints WHERE reopened_from = \(row.id))
-            INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name, customer_phone,
-                customer_id_number, customer_key, customer_id_key, customer_flags, policy_number, claim_number, claim_stage, subject, content,
-                policy_agent, claim_handler, attachments, customer_contact, category, priority, handling_unit, status, reopened_from)
-            SELECT \(id), c.number || '-R' || n.k, c.channel, c.external_ref || ' #R' || n.k, \(now), \(DecisionDeadline.promise(receivedAt: now)),
-                c.branch, c.customer_name, c.customer_phone, c.customer_id_number, c.customer_key, c.customer_id_key, c.customer_flags, c.policy_number,
-                c.claim_number, c.claim_stage, c.subject, c.content, c.policy_agent, c.claim_handler, c.attachments, c.customer_contact, c.category, c.priority,
-                c.handling_unit, 'reopened', c.id
-            FROM complaints c, n WHERE c.id = \(row.id)
-            RETURNING number
-            """, logger: logger)
-        var number = ""
-        for try await value in rows.decode(String.self) { number = value }
+        let number = try await Self.insertLinkedCase(of: row.id, id: id, suffix: "R", now: now, on: connection, logger: logger)
         let transition = CaseTransition(number: number, fromStatus: .closed, toStatus: .reopened, handlingUnit: row.handlingUnit,
                                         assignee: nil, reason: change.reason, caseVersion: 1, action: .reopen)
         let eventID = UUID()
@@ -682,6 +669,29 @@ struct CaseWorkflow: Sendable {
         try await record(complaint: id, eventID: eventID, actor: change.actor, action: .reopen, from: .closed, to: .reopened,
                          reason: change.reason, payload: ["reopenedFrom": row.number], members: [], on: connection, logger: logger)
         return ComplaintReference(id: id, number: number)
+    }
+
+    /// A new case linked to `original` (its complaint copied, `reopened_from` set), starting in
+    /// `reopened` at the same handling unit: `-R<n>` a second complaint, `-S<n>` a review a spot-check
+    /// asked for, numbered per kind. Returns its number.
+    static func insertLinkedCase(of original: UUID, id: UUID, suffix: String, now: Date, on connection: PostgresConnection,
+                                 logger: Logger) async throws -> String {
+        let rows = try await connection.query("""
+            WITH n AS (SELECT count(*) + 1 AS k FROM complaints l, complaints o
+                       WHERE o.id = \(original) AND l.reopened_from = o.id AND l.number LIKE o.number || '-' || \(suffix) || '%')
+            INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name, customer_phone,
+                customer_id_number, customer_key, customer_id_key, customer_flags, policy_number, claim_number, claim_stage, subject, content,
+                policy_agent, claim_handler, attachments, customer_contact, category, priority, handling_unit, status, reopened_from)
+            SELECT \(id), c.number || '-' || \(suffix) || n.k, c.channel, c.external_ref || ' #' || \(suffix) || n.k, \(now),
+                \(DecisionDeadline.promise(receivedAt: now)), c.branch, c.customer_name, c.customer_phone, c.customer_id_number, c.customer_key,
+                c.customer_id_key, c.customer_flags, c.policy_number, c.claim_number, c.claim_stage, c.subject, c.content, c.policy_agent,
+                c.claim_handler, c.attachments, c.customer_contact, c.category, c.priority, c.handling_unit, 'reopened', c.id
+            FROM complaints c, n WHERE c.id = \(original)
+            RETURNING number
+            """, logger: logger)
+        var number = ""
+        for try await value in rows.decode(String.self) { number = value }
+        return number
     }
 
     private func record(complaint: UUID, eventID: UUID, actor: CaseActor, action: CaseAction, from: CaseStatus, to: CaseStatus,

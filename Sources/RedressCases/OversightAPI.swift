@@ -662,21 +662,8 @@ extension CaseAPI {
     /// 重新调查: a review case linked to the drawn one, handled again at its original unit. It is a new
     /// case (number `-S<n>`) starting in `reopened`; `case.transferred` to that unit lets routing name its owner.
     func openReview(_ row: CaseRow, reason: String, caller: Identity, on connection: PostgresConnection, logger: Logger) async throws -> ComplaintReference {
-        let id = UUID(), now = Date()
-        let rows = try await connection.query("""
-            WITH n AS (SELECT count(*) + 1 AS k FROM complaints WHERE reopened_from = \(row.id) AND number LIKE '%-S%')
-            INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name, customer_phone,
-                customer_id_number, customer_key, customer_id_key, customer_flags, policy_number, claim_number, claim_stage, subject, content,
-                policy_agent, claim_handler, attachments, customer_contact, category, priority, handling_unit, status, reopened_from)
-            SELECT \(id), c.number || '-S' || n.k, c.channel, c.external_ref || ' #S' || n.k, \(now), \(DecisionDeadline.promise(receivedAt: now)),
-                c.branch, c.customer_name, c.customer_phone, c.customer_id_number, c.customer_key, c.customer_id_key, c.customer_flags, c.policy_number,
-                c.claim_number, c.claim_stage, c.subject, c.content, c.policy_agent, c.claim_handler, c.attachments, c.customer_contact, c.category, c.priority,
-                c.handling_unit, 'reopened', c.id
-            FROM complaints c, n WHERE c.id = \(row.id)
-            RETURNING number
-            """, logger: logger)
-        var number = ""
-        for try await value in rows.decode(String.self) { number = value }
+        let id = UUID()
+        let number = try await CaseWorkflow.insertLinkedCase(of: row.id, id: id, suffix: "S", now: Date(), on: connection, logger: logger)
         let eventID = UUID()
         try await connection.query("""
             INSERT INTO case_events (complaint_id, event_id, actor, actor_role, actor_unit, action, from_status, to_status, reason, payload)

@@ -38,6 +38,8 @@ public struct KafkaProducerConfiguration: Sendable {
         p["message.timeout.ms"] = String(messageTimeout.milliseconds)
         p["queue.buffering.max.messages"] = String(queueBufferingMaxMessages)
         p["log.queue"] = "true"
+        // Requests go out at once, not held by Nagle's algorithm for the broker's delayed ACK (the Java client's default too).
+        p["socket.nagle.disable"] = "true"
         // The key decides the partition: all events of a complaint share one.
         p["partitioner"] = "murmur2_random"
         return p
@@ -88,6 +90,7 @@ public struct KafkaConsumerConfiguration: Sendable {
         p["heartbeat.interval.ms"] = String(heartbeatInterval.milliseconds)
         p["queued.max.messages.kbytes"] = String(queuedMaxKilobytes)
         p["fetch.wait.max.ms"] = String(fetchWait.milliseconds)
+        p["socket.nagle.disable"] = "true"
         p["log.queue"] = "true"
         p["enable.partition.eof"] = "false"
         return p

@@ -147,7 +147,10 @@ final class RDKafkaClient: @unchecked Sendable {
                 index += 1
             }
         }
-        return KafkaMessage(topic: topic, partition: m.partition, offset: m.offset, key: key, value: value, headers: headers)
+        var type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let millis = rd_kafka_message_timestamp(message, &type)
+        let created = type == RD_KAFKA_TIMESTAMP_CREATE_TIME && millis > 0 ? Date(timeIntervalSince1970: Double(millis) / 1000) : nil
+        return KafkaMessage(topic: topic, partition: m.partition, offset: m.offset, key: key, value: value, headers: headers, timestamp: created)
     }
 
     private static func partitions(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) -> [TopicPartition] {
@@ -322,8 +325,12 @@ public struct KafkaMessage: Sendable {
     public var key: String?
     public var value: [UInt8]
     public var headers: [KafkaHeader]
+    /// When the producer created the message (CreateTime), if the broker kept it: the start of the
+    /// hop a consumer measures (`redress_event_transit_seconds`).
+    public var timestamp: Date?
 
-    public init(topic: String, partition: Int32, offset: Int64, key: String?, value: [UInt8], headers: [KafkaHeader]) {
+    public init(topic: String, partition: Int32, offset: Int64, key: String?, value: [UInt8], headers: [KafkaHeader], timestamp: Date? = nil) {
+        self.timestamp = timestamp
         self.topic = topic
         self.partition = partition
         self.offset = offset

@@ -29,6 +29,11 @@ public struct ServiceConfiguration: Sendable {
     public var consumerLanes: Int
     /// Attempts at an event that keeps failing before it goes to the dead-letter topic.
     public var consumerMaxAttempts: Int
+    /// `REDRESS_KAFKA_FETCH_WAIT_MS` (fetch.wait.max.ms): how long a broker may hold an empty fetch.
+    /// A production broker answers a held fetch as soon as data arrives, so the wait costs nothing
+    /// there; librdkafka's mock cluster (the development broker) holds it the whole time, so each
+    /// hop waits for it at low load (ARCHITECTURE.md, "Where the time goes").
+    public var kafkaFetchWait: Duration = .milliseconds(500)
 
     public struct PostgresSettings: Sendable {
         public var host: String
@@ -252,7 +257,8 @@ public struct ServiceConfiguration: Sendable {
             logFormat: logFormat,
             migrateOnStart: (value("REDRESS_MIGRATE_ON_START") ?? "true") != "false",
             consumerLanes: integer("REDRESS_CONSUMER_LANES", 4, 1...64),
-            consumerMaxAttempts: integer("REDRESS_CONSUMER_MAX_ATTEMPTS", 5, 1...100))
+            consumerMaxAttempts: integer("REDRESS_CONSUMER_MAX_ATTEMPTS", 5, 1...100),
+            kafkaFetchWait: .milliseconds(integer("REDRESS_KAFKA_FETCH_WAIT_MS", 500, 1...10_000)))
         try env.check()
         return configuration
     }

@@ -221,6 +221,12 @@ public final class EventConsumer<Handler: BatchHandler>: Service, Sendable {
             Counter(label: "redress_events_consumed_total", dimensions: [("group", group), ("topic", topic), ("outcome", "dead_lettered")]).increment(by: dead.count)
         }
         Metrics.Timer(label: "redress_event_batch_duration_seconds", dimensions: [("group", group)]).recordNanoseconds((ContinuousClock.now - start).nanoseconds)
+        // One hop of a complaint's way, per event: produced by the relay → fetched → handled and committed here.
+        let now = Date()
+        let transit = Metrics.Timer(label: "redress_event_transit_seconds", dimensions: [("group", group)])
+        for message in messages {
+            if let created = message.timestamp { transit.recordNanoseconds(Int64(max(0, now.timeIntervalSince(created)) * 1e9)) }
+        }
     }
 
     struct Outcome {

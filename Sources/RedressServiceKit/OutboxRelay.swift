@@ -80,10 +80,16 @@ public final class OutboxRelay: Service, Sendable {
         let logger = self.logger
         let producer = self.producer
         let firstLane = self.firstLane
+        func phase(_ name: String, since: ContinuousClock.Instant) {
+            Metrics.Timer(label: "redress_outbox_phase_seconds", dimensions: [("phase", name)]).recordNanoseconds((ContinuousClock.now - since).nanoseconds)
+        }
+        var committing = ContinuousClock.now
         let published = try await postgres.withTransaction(logger: logger) { connection -> Int in
             let rows = try await Outbox.claim(lanes: settings.lanesPerCycle, from: firstLane, limit: settings.batchSize, writers: settings.writers,
                                               on: connection, logger: logger)
             guard !rows.isEmpty else { return 0 }
+            phase("claim", since: start)
+            let sending = ContinuousClock.now
             let messages = rows.map { row in
                 KafkaOutgoingMessage(
                     topic: row.topic, key: row.key, value: Array(row.payload.readableBytesView),
@@ -91,6 +97,8 @@ public final class OutboxRelay: Service, Sendable {
                               KafkaHeader(name: Headers.eventID, value: row.eventID.uuidString.lowercased())])
             }
             let reports = try await producer.send(messages)
+            phase("send", since: sending)
+            let marking = ContinuousClock.now
             // After a failed delivery, later rows of the same key stay pending too, so order holds on retry.
             var failedKeys = Set<String>()
             var done: [Int64] = []
@@ -107,11 +115,19 @@ public final class OutboxRelay: Service, Sendable {
                 logger.warning("outbox rows not delivered; they stay pending", metadata: ["count": "\(rows.count - done.count)", "error": "\(failure.message)"])
             }
             try await Outbox.markPublished(done, on: connection, logger: logger)
+            // The first hop of each event: its writer's transaction began → delivered to the broker.
+            // (created_at is the writing transaction's start, so this includes that transaction's own time.)
+            let now = Date()
+            let delay = Metrics.Timer(label: "redress_outbox_delay_seconds")
+            for row in rows { delay.recordNanoseconds(Int64(max(0, now.timeIntervalSince(row.createdAt)) * 1e9)) }
             for (topic, count) in perTopic {
                 Counter(label: "redress_outbox_published_total", dimensions: [("topic", topic)]).increment(by: count)
             }
+            phase("mark", since: marking)
+            committing = ContinuousClock.now
             return done.count
         }
+        if published > 0 { phase("commit", since: committing) }
         if published > 0 {
             Metrics.Timer(label: "redress_outbox_publish_duration_seconds").recordNanoseconds((ContinuousClock.now - start).nanoseconds)
         }

@@ -152,6 +152,7 @@ public final class ServiceHost: Sendable {
         var consumer = KafkaConsumerConfiguration(client: configuration.kafkaClient(group), groupID: group, topics: topics)
         consumer.sessionTimeout = configuration.kafkaSessionTimeout
         consumer.lanes = lanes ?? configuration.consumerLanes
+        consumer.fetchWait = configuration.kafkaFetchWait
         consumer.heartbeatInterval = .nanoseconds(min(3_000_000_000, configuration.kafkaSessionTimeout.nanoseconds / 3))
         return consumer
     }

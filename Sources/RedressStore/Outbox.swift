@@ -42,6 +42,8 @@ public struct OutboxRow: Sendable {
     public var key: String
     public var eventType: String
     public var payload: ByteBuffer
+    /// When the writing transaction inserted it: the relay's delay is measured from here.
+    public var createdAt: Date = .distantPast
 }
 
 public enum Outbox {
@@ -96,14 +98,14 @@ public enum Outbox {
         }
         guard !claimed.isEmpty else { return [] }
         let rows = try await connection.query("""
-            SELECT id, event_id, topic, key, event_type, payload FROM outbox
+            SELECT id, event_id, topic, key, event_type, payload, created_at FROM outbox
             WHERE writer = ANY(\(writers)::text[]) AND lane = ANY(\(claimed)::smallint[])
             ORDER BY id
             LIMIT \(limit)
             """, logger: logger)
         var result: [OutboxRow] = []
-        for try await (id, eventID, topic, key, type, payload) in rows.decode((Int64, UUID, String, String, String, ByteBuffer).self) {
-            result.append(OutboxRow(id: id, eventID: eventID, topic: topic, key: key, eventType: type, payload: payload))
+        for try await (id, eventID, topic, key, type, payload, created) in rows.decode((Int64, UUID, String, String, String, ByteBuffer, Date).self) {
+            result.append(OutboxRow(id: id, eventID: eventID, topic: topic, key: key, eventType: type, payload: payload, createdAt: created))
         }
         return result
     }

@@ -46,8 +46,8 @@ struct DevBroker: AsyncParsableCommand {
         try Data((cluster.bootstrapServers + "\n").utf8).write(to: url, options: .atomic)
         print("redress-devbroker: \(cluster.bootstrapServers) (\(Topics.specs.count) topics as defined); address in \(bootstrapFile)")
 
-        // Serve until SIGTERM or SIGINT.
-        let group = ServiceGroup(configuration: .init(services: [HoldOpen()], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        // Serve until SIGTERM or SIGINT, setting TCP_NODELAY on each new connection (MockCluster.disableNagle).
+        let group = ServiceGroup(configuration: .init(services: [HoldOpen(cluster: cluster)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         try? FileManager.default.removeItem(at: url)
         withExtendedLifetime(cluster) {}
@@ -56,7 +56,14 @@ struct DevBroker: AsyncParsableCommand {
 
 /// Does nothing until shutdown: keeps the broker up while the process lives.
 struct HoldOpen: Service {
+    let cluster: MockCluster
+
     func run() async throws {
-        try? await gracefulShutdown()
+        await withGracefulShutdownHandler {
+            while !Task.isCancelled, !Task.isShuttingDownGracefully {
+                cluster.disableNagle()
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        } onGracefulShutdown: {}
     }
 }
