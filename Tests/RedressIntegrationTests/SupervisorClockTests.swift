@@ -13,6 +13,32 @@ import Testing
 /// Clocks kept from the system of record: rebuilt from the case history on every change, fired
 /// once, and a breach escalating the case through the case service to routing.
 @Suite struct SupervisorClockTests {
+    /// A delivered notice rebuilds the clocks only when a clock of the policy is met by it (the
+    /// acknowledgement); the handler's introduction and the other notices change no clock.
+    @Test func onlyANoticeThatMeetsAClockRebuildsTheClocks() async throws {
+        try await TestDatabase.withFresh { db, _ in
+            let id = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", number: "GD-SZ-20261130-000701")
+            let handler = ClockHandler(book: ClockBookHolder(try ClockBook.fromEnvironment()))
+            func delivered(_ template: String) throws -> ClockHandler.Item {
+                let envelope = EventEnvelope(complaintId: id, orgUnit: "GD-SZ", actor: .service("redress-notify"), payload: NotificationDelivered(
+                    notificationId: UUID(), number: "GD-SZ-20261130-000701", template: template, channel: "sms",
+                    recipient: NotificationRecipient(kind: .customer, id: "k", address: "138****5678"), sourceEventId: UUID(), attempt: 1,
+                    gatewayMessageId: nil, deliveredAt: Date()))
+                let message = KafkaMessage(topic: EventType.notificationDelivered.topic, partition: 0, offset: 0, key: nil,
+                                           value: Array(try EventCoding.encoder().encode(envelope)), headers: [])
+                return try handler.decode(message).get()
+            }
+            let introduction = try delivered("case.assigned.customer"), acknowledgement = try delivered("complaint.registered.acknowledgement")
+            #expect(introduction.noticeTemplate == "case.assigned.customer")
+            #expect(!ClockHandler.movesClocks(introduction, policy: handler.book.current.policy))
+            #expect(ClockHandler.movesClocks(acknowledgement, policy: handler.book.current.policy))
+            try await db.withTransaction(logger: TestDatabase.logger) { try await handler.handle([introduction], on: $0, logger: TestDatabase.logger) }
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE complaint_id = \(id)") == 0, "no rebuild for the introduction")
+            try await db.withTransaction(logger: TestDatabase.logger) { try await handler.handle([acknowledgement], on: $0, logger: TestDatabase.logger) }
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE complaint_id = \(id)") >= 3, "the acknowledgement rebuilds them")
+        }
+    }
+
     static let book: ClockBook = try! ClockBook.load(policyFile: TestDatabase.repo.appendingPathComponent("deploy/sla/policy.json").path,
                                                       calendarDirectory: TestDatabase.repo.appendingPathComponent("deploy/calendars").path)
     static let received = Timestamp.parse("2026-11-02T10:00:00+08:00")!
