@@ -266,13 +266,14 @@ extension CaseAPI {
 
     static func json(_ value: some Encodable) throws -> String { String(decoding: try JSONEncoder().encode(value), as: UTF8.self) }
 
-    /// A history row on the case for an oversight step that does not move its status.
-    static func history(_ complaint: UUID, status: String, action: String, caller: Identity, reason: String?, payload: [String: String],
-                        on connection: PostgresConnection, logger: Logger) async throws {
+    /// A history row on the case for an oversight step: by a staff member (`caller`) or by the service,
+    /// leaving the status as it is unless `to` says otherwise.
+    static func history(_ complaint: UUID, status: String, to: String? = nil, action: String, caller: Identity?, reason: String?,
+                        payload: [String: String], eventID: UUID = UUID(), on connection: PostgresConnection, logger: Logger) async throws {
         try await connection.query("""
             INSERT INTO case_events (complaint_id, event_id, actor, actor_role, actor_unit, action, from_status, to_status, reason, payload)
-            VALUES (\(complaint), \(UUID()), \(caller.subject), \(caller.role.rawValue), \(caller.unit), \(action), \(status), \(status), \(reason),
-                    \(try json(payload))::jsonb)
+            VALUES (\(complaint), \(eventID), \(caller?.subject ?? CasesService.name), \(caller?.role.rawValue ?? "service"), \(caller?.unit), \(action),
+                    \(status), \(to ?? status), \(reason), \(try json(payload))::jsonb)
             """, logger: logger)
     }
 
@@ -347,14 +348,7 @@ extension CaseAPI {
             VALUES (\(id), \(complaint), \(unit), \(department), \(question), \(try json(attachments))::jsonb, \(automatic), \(actor), \(now), \(warnAt), \(dueAt))
             """, logger: logger)
         let payload = ["inquiry": id.uuidString.lowercased(), "unit": unit, "department": department, "dueAt": Timestamp.format(dueAt)]
-        if let caller {
-            try await history(complaint, status: status, action: "open_inquiry", caller: caller, reason: question, payload: payload, on: connection, logger: logger)
-        } else {
-            try await connection.query("""
-                INSERT INTO case_events (complaint_id, event_id, actor, actor_role, action, from_status, to_status, reason, payload)
-                VALUES (\(complaint), \(UUID()), \(actor), 'service', 'open_inquiry', \(status), \(status), \(question), \(try json(payload))::jsonb)
-                """, logger: logger)
-        }
+        try await history(complaint, status: status, action: "open_inquiry", caller: caller, reason: question, payload: payload, on: connection, logger: logger)
         try await Outbox.append([try OutboxEntry(EventEnvelope(complaintId: complaint, orgUnit: handlingUnit, actor: caller.map { Actor(kind: .staff, id: $0.subject) } ?? CasesService.actor,
             payload: InquiryOpened(number: number, inquiryId: id, unit: unit, department: department, dueAt: dueAt, automatic: automatic)))], on: connection, logger: logger)
         let coordinators = try await InboxNote.staff(role: "coordinator", unit: unit, department: department, on: connection, logger: logger)
@@ -399,8 +393,14 @@ extension CaseAPI {
 
     static func readInquiries(where condition: String, bind: some PostgresThrowingDynamicTypeEncodable, suffix: String = "", on connection: PostgresConnection,
                        logger: Logger) async throws -> [InquiryView] {
-        var query = PostgresQuery(unsafeSQL: Self.inquirySelect + " WHERE " + condition + suffix)
-        try query.binds.append(bind)
+        var binds = PostgresBindings()
+        try binds.append(bind)
+        return try await readInquiries(where: condition, binds, suffix: suffix, on: connection, logger: logger)
+    }
+
+    static func readInquiries(where condition: String, _ binds: PostgresBindings, suffix: String = "", on connection: PostgresConnection,
+                              logger: Logger) async throws -> [InquiryView] {
+        let query = PostgresQuery(unsafeSQL: Self.inquirySelect + " WHERE " + condition + suffix, binds: binds)
         var items: [InquiryView] = []
         let now = Date()
         let decoder = JSONDecoder()
@@ -442,12 +442,13 @@ extension CaseAPI {
             // A coordinator sees what is addressed to their unit's department; the others every inquiry of the cases they see.
             var department = ""
             if caller.role == .coordinator { department = try await Self.department(of: caller.subject, on: connection, logger: context.logger) ?? "-" }
-            var condition = "($1 = '' OR (i.unit = '\(caller.unit.replacingOccurrences(of: "'", with: "''"))' AND i.department = $1))"
-            if let status { condition += " AND i.status = '\(status)'" }
-            if let key {
-                condition += UUID(uuidString: key) != nil ? " AND c.id::text = '\(key.lowercased())'" : " AND c.number = '\(key.replacingOccurrences(of: "'", with: "''"))'"
-            }
-            return InquiryList(items: try await Self.readInquiries(where: condition, bind: department, suffix: " ORDER BY i.status DESC, i.due_at LIMIT 200",
+            var binds = PostgresBindings()
+            binds.append(department)
+            binds.append(caller.unit)
+            binds.append(status ?? "")
+            binds.append(key.map { UUID(uuidString: $0)?.uuidString.lowercased() ?? $0 } ?? "")
+            let condition = "($1 = '' OR (i.unit = $2 AND i.department = $1)) AND ($3 = '' OR i.status = $3) AND ($4 = '' OR c.id::text = $4 OR c.number = $4)"
+            return InquiryList(items: try await Self.readInquiries(where: condition, binds, suffix: " ORDER BY i.status DESC, i.due_at LIMIT 200",
                                                               on: connection, logger: context.logger))
         }
     }
@@ -665,11 +666,8 @@ extension CaseAPI {
         let id = UUID()
         let number = try await CaseWorkflow.insertLinkedCase(of: row.id, id: id, suffix: "S", now: Date(), on: connection, logger: logger)
         let eventID = UUID()
-        try await connection.query("""
-            INSERT INTO case_events (complaint_id, event_id, actor, actor_role, actor_unit, action, from_status, to_status, reason, payload)
-            VALUES (\(id), \(eventID), \(caller.subject), \(caller.role.rawValue), \(caller.unit), 'reinvestigate', 'closed', 'reopened', \(reason),
-                    \(try Self.json(["reviewOf": row.number]))::jsonb)
-            """, logger: logger)
+        try await Self.history(id, status: CaseStatus.closed.rawValue, to: CaseStatus.reopened.rawValue, action: "reinvestigate", caller: caller,
+                               reason: reason, payload: ["reviewOf": row.number], eventID: eventID, on: connection, logger: logger)
         let transition = CaseTransition(number: number, fromStatus: .closed, toStatus: .reopened, handlingUnit: row.handlingUnit, assignee: nil,
                                         reason: "spot-check: investigate again", caseVersion: 1, action: .transfer)
         try await Outbox.append([try OutboxEntry(EventEnvelope(id: eventID, complaintId: id, orgUnit: row.handlingUnit, actor: Actor(kind: .staff, id: caller.subject),
