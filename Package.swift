@@ -132,7 +132,7 @@ let package = Package(
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ]),
         serviceLibrary("RedressCases"),
-        serviceLibrary("RedressNotify", [.product(name: "AsyncHTTPClient", package: "async-http-client")] + nio),
+        serviceLibrary("RedressNotify", [.product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Mustache", package: "swift-mustache")] + nio),
         // The customer's pages (return visit, status look-up) are served here, the public-facing service.
         serviceLibrary("RedressSurveys", [.product(name: "Crypto", package: "swift-crypto"), .product(name: "Mustache", package: "swift-mustache")] + nio,
                        resources: [.copy("Resources")]),

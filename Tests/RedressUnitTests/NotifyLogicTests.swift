@@ -23,6 +23,21 @@ import Testing
         }
     }
 
+    /// Texts are plain (SMS, WeChat, text e-mail): values go in as they are, slots with inner spaces
+    /// are slots, and a value that looks like a slot is not filled again.
+    @Test func valuesGoInVerbatimAndOnce() throws {
+        var templates = Array(Self.book.templates.values)
+        let index = templates.firstIndex { $0.id == "case.closed.customer" }!
+        templates[index].texts["en"]!["sms"]!.body = "Dear {{ customerName }}, case {{number}}: {{outcome}}."
+        let book = try TemplateBook(templates: templates)
+        let text = book.render("case.closed.customer", language: "en", channel: "sms",
+                               fields: ["customerName": "Smith & <Sons>", "number": "GD-SZ-20261130-000001", "outcome": "{{number}} \"done\""])
+        #expect(text.body == "Dear Smith & <Sons>, case GD-SZ-20261130-000001: {{number}} \"done\".")
+        // A language the book lacks falls back to zh-CN.
+        let fallback = book.render("case.closed.customer", language: "fr", channel: "sms", fields: ["number": "N-1"])
+        #expect(fallback.body == book.render("case.closed.customer", language: "zh-CN", channel: "sms", fields: ["number": "N-1"]).body)
+    }
+
     @Test func aTemplateNamingAFieldItsEventLacksFailsTheStart() throws {
         var templates = Array(Self.book.templates.values)
         let index = templates.firstIndex { $0.id == "case.closed.customer" }!
