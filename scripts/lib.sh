@@ -159,6 +159,10 @@ write_env() {
         echo "export REDRESS_KAFKA_BOOTSTRAP_FILE=$rundir/kafka.bootstrap"
         # The mock cluster makes a group join wait the session timeout less a second.
         echo "export REDRESS_KAFKA_SESSION_TIMEOUT_MS=6000"
+        # The mock cluster holds an empty fetch for the whole fetch.wait.max.ms and does not answer
+        # when a message arrives (a real broker does): at 500 ms, the default for a real broker, each
+        # consumer hop of a quiet stack waits up to half a second (ARCHITECTURE.md, "Where the time goes").
+        echo "export REDRESS_KAFKA_FETCH_WAIT_MS=\${REDRESS_KAFKA_FETCH_WAIT_MS:-10}"
         echo "export REDRESS_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
         echo "export REDRESS_PII_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
         echo "export REDRESS_PORT_OFFSET=$offset"

@@ -71,9 +71,9 @@ public enum CasesService {
         // Breaches and dissatisfied customers act on cases too, each in a group of its own so a
         // backlog of one never holds up routing's decisions.
         let breaches = host.consumer(group: consumerGroup + "-sla", topics: [EventType.slaBreached.topic],
-                                     handler: EventHandler<SLABreached> { try await escalateBreaches($0, workflow: workflow, on: $1, logger: $2) })
+                                     handler: EventHandler<SLABreached> { try await escalateBreaches($0, workflow: workflow, on: $1, logger: $2) }, gathers: true)
         let reopenings = host.consumer(group: consumerGroup + "-surveys", topics: [EventType.surveyDissatisfied.topic],
-                                       handler: EventHandler<SurveyDissatisfied> { try await reopenDissatisfied($0, workflow: workflow, on: $1, logger: $2) })
+                                       handler: EventHandler<SurveyDissatisfied> { try await reopenDissatisfied($0, workflow: workflow, on: $1, logger: $2) }, gathers: true)
         // Open-case counters recounted from the cases, so a missed decrement cannot drift a workload for good.
         let recount = Periodic("workload recount", every: .seconds(300), gate: host.gate, logger: host.logger) { [postgres = host.postgres, logger = host.logger] in
             let fixed = try await StaffDirectory.recountWorkload(on: postgres, logger: logger)

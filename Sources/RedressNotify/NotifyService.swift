@@ -103,17 +103,18 @@ public enum NotifyService {
 
     public static func build(host: ServiceHost, settings: Settings) -> (Router<RedressRequestContext>, [any Service]) {
         let composer = Composer(settings: settings)
+        // Every notify consumer is off the path to an owner: each gathers its batches (REDRESS_CONSUMER_LINGER_MS).
         let customers = host.consumer(group: consumerGroup + ".customer", topics: CustomerNoticeHandler.topics,
-                                      handler: CustomerNoticeHandler(composer: composer))
+                                      handler: CustomerNoticeHandler(composer: composer), gathers: true)
         let staff = host.consumer(group: consumerGroup + ".staff", topics: [EventType.caseAssigned.topic],
-                                  handler: EventHandler<CaseAssigned> { try await composer.tellOwner($0, on: $1, logger: $2) })
+                                  handler: EventHandler<CaseAssigned> { try await composer.tellOwner($0, on: $1, logger: $2) }, gathers: true)
         // Oversight in the inbox: a case sent back to its owner, a case referred to its unit's committee.
         let oversight = host.consumer(group: consumerGroup + ".oversight", topics: [EventType.caseUpdated.topic],
-                                      handler: EventHandler<CaseUpdated> { try await composer.tellOfOversight($0, on: $1, logger: $2) })
+                                      handler: EventHandler<CaseUpdated> { try await composer.tellOfOversight($0, on: $1, logger: $2) }, gathers: true)
         let alerts = host.consumer(group: consumerGroup + ".unassignable", topics: [EventType.complaintUnassignable.topic],
-                                   handler: EventHandler<ComplaintUnassignable> { try await composer.alertSupervisors($0, on: $1, logger: $2) })
+                                   handler: EventHandler<ComplaintUnassignable> { try await composer.alertSupervisors($0, on: $1, logger: $2) }, gathers: true)
         let deadlines = host.consumer(group: consumerGroup + ".sla", topics: [EventType.slaWarning.topic, EventType.slaBreached.topic],
-                                      handler: SLAAlertHandler(composer: composer))
+                                      handler: SLAAlertHandler(composer: composer), gathers: true)
         let dispatcher = Dispatcher(postgres: host.postgres, settings: settings, gate: host.gate, logger: host.logger)
         return (host.router(), [customers, staff, oversight, alerts, deadlines, dispatcher])
     }

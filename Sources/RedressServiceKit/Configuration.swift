@@ -34,6 +34,12 @@ public struct ServiceConfiguration: Sendable {
     /// there; librdkafka's mock cluster (the development broker) holds it the whole time, so each
     /// hop waits for it at low load (ARCHITECTURE.md, "Where the time goes").
     public var kafkaFetchWait: Duration = .milliseconds(500)
+    /// `REDRESS_CONSUMER_LINGER_MS`: how long a consumer off the path to an owner (notify, the
+    /// supervisor, surveys, cases' SLA and survey consumers) waits after its first message to
+    /// gather a batch. Routing's and cases' assignment consumers never wait. At low load each small
+    /// batch cost a transaction, an inbox insert and its handler's statements: gathered, the CPU goes
+    /// to the assignment path instead.
+    public var consumerLinger: Duration = .milliseconds(100)
 
     public struct PostgresSettings: Sendable {
         public var host: String
@@ -258,7 +264,8 @@ public struct ServiceConfiguration: Sendable {
             migrateOnStart: (value("REDRESS_MIGRATE_ON_START") ?? "true") != "false",
             consumerLanes: integer("REDRESS_CONSUMER_LANES", 4, 1...64),
             consumerMaxAttempts: integer("REDRESS_CONSUMER_MAX_ATTEMPTS", 5, 1...100),
-            kafkaFetchWait: .milliseconds(integer("REDRESS_KAFKA_FETCH_WAIT_MS", 500, 1...10_000)))
+            kafkaFetchWait: .milliseconds(integer("REDRESS_KAFKA_FETCH_WAIT_MS", 500, 1...10_000)),
+            consumerLinger: .milliseconds(integer("REDRESS_CONSUMER_LINGER_MS", 100, 0...5_000)))
         try env.check()
         return configuration
     }

@@ -78,6 +78,8 @@ public struct EventHandler<Payload: EventPayload>: BatchHandler {
 public final class EventConsumer<Handler: BatchHandler>: Service, Sendable {
     public struct Settings: Sendable {
         public var maxBatch = 500
+        /// After a batch's first messages, wait this long for more before handling it (zero: at once).
+        public var linger: Duration = .zero
         /// Attempts at one event whose handling fails (for a reason other than the database being
         /// unreachable) before it is dead-lettered: a bug or a bad row must not hold its partition.
         public var maxAttempts = 5
@@ -171,6 +173,13 @@ public final class EventConsumer<Handler: BatchHandler>: Service, Sendable {
                     group.addTask {
                         // Graceful shutdown ends the iteration between batches; the batch in hand is finished first.
                         for try await batch in consumer.batches(maxCount: self.settings.maxBatch, lane: lane).cancelOnGracefulShutdown() {
+                            var batch = batch
+                            if self.settings.linger > .zero, batch.count < self.settings.maxBatch {
+                                try? await Task.sleep(for: self.settings.linger)
+                                if let more = try await consumer.nextBatch(maxCount: self.settings.maxBatch - batch.count, lane: lane, timeout: .zero) {
+                                    batch += more
+                                }
+                            }
                             try await self.process(batch, consumer: consumer)
                         }
                     }

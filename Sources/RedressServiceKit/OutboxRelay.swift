@@ -135,13 +135,21 @@ public final class OutboxRelay: Service, Sendable {
     }
 
     /// LISTEN on a connection of its own; every notification wakes the publish loop. Reconnects on failure.
+    /// Whether a NOTIFY on `redress_outbox` is for this relay: its payload names the writer of the
+    /// rows inserted (migration 12). Rows of no particular writer ('any'), or a payload from before
+    /// migration 12 (empty), wake every relay.
+    public static func wakes(_ writers: [String], for payload: String) -> Bool {
+        payload.isEmpty || payload == Outbox.anyWriter || writers.contains(payload)
+    }
+
     private func listen() async {
+        let settings = self.settings
         while !Task.isCancelled {
             do {
                 try await postgres.withConnection { connection in
                     try await connection.listen(on: "redress_outbox") { notifications in
                         self.wakeup.signal()
-                        for try await _ in notifications {
+                        for try await notification in notifications where Self.wakes(settings.writers, for: notification.payload) {
                             self.wakeup.signal()
                         }
                     }
@@ -162,7 +170,9 @@ public final class OutboxRelay: Service, Sendable {
         var lastPurge = ContinuousClock.now - .seconds(3600)
         while !Task.isCancelled {
             do {
-                pending.record(try await Outbox.pendingCount(postgres, logger: logger))
+                // This service's own rows: summed over the services, the whole backlog ('any' rows,
+                // from tools, are in every relay's oldest-age gauge instead).
+                pending.record(try await Outbox.pendingCount(writers: settings.writers.filter { $0 != Outbox.anyWriter }, postgres, logger: logger))
                 oldest.record(try await Outbox.oldestPendingAge(writers: settings.writers, postgres, logger: logger))
                 if ContinuousClock.now - lastPurge > .seconds(600) {
                     lastPurge = .now

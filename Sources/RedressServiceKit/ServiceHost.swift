@@ -38,6 +38,8 @@ public final class ServiceHost: Sendable {
         // How long an SLA clock ran before it was missed: hours to the statutory 60 days.
         factory.valueHistogramBuckets["redress_sla_time_to_breach_seconds"] = [3600, 4 * 3600, 12 * 3600, 86_400, 2 * 86_400, 5 * 86_400,
                                                                                 10 * 86_400, 15 * 86_400, 30 * 86_400, 60 * 86_400]
+        // Requests one intake transaction registered (group commit).
+        factory.valueHistogramBuckets["redress_intake_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 500]
         MetricsSystem.bootstrap(factory)
         return registry
     }()
@@ -158,9 +160,11 @@ public final class ServiceHost: Sendable {
     }
 
     /// `lanes` overrides REDRESS_CONSUMER_LANES for a handler whose batches would only queue on the same locks.
-    public func consumer<H: BatchHandler>(group: String, topics: [String], handler: H, lanes: Int? = nil) -> EventConsumer<H> {
+    /// `gathers`: a consumer off the path to an owner waits `REDRESS_CONSUMER_LINGER_MS` to gather its batch.
+    public func consumer<H: BatchHandler>(group: String, topics: [String], handler: H, lanes: Int? = nil, gathers: Bool = false) -> EventConsumer<H> {
         var settings = EventConsumer<H>.Settings()
         settings.maxAttempts = configuration.consumerMaxAttempts
+        if gathers { settings.linger = configuration.consumerLinger }
         return EventConsumer(configuration: consumerConfiguration(group: group, topics: topics, lanes: lanes), handler: handler,
                              postgres: postgres, producer: producer, gate: gate, settings: settings, logger: logger)
     }

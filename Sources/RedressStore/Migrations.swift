@@ -19,6 +19,7 @@ public enum Migrations {
         Migration(version: 9, name: "survey links at rest", sql: surveyLinksAtRest),
         Migration(version: 10, name: "periodic reports", sql: periodicReports),
         Migration(version: 11, name: "oversight duties", sql: oversightDuties),
+        Migration(version: 12, name: "relay wake-up by writer", sql: relayWakeUpByWriter),
     ]
 
     /// The database roles the services use; a cluster-level set-up (scripts/lib.sh creates them; a
@@ -801,5 +802,19 @@ public enum Migrations {
     CREATE POLICY notifications_staff_personal ON notifications FOR SELECT TO redress_staff USING (
         complaint_id IS NULL AND recipient = 'staff:' || current_setting('redress.subject', true));
     CREATE POLICY notifications_staff_insert ON notifications FOR INSERT TO redress_staff WITH CHECK (channel = 'staff_inbox');
+    """#
+
+    /// The NOTIFY that wakes the relays names the writer whose rows were inserted, so only that
+    /// service's relay (and, for 'any', every relay) runs a cycle. With one payload for all, every
+    /// commit of any service woke all six relays, and five found nothing: most relay cycles at low
+    /// load were empty claims.
+    static let relayWakeUpByWriter = #"""
+    CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        -- The same rule as outbox.writer's default.
+        PERFORM pg_notify('redress_outbox', CASE WHEN current_setting('application_name', true) LIKE 'redress-%'
+                                                 THEN current_setting('application_name', true) ELSE 'any' END);
+        RETURN NULL;
+    END $$;
     """#
 }

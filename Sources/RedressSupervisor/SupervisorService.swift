@@ -66,7 +66,8 @@ public enum SupervisorService {
     public static func build(host: ServiceHost, book: ClockBookHolder, watch: CalendarWatch = CalendarWatch(), scanInterval: Duration = .seconds(1),
                              gaugeInterval: Duration = .seconds(15))
         -> (Router<RedressRequestContext>, [any Service]) {
-        let consumer = host.consumer(group: consumerGroup, topics: topics, handler: ClockHandler(book: book))
+        // Off the path to an owner: it gathers its batches (REDRESS_CONSUMER_LINGER_MS).
+        let consumer = host.consumer(group: consumerGroup, topics: topics, handler: ClockHandler(book: book), gathers: true)
         let scanner = DeadlineScanner(postgres: host.postgres, gate: host.gate, interval: scanInterval, logger: host.logger,
                                       escalating: { Set(book.current.policy.clocks.filter(\.escalates).map(\.kind)) })
         let series = GaugeSeries()
@@ -271,10 +272,25 @@ public struct ClockKeeper: Sendable {
             histories[id, default: []].append(ClockHistoryEntry(at: at, action: action, fromStatus: from.flatMap(CaseStatus.init(rawValue:)),
                                                                 toStatus: to, decisionDays: days, nextContactAt: next.flatMap(Timestamp.parse)))
         }
+        // The clocks as stored: a rebuild writes only what it changes. Most rebuilds (the assignment,
+        // the acknowledgement) leave most clocks as they were, and an upsert that changes nothing
+        // still locks and rewrites its row's header.
+        var stored: [ClockKey: StoredClock] = [:]
+        let existing = try await connection.query("""
+            SELECT complaint_id, kind, started_at, warn_at, due_at, paused_at, stopped_at FROM sla_clocks WHERE complaint_id = ANY(\(ids)::uuid[])
+            """, logger: logger)
+        for try await (id, kind, started, warn, due, paused, stopped) in existing.decode((UUID, String, Date, Date, Date, Date?, Date?).self) {
+            stored[ClockKey(complaint: id, kind: kind)] = StoredClock(started: started, warn: warn, due: due, paused: paused, stopped: stopped)
+        }
         var complaintIDs: [UUID] = [], kinds: [String] = [], started: [Date] = [], warn: [Date] = [], due: [Date] = []
         var paused: [Date?] = [], stopped: [Date?] = []
+        var kept = Set<ClockKey>()
         for (id, (subject, region)) in subjects {
             for clock in ClockReplay.clocks(policy: book.policy, subject: subject, history: histories[id] ?? [], calendar: book.calendar(for: region)) {
+                let key = ClockKey(complaint: id, kind: clock.kind.rawValue)
+                kept.insert(key)
+                let rebuilt = StoredClock(started: clock.startedAt, warn: clock.warnAt, due: clock.dueAt, paused: clock.pausedAt, stopped: clock.stoppedAt)
+                if let old = stored[key], old.same(as: rebuilt) { continue }
                 complaintIDs.append(id)
                 kinds.append(clock.kind.rawValue)
                 started.append(clock.startedAt)
@@ -285,27 +301,50 @@ public struct ClockKeeper: Sendable {
             }
         }
         // Warnings and breaches already fired stay fired: each fires once per clock. A stopped clock stays stopped.
-        try await connection.query("""
-            INSERT INTO sla_clocks (complaint_id, kind, started_at, warn_at, due_at, paused_at, stopped_at)
-            SELECT id, kind, started, warn, due, NULLIF(paused, 'epoch'), NULLIF(stopped, 'epoch')
-            FROM unnest(\(complaintIDs)::uuid[], \(kinds)::text[], \(started)::timestamptz[], \(warn)::timestamptz[], \(due)::timestamptz[],
-                        \(paused.map { $0 ?? Self.none })::timestamptz[], \(stopped.map { $0 ?? Self.none })::timestamptz[])
-                AS t(id, kind, started, warn, due, paused, stopped)
-            ON CONFLICT (complaint_id, kind) DO UPDATE SET
-                started_at = EXCLUDED.started_at, warn_at = EXCLUDED.warn_at, due_at = EXCLUDED.due_at, paused_at = EXCLUDED.paused_at,
-                stopped_at = COALESCE(sla_clocks.stopped_at, EXCLUDED.stopped_at),
-                -- A restarted clock (the update clock, after a contact) is a new period: it may warn and breach again.
-                warned_at = CASE WHEN sla_clocks.started_at = EXCLUDED.started_at THEN sla_clocks.warned_at END,
-                breached_at = CASE WHEN sla_clocks.started_at = EXCLUDED.started_at THEN sla_clocks.breached_at END
-            WHERE (sla_clocks.started_at, sla_clocks.warn_at, sla_clocks.due_at, sla_clocks.paused_at, sla_clocks.stopped_at)
-                IS DISTINCT FROM (EXCLUDED.started_at, EXCLUDED.warn_at, EXCLUDED.due_at, EXCLUDED.paused_at, COALESCE(sla_clocks.stopped_at, EXCLUDED.stopped_at))
-            """, logger: logger)
+        if !complaintIDs.isEmpty {
+            try await connection.query("""
+                INSERT INTO sla_clocks (complaint_id, kind, started_at, warn_at, due_at, paused_at, stopped_at)
+                SELECT id, kind, started, warn, due, NULLIF(paused, 'epoch'), NULLIF(stopped, 'epoch')
+                FROM unnest(\(complaintIDs)::uuid[], \(kinds)::text[], \(started)::timestamptz[], \(warn)::timestamptz[], \(due)::timestamptz[],
+                            \(paused.map { $0 ?? Self.none })::timestamptz[], \(stopped.map { $0 ?? Self.none })::timestamptz[])
+                    AS t(id, kind, started, warn, due, paused, stopped)
+                ON CONFLICT (complaint_id, kind) DO UPDATE SET
+                    started_at = EXCLUDED.started_at, warn_at = EXCLUDED.warn_at, due_at = EXCLUDED.due_at, paused_at = EXCLUDED.paused_at,
+                    stopped_at = COALESCE(sla_clocks.stopped_at, EXCLUDED.stopped_at),
+                    -- A restarted clock (the update clock, after a contact) is a new period: it may warn and breach again.
+                    warned_at = CASE WHEN sla_clocks.started_at = EXCLUDED.started_at THEN sla_clocks.warned_at END,
+                    breached_at = CASE WHEN sla_clocks.started_at = EXCLUDED.started_at THEN sla_clocks.breached_at END
+                WHERE (sla_clocks.started_at, sla_clocks.warn_at, sla_clocks.due_at, sla_clocks.paused_at, sla_clocks.stopped_at)
+                    IS DISTINCT FROM (EXCLUDED.started_at, EXCLUDED.warn_at, EXCLUDED.due_at, EXCLUDED.paused_at, COALESCE(sla_clocks.stopped_at, EXCLUDED.stopped_at))
+                """, logger: logger)
+        }
         // A clock the complaint no longer gets (reclassified out of the categories it applies to) stops now.
-        try await connection.query("""
-            UPDATE sla_clocks s SET stopped_at = now()
-            WHERE s.complaint_id = ANY(\(Array(subjects.keys))::uuid[]) AND s.stopped_at IS NULL
-              AND NOT EXISTS (SELECT 1 FROM unnest(\(complaintIDs)::uuid[], \(kinds)::text[]) AS t(id, kind) WHERE t.id = s.complaint_id AND t.kind = s.kind)
-            """, logger: logger)
+        let dropped = stored.filter { $0.value.stopped == nil && subjects[$0.key.complaint] != nil && !kept.contains($0.key) }.map(\.key)
+        if !dropped.isEmpty {
+            try await connection.query("""
+                UPDATE sla_clocks s SET stopped_at = now()
+                FROM unnest(\(dropped.map(\.complaint))::uuid[], \(dropped.map(\.kind))::text[]) AS t(id, kind)
+                WHERE s.complaint_id = t.id AND s.kind = t.kind AND s.stopped_at IS NULL
+                """, logger: logger)
+        }
+    }
+
+    struct ClockKey: Hashable {
+        var complaint: UUID
+        var kind: String
+    }
+
+    /// A clock's times as the table keeps them.
+    struct StoredClock {
+        var started: Date, warn: Date, due: Date, paused: Date?, stopped: Date?
+
+        /// Whether storing `rebuilt` would change nothing, as the upsert decides it: a stopped clock
+        /// stays stopped, and times are compared in PostgreSQL's microseconds.
+        func same(as rebuilt: StoredClock) -> Bool {
+            func micros(_ date: Date?) -> Int64? { date.map { Int64(($0.timeIntervalSince1970 * 1_000_000).rounded()) } }
+            return micros(started) == micros(rebuilt.started) && micros(warn) == micros(rebuilt.warn) && micros(due) == micros(rebuilt.due)
+                && micros(paused) == micros(rebuilt.paused) && micros(stopped) == micros(stopped ?? rebuilt.stopped)
+        }
     }
 
     /// 日历变更: recomputes every open clock (after a calendar or policy change), in slices.

@@ -91,7 +91,7 @@ public enum SurveysService {
             exit(2)
         }
         let consumer = host.consumer(group: consumerGroup, topics: [EventType.caseClosed.topic],
-                                     handler: EventHandler<CaseClosed> { try await visits.schedule($0, on: $1, logger: $2) })
+                                     handler: EventHandler<CaseClosed> { try await visits.schedule($0, on: $1, logger: $2) }, gathers: true)
         let series = GaugeSeries()
         // Satisfaction by unit: the share of answers scoring 4–5 (CSAT), the share of invitations
         // answered, and the share of closed cases visited at all.

@@ -456,6 +456,11 @@ import Testing
             let intakeMetrics = try await EndToEndTests.call(http, .GET, "http://127.0.0.1:\(stack.port("intake"))/metrics").text
             #expect(intakeMetrics.contains("redress_complaints_received_total"))
             #expect(intakeMetrics.contains("redress_complaints_rejected_total"))
+            // Group commit's two sides: requests per transaction and its duration, one observation per batch.
+            for name in ["redress_intake_batch_size_count", "redress_intake_batch_seconds_count"] {
+                let observed = intakeMetrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+                #expect((observed ?? 0) >= 1, "\(name) after the HTTP submissions above")
+            }
 
             // SIGTERM: every service finishes and exits cleanly.
             let codes = await stack.stop()

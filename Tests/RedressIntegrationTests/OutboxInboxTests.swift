@@ -40,6 +40,41 @@ import Testing
         }
     }
 
+    /// The wake-up names whose rows were written, so a service's commit wakes its own relay, not all six.
+    @Test(.timeLimit(.minutes(1)))
+    func theWakeUpNamesTheWriter() async throws {
+        try await TestDatabase.withFresh(seed: false) { client, _ in
+            let complaint = UUID()
+            let payloads = try await client.withConnection { listener in
+                try await listener.listen(on: "redress_outbox") { notifications in
+                    try await client.withTransaction(logger: Self.logger) { tx in
+                        try await tx.query("SET LOCAL application_name = 'redress-routing'", logger: Self.logger)
+                        try await Outbox.append([try OutboxEntry(Self.event(complaint, 1))], on: tx, logger: Self.logger)
+                    }
+                    try await client.withTransaction(logger: Self.logger) { tx in
+                        try await Outbox.append([try OutboxEntry(Self.event(complaint, 2))], on: tx, logger: Self.logger)
+                    }
+                    var got: [String] = []
+                    for try await notification in notifications {
+                        got.append(notification.payload)
+                        if got.count == 2 { break }
+                    }
+                    return got
+                }
+            }
+            #expect(payloads == ["redress-routing", "any"])
+            #expect(try await TestDatabase.count(client, "SELECT count(*) FROM outbox WHERE writer = 'redress-routing'") == 1, "the payload is the row's writer")
+            #expect(OutboxRelay.wakes(["redress-routing", "any"], for: "redress-routing"))
+            #expect(!OutboxRelay.wakes(["redress-cases", "any"], for: "redress-routing"), "another service's rows wake another relay")
+            #expect(OutboxRelay.wakes(["redress-cases", "any"], for: "any"), "rows of no service wake every relay")
+            #expect(OutboxRelay.wakes(["redress-cases", "any"], for: ""), "a wake-up from before migration 12")
+            // The pending gauge counts the service's own rows: routing's relay sees its one, cases' none.
+            #expect(try await Outbox.pendingCount(writers: ["redress-routing"], client, logger: Self.logger) == 1)
+            #expect(try await Outbox.pendingCount(writers: ["redress-cases"], client, logger: Self.logger) == 0)
+            #expect(try await Outbox.pendingCount(writers: ["redress-routing", "any"], client, logger: Self.logger) == 2)
+        }
+    }
+
     static func createEffects(_ client: PostgresClient) async throws {
         try await client.query("CREATE TABLE effects (event_id uuid NOT NULL)", logger: logger)
     }

@@ -65,6 +65,36 @@ import Testing
         try await db.withTransaction(logger: TestDatabase.logger) { try await ClockKeeper(book: book).rebuild(ids, on: $0, logger: TestDatabase.logger) }
     }
 
+    /// A rebuild writes only what it changes: replayed again, no clock row is rewritten; a clock the
+    /// complaint no longer gets (a claim reclassified as a service complaint) stops, and only it.
+    @Test func aRebuildWritesOnlyWhatChanged() async throws {
+        try await TestDatabase.withFresh { db, _ in
+            let id = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", number: "GD-SZ-20261102-000009")
+            try await db.query("UPDATE complaints SET received_at = \(Self.received), category = 'claims' WHERE id = \(id)", logger: TestDatabase.logger)
+            // Each row's xmin: the transaction that last wrote it.
+            func writers() async throws -> [String: String] {
+                var result: [String: String] = [:]
+                for try await (kind, xmin) in try await db.query("SELECT kind, xmin::text FROM sla_clocks WHERE complaint_id = \(id)",
+                                                                 logger: TestDatabase.logger).decode((String, String).self) {
+                    result[kind] = xmin
+                }
+                return result
+            }
+            try await Self.rebuild(db, [id])
+            let first = try await writers()
+            #expect(first["update"] != nil && first["decision"] != nil, "a claim gets the daily update: \(first)")
+            try await Self.rebuild(db, [id])
+            #expect(try await writers() == first, "replayed with nothing new, no clock is rewritten")
+            try await db.query("UPDATE complaints SET category = 'service' WHERE id = \(id)", logger: TestDatabase.logger)
+            try await Self.rebuild(db, [id])
+            let after = try await writers()
+            #expect(after["update"] != first["update"])
+            #expect(try await Self.clock(db, id, "update")?.stopped != nil, "the daily update stops once the case is no claim")
+            for kind in first.keys where kind != "update" { #expect(after[kind] == first[kind], "\(kind) is left as it was") }
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE complaint_id = \(id) AND stopped_at IS NULL") == first.count - 1)
+        }
+    }
+
     @Test func clocksFollowTheCaseHistoryAndReplayToTheSameDeadlines() async throws {
         try await TestDatabase.withFresh { db, _ in
             let id = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", number: "GD-SZ-20261102-000001")

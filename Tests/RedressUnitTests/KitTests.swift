@@ -137,6 +137,23 @@ import Testing
         #expect(try ServiceConfiguration.fromEnvironment(service: "x", defaultPort: 8081, environment: base).httpPort == 8081)
     }
 
+    /// The fetch wait and the consumers' linger: defaults for a real broker, lowered for a development
+    /// stack, and a value out of range refused by name rather than clamped.
+    @Test func fetchWaitAndLingerAreReadAndBounded() throws {
+        let defaults = try ServiceConfiguration.fromEnvironment(service: "redress-notify", defaultPort: 1, environment: base)
+        #expect(defaults.kafkaFetchWait == .milliseconds(500) && defaults.consumerLinger == .milliseconds(100))
+        var env = base
+        env["REDRESS_KAFKA_FETCH_WAIT_MS"] = "10"
+        env["REDRESS_CONSUMER_LINGER_MS"] = "0"
+        let lowered = try ServiceConfiguration.fromEnvironment(service: "redress-notify", defaultPort: 1, environment: env)
+        #expect(lowered.kafkaFetchWait == .milliseconds(10) && lowered.consumerLinger == .zero)
+        env["REDRESS_CONSUMER_LINGER_MS"] = "5001"
+        let error = #expect(throws: ServiceConfiguration.Invalid.self) {
+            try ServiceConfiguration.fromEnvironment(service: "redress-notify", defaultPort: 1, environment: env)
+        }
+        #expect(error?.problems.contains { $0.contains("REDRESS_CONSUMER_LINGER_MS") } == true)
+    }
+
     /// Each process holds only the secrets it uses: intake and cases the token and customer keys,
     /// the console the token key; the others neither, and are told when they are given one.
     @Test func eachServiceIsGivenOnlyTheSecretsItUses() throws {
@@ -255,10 +272,14 @@ import Testing
     @Test func everyMigrationSplitsIntoStatements() {
         for migration in Migrations.all {
             let statements = Migrator.statements(migration.sql)
-            #expect(statements.count > 3, "migration \(migration.version)")
+            // Each migration's last statement ends whole: a function body's `;` never splits it.
+            #expect(!statements.isEmpty && !statements.last!.hasSuffix("BEGIN"), "migration \(migration.version)")
             #expect(statements.allSatisfy { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }, "migration \(migration.version)")
         }
         #expect(Migrations.all.map(\.version) == Array(1...Migrations.all.count))
+        // Migration 12 is one statement, a function whose body has several `;`.
+        let wakeUp = Migrator.statements(Migrations.all.first { $0.version == 12 }!.sql)
+        #expect(wakeUp.count == 1 && wakeUp[0].hasPrefix("CREATE OR REPLACE FUNCTION outbox_notify()") && wakeUp[0].hasSuffix("END $$"))
     }
 
     @Test func lanesAreStableAndSpread() {
@@ -361,7 +382,7 @@ import Testing
 
             """.utf8)
         let text = String(decoding: MetricHelp.annotate(exposition), as: UTF8.self)
-        #expect(text.contains("# HELP redress_outbox_pending Events written to the outbox and not yet published to Kafka (all writers).\n# TYPE redress_outbox_pending gauge"))
+        #expect(text.contains("# HELP redress_outbox_pending Events this service wrote to the outbox and its relay has not yet published to Kafka (sum over services: the backlog).\n# TYPE redress_outbox_pending gauge"))
         #expect(text.components(separatedBy: "# HELP already_helped").count == 2, "not added twice")
         #expect(text.contains("# HELP redress_http_request_duration_seconds Time from request to response"))
         #expect(text.hasSuffix("} 1\n\n") || text.hasSuffix("} 1\n"), "no line lost or added at the end")
