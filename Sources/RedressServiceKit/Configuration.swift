@@ -39,7 +39,7 @@ public struct ServiceConfiguration: Sendable {
     /// gather a batch. Routing's and cases' assignment consumers never wait. At low load each small
     /// batch cost a transaction, an inbox insert and its handler's statements: gathered, the CPU goes
     /// to the assignment path instead.
-    public var consumerLinger: Duration = .milliseconds(100)
+    public var consumerLinger: Duration = .milliseconds(300)
 
     public struct PostgresSettings: Sendable {
         public var host: String
@@ -265,7 +265,7 @@ public struct ServiceConfiguration: Sendable {
             consumerLanes: integer("REDRESS_CONSUMER_LANES", 4, 1...64),
             consumerMaxAttempts: integer("REDRESS_CONSUMER_MAX_ATTEMPTS", 5, 1...100),
             kafkaFetchWait: .milliseconds(integer("REDRESS_KAFKA_FETCH_WAIT_MS", 500, 1...10_000)),
-            consumerLinger: .milliseconds(integer("REDRESS_CONSUMER_LINGER_MS", 100, 0...5_000)))
+            consumerLinger: .milliseconds(integer("REDRESS_CONSUMER_LINGER_MS", 300, 0...5_000)))
         try env.check()
         return configuration
     }

@@ -73,33 +73,41 @@ public enum Outbox {
     public static let anyWriter = "any"
 
     /// Locks up to `lanes` lanes holding rows of `writers` and returns those rows, oldest first.
-    /// A lane is locked for all writers at once, so one key's rows never go out through two relays at once.
+    /// A lane is locked per writer: two instances of one service never publish the same writer's lane
+    /// at once (a key's rows stay in order), and rows written by no service (`any`) are taken by one
+    /// relay at a time. Different services' relays do not wait for each other: with one lock per lane
+    /// for all writers, intake's relay found a lane held by routing's, published nothing, and slept
+    /// its poll interval with its rows pending and their wake-up already spent (a 1 s tail at idle).
     public static func claim(lanes: Int, from start: Int = 0, limit: Int, writers: [String] = [anyWriter],
                              on connection: PostgresConnection, logger: Logger) async throws -> [OutboxRow] {
         let count = OutboxEntry.laneCount
-        var claimed: [Int16] = []
-        // The lanes with pending rows of these writers, found by one index probe per writer and lane
-        // (a loose index scan), then locked lazily in rotated order: OFFSET 0 keeps the lock call out of the sort.
-        for try await lane in try await connection.query("""
+        var claimedWriters: [String] = []
+        var claimedLanes: [Int16] = []
+        // The (writer, lane) pairs with pending rows, found by one index probe per writer and lane
+        // (a loose index scan), then locked lazily in rotated lane order: OFFSET 0 keeps the lock call
+        // out of the sort. The lock's second key is the pair's hash; a collision only makes two
+        // relays take turns.
+        for try await (writer, lane) in try await connection.query("""
             WITH RECURSIVE pending(writer, lane) AS (
                 SELECT w, (SELECT o.lane FROM outbox o WHERE o.writer = w ORDER BY o.lane LIMIT 1) FROM unnest(\(writers)::text[]) AS w
                 UNION ALL
                 SELECT p.writer, (SELECT o.lane FROM outbox o WHERE o.writer = p.writer AND o.lane > p.lane ORDER BY o.lane LIMIT 1)
                 FROM pending p WHERE p.lane IS NOT NULL
             )
-            SELECT lane FROM (
-                SELECT lane FROM (SELECT DISTINCT lane FROM pending WHERE lane IS NOT NULL) AS distinct_lanes
-                ORDER BY (lane + \(count) - \(start)) % \(count) OFFSET 0
+            SELECT writer, lane FROM (
+                SELECT writer, lane FROM pending WHERE lane IS NOT NULL
+                ORDER BY (lane + \(count) - \(start)) % \(count), writer OFFSET 0
             ) AS candidates
-            WHERE pg_try_advisory_xact_lock(\(laneLockKey), lane)
-            LIMIT \(lanes)
-            """, logger: logger).decode(Int16.self) {
-            claimed.append(lane)
+            WHERE pg_try_advisory_xact_lock(\(laneLockKey), hashtext(writer || '/' || lane))
+            LIMIT \(lanes * max(writers.count, 1))
+            """, logger: logger).decode((String, Int16).self) {
+            claimedWriters.append(writer)
+            claimedLanes.append(lane)
         }
-        guard !claimed.isEmpty else { return [] }
+        guard !claimedLanes.isEmpty else { return [] }
         let rows = try await connection.query("""
             SELECT id, event_id, topic, key, event_type, payload, created_at FROM outbox
-            WHERE writer = ANY(\(writers)::text[]) AND lane = ANY(\(claimed)::smallint[])
+            WHERE (writer, lane) IN (SELECT * FROM unnest(\(claimedWriters)::text[], \(claimedLanes)::smallint[]))
             ORDER BY id
             LIMIT \(limit)
             """, logger: logger)

@@ -97,7 +97,10 @@ struct Bench: AsyncParsableCommand {
             return Array(text.utf8)
         }
 
-        print("bench: run \(runID): \(kafkaCount) through \(Topics.inbound)\(rate > 0 ? " at \(rate)/s" : " at once"), \(httpCount) through \(intake)/v1/complaints")
+        // --rate is the whole stream's: each way in carries its share, so the HTTP part is no burst on top.
+        let topicRate = rate > 0 ? max(1, rate * kafkaCount / max(count, 1)) : 0
+        let httpRate = rate > 0 ? max(1, rate - topicRate) : 0
+        print("bench: run \(runID): \(kafkaCount) through \(Topics.inbound)\(rate > 0 ? " at \(topicRate)/s" : " at once"), \(httpCount) through \(intake)/v1/complaints\(rate > 0 ? " at \(httpRate)/s" : "")")
         let submitted = SubmitTimes()
         let started = Date()
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -106,11 +109,11 @@ struct Bench: AsyncParsableCommand {
                 // The inbound topic: in batches, as an upstream platform would publish; paced when --rate is given.
                 let clock = ContinuousClock()
                 let begin = clock.now
-                let step = rate > 0 ? max(1, rate / 20) : 1000
+                let step = topicRate > 0 ? max(1, topicRate / 20) : 1000
                 var i = 0
                 while i < kafkaCount {
-                    if rate > 0 {
-                        try await Task.sleep(until: begin + .nanoseconds(Int64(Double(i) / Double(rate) * 1e9)), clock: clock)
+                    if topicRate > 0 {
+                        try await Task.sleep(until: begin + .nanoseconds(Int64(Double(i) / Double(topicRate) * 1e9)), clock: clock)
                     }
                     let end = min(kafkaCount, i + step)
                     let messages = (i..<end).map { n in
@@ -123,7 +126,7 @@ struct Bench: AsyncParsableCommand {
                 }
             }
             group.addTask {
-                try await postHTTP(range: kafkaCount..<count, submission: { submission($0, channel: .online) }, token: token, submitted: submitted)
+                try await postHTTP(range: kafkaCount..<count, submission: { submission($0, channel: .online) }, token: token, submitted: submitted, rate: httpRate)
             }
             // Wait for the producers (the postgres task runs until cancelled).
             var finished = 0
@@ -164,7 +167,9 @@ struct Bench: AsyncParsableCommand {
         await producer.shutdown()
     }
 
-    func postHTTP(range: Range<Int>, submission: @escaping @Sendable (Int) -> [UInt8], token: String, submitted: SubmitTimes) async throws {
+    /// `rate` > 0 paces the requests (request i not before i / rate seconds), else they go as fast as
+    /// `concurrency` connections allow.
+    func postHTTP(range: Range<Int>, submission: @escaping @Sendable (Int) -> [UInt8], token: String, submitted: SubmitTimes, rate: Int = 0) async throws {
         guard !range.isEmpty else { return }
         var configuration = HTTPClient.Configuration()
         // One connection per concurrent sender, as that many channel platforms would hold.
@@ -173,9 +178,14 @@ struct Bench: AsyncParsableCommand {
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 let next = Counter()
+                let clock = ContinuousClock()
+                let begin = clock.now
                 for _ in 0..<concurrency {
                     group.addTask {
                         while let i = next.take(below: range.count) {
+                            if rate > 0 {
+                                try await Task.sleep(until: begin + .nanoseconds(Int64(Double(i) / Double(rate) * 1e9)), clock: clock)
+                            }
                             let n = range.lowerBound + i
                             var request = HTTPClientRequest(url: "\(intake)/v1/complaints")
                             request.method = .POST

@@ -75,6 +75,39 @@ import Testing
         }
     }
 
+    /// A lane is locked per writer: routing's relay holding a lane does not leave intake's rows in
+    /// that lane waiting (its wake-up already spent, intake's relay slept its poll interval: a 1 s
+    /// tail at idle); a second routing relay still waits for the first.
+    @Test(.timeLimit(.minutes(1)))
+    func aLaneHeldByOneServicesRelayDoesNotHoldAnothers() async throws {
+        try await TestDatabase.withFresh(seed: false) { client, _ in
+            let complaint = UUID()
+            let routed = Self.event(complaint, 1), registered = Self.event(complaint, 2)
+            for (writer, event) in [("redress-routing", routed), ("redress-intake", registered)] {
+                try await client.withTransaction(logger: Self.logger) { tx in
+                    try await tx.query("SET LOCAL application_name = '\(unescaped: writer)'", logger: Self.logger)
+                    try await Outbox.append([try OutboxEntry(event)], on: tx, logger: Self.logger)
+                }
+            }
+            #expect(try await TestDatabase.count(client, "SELECT count(DISTINCT lane) FROM outbox") == 1, "one key, one lane")
+            try await client.withTransaction(logger: Self.logger) { routing in
+                let held = try await Outbox.claim(lanes: OutboxEntry.laneCount, limit: 100, writers: ["redress-routing", Outbox.anyWriter],
+                                                  on: routing, logger: Self.logger)
+                #expect(held.map(\.eventID) == [routed.id])
+                try await client.withTransaction(logger: Self.logger) { other in
+                    let intake = try await Outbox.claim(lanes: OutboxEntry.laneCount, limit: 100, writers: ["redress-intake", Outbox.anyWriter],
+                                                        on: other, logger: Self.logger)
+                    #expect(intake.map(\.eventID) == [registered.id], "intake's row in the lane routing's relay holds")
+                }
+                try await client.withTransaction(logger: Self.logger) { second in
+                    let again = try await Outbox.claim(lanes: OutboxEntry.laneCount, limit: 100, writers: ["redress-routing", Outbox.anyWriter],
+                                                       on: second, logger: Self.logger)
+                    #expect(again.isEmpty, "a second routing relay waits for the lane")
+                }
+            }
+        }
+    }
+
     static func createEffects(_ client: PostgresClient) async throws {
         try await client.query("CREATE TABLE effects (event_id uuid NOT NULL)", logger: logger)
     }

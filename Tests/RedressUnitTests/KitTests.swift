@@ -141,7 +141,7 @@ import Testing
     /// stack, and a value out of range refused by name rather than clamped.
     @Test func fetchWaitAndLingerAreReadAndBounded() throws {
         let defaults = try ServiceConfiguration.fromEnvironment(service: "redress-notify", defaultPort: 1, environment: base)
-        #expect(defaults.kafkaFetchWait == .milliseconds(500) && defaults.consumerLinger == .milliseconds(100))
+        #expect(defaults.kafkaFetchWait == .milliseconds(500) && defaults.consumerLinger == .milliseconds(300))
         var env = base
         env["REDRESS_KAFKA_FETCH_WAIT_MS"] = "10"
         env["REDRESS_CONSUMER_LINGER_MS"] = "0"
