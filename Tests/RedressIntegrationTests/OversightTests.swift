@@ -450,6 +450,9 @@ import Testing
             #expect(status == .conflict)
             (status, json) = try await Self.post(client, "/v1/register/\(entry)/renew", ["version": 2, "note": "仍持续来电"], as: province)
             #expect(status == .ok && json["status"] as? String == "approved" && json["version"] as? Int == 3, "\(json)")
+            // A renewal counts its twelve months from the renewal: the entry's review date is this one now.
+            let renewedReview = try #require(Timestamp.parse(json["reviewAt"] as? String ?? ""))
+            #expect(renewedReview >= review, "a renewal never brings the review forward")
             // Sales sees masked identities and reasons, read-only; every read is on record.
             let sales = await F.token("GD-SAL01", .salesLiaison, "GD")
             (status, json) = try await F.get(client, "/v1/register", as: sales)
@@ -477,9 +480,13 @@ import Testing
                 SELECT count(*) FROM outbox WHERE event_type = 'complaint.registered' AND convert_from(payload, 'UTF8') LIKE '%vexatious_register%'
                 """) == 1, "routing reads the flag from the event")
 
-            // Past its review date the entry lapses, on record.
+            // Past its review date the entry lapses, on record; not before.
+            let early = try await db.withTransaction(logger: TestDatabase.logger) {
+                try await OversightDeadlines.scan(now: renewedReview.addingTimeInterval(-1), actor: .service("redress-supervisor"), on: $0, logger: TestDatabase.logger)
+            }
+            #expect(early.registerExpired == 0, "a second before its review date the entry holds")
             let fired = try await db.withTransaction(logger: TestDatabase.logger) {
-                try await OversightDeadlines.scan(now: review.addingTimeInterval(1), actor: .service("redress-supervisor"), on: $0, logger: TestDatabase.logger)
+                try await OversightDeadlines.scan(now: renewedReview.addingTimeInterval(1), actor: .service("redress-supervisor"), on: $0, logger: TestDatabase.logger)
             }
             #expect(fired.registerExpired == 1)
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM register_reads WHERE action = 'expire' AND actor = 'redress-supervisor'") == 1)
