@@ -134,7 +134,6 @@ public final class OutboxRelay: Service, Sendable {
         return published
     }
 
-    /// LISTEN on a connection of its own; every notification wakes the publish loop. Reconnects on failure.
     /// Whether a NOTIFY on `redress_outbox` is for this relay: its payload names the writer of the
     /// rows inserted (migration 12). Rows of no particular writer ('any'), or a payload from before
     /// migration 12 (empty), wake every relay.
@@ -142,6 +141,8 @@ public final class OutboxRelay: Service, Sendable {
         payload.isEmpty || payload == Outbox.anyWriter || writers.contains(payload)
     }
 
+    /// LISTEN on a connection of its own; every notification for this relay's writers wakes the
+    /// publish loop. Reconnects on failure.
     private func listen() async {
         let settings = self.settings
         while !Task.isCancelled {
