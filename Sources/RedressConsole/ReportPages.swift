@@ -26,9 +26,15 @@ extension ConsolePages {
         var data: [String: Any] = ["unit": unit, "period": period,
                                    "csvLink": "/reports/download?unit=\(unit.queryEscaped)&period=\(period.queryEscaped)&format=csv",
                                    "regulatorLink": "/reports/download?unit=\(unit.queryEscaped)&period=\(period.queryEscaped)&format=regulator-csv"]
+        // The responsible links are the deployment's taxonomy: named as the closure form names them.
+        async let taxonomyAnswer = api.get("/v1/closure-taxonomy", as: session, logger: context.logger)
         let answer = try await api.get("/v1/reports?unit=\(unit.queryEscaped)&period=\(period.queryEscaped)", as: session, logger: context.logger)
         if answer.ok, let report = try? JSONDecoder().decode(PeriodicReport.self, from: Data(answer.raw)) {
-            data["report"] = Self.view(report, catalogue: catalogue, language: language)
+            var linkNames: [String: String] = [:]
+            for entry in ((try? await taxonomyAnswer)?.object["responsibleLinks"] as? [[String: Any]]) ?? [] {
+                if let code = entry["code"] as? String, let name = entry["name"] as? String { linkNames[code] = Self.half(of: name, language) }
+            }
+            data["report"] = Self.view(report, catalogue: catalogue, language: language, linkNames: linkNames)
         } else {
             data["fieldError"] = answer.fieldErrors["period"] ?? answer.fieldErrors["unit"] ?? answer.detail
         }
@@ -50,16 +56,25 @@ extension ConsolePages {
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer.raw)))
     }
 
+    /// The taxonomy names each entry "中文 English" (deploy/cases/closure-taxonomy.json); a chart's
+    /// label column has room for one of the two: the page's language. A name not in that form is kept whole.
+    static func half(of name: String, _ language: Catalogue.Language) -> String {
+        guard let space = name.firstIndex(of: " "), !name[..<space].allSatisfy(\.isASCII) else { return name }
+        let english = name[name.index(after: space)...].trimmingCharacters(in: .whitespaces)
+        return language == .en && !english.isEmpty ? english : String(name[..<space])
+    }
+
     static func percent(_ value: Double?) -> String { value.map { String(format: "%.1f%%", $0 * 100) } ?? "—" }
 
-    static func view(_ report: PeriodicReport, catalogue: Catalogue, language: Catalogue.Language) -> [String: Any] {
+    /// `linkNames`: responsible-link code → its name in the closure taxonomy (a code it lacks shows as itself).
+    static func view(_ report: PeriodicReport, catalogue: Catalogue, language: Catalogue.Language, linkNames: [String: String] = [:]) -> [String: Any] {
         func change(_ change: PeriodicReport.Change) -> String {
             guard let ratio = change.change else { return "\(change.count)" }
             return "\(change.count) (\(ratio >= 0 ? "+" : "")\(String(format: "%.1f%%", ratio * 100)))"
         }
         let channels = report.volume.byChannel.sorted { $0.value > $1.value }.map { (catalogue.label("channel", $0.key, language), $0.value) }
         let units = report.volume.byHandlingUnit.sorted { $0.value > $1.value }.map { ($0.key, $0.value) }
-        let links = report.outcomes.responsibleLinks.prefix(8).map { ($0.code.isEmpty ? "—" : $0.code, $0.count) }
+        let links = report.outcomes.responsibleLinks.prefix(8).map { ($0.code.isEmpty ? "—" : linkNames[$0.code] ?? $0.code, $0.count) }
         let breaches = report.timeliness.breachesByClock.sorted { $0.value > $1.value }.map { (catalogue.label("clock", $0.key, language), $0.value) }
         var view: [String: Any] = [
             "from": report.from, "to": report.to,

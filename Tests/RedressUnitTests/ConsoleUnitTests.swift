@@ -108,6 +108,14 @@ import Testing
         #expect(SVGChart.bars([], title: "空").contains(">—</text>"), "an empty chart says so")
     }
 
+    /// A taxonomy name "中文 English" gives the chart the page language's half; any other name stays whole.
+    @Test func aTaxonomyNameGivesItsHalfInThePagesLanguage() {
+        #expect(ConsolePages.half(of: "客户服务环节 Customer service", .zh) == "客户服务环节")
+        #expect(ConsolePages.half(of: "客户服务环节 Customer service", .en) == "Customer service")
+        #expect(ConsolePages.half(of: "Customer service", .zh) == "Customer service", "no Chinese half: kept whole")
+        #expect(ConsolePages.half(of: "客户服务环节", .en) == "客户服务环节", "no English half: kept whole")
+    }
+
     @Test func theCurrentQuarterIsCountedInBeijingTime() {
         // 16:30 UTC on 31 December is 00:30 on 1 January in Shanghai: the next year's first quarter.
         #expect(ConsolePages.currentQuarter(Date(timeIntervalSince1970: 1_798_734_600)) == "2027-Q1")

@@ -326,6 +326,9 @@ def main():
         printable = driver.execute_script(
             "return [...document.styleSheets].some(s => [...s.cssRules].some(r => r.media && r.media.mediaText.includes('print')))")
         check(printable, "the report has a print stylesheet")
+        labels = [t.get_attribute("textContent") for t in driver.find_elements(By.CSS_SELECTOR, "svg.chart text")]
+        check("客户服务环节" in labels and "customer_service" not in labels,
+              "the responsible links are named as the closure taxonomy names them, not by code")
         check(driver.find_element(By.PARTIAL_LINK_TEXT, "CSV").get_attribute("href").endswith("format=csv"), "the report offers its CSV")
         accessible(driver, "report")
         shot(driver, "report")
