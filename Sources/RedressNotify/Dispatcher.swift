@@ -38,7 +38,6 @@ public final class Dispatcher: Service, Sendable {
         self.now = now
         self.jitter = jitter
         self.buckets = NIOLockedValueBox([:])
-
     }
 
     public func run() async throws {

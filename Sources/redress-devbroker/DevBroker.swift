@@ -54,16 +54,14 @@ struct DevBroker: AsyncParsableCommand {
     }
 }
 
-/// Does nothing until shutdown: keeps the broker up while the process lives.
+/// Keeps the broker up until shutdown, setting TCP_NODELAY on connections opened since its last look.
 struct HoldOpen: Service {
     let cluster: MockCluster
 
     func run() async throws {
-        await withGracefulShutdownHandler {
-            while !Task.isCancelled, !Task.isShuttingDownGracefully {
-                cluster.disableNagle()
-                try? await Task.sleep(for: .milliseconds(50))
-            }
-        } onGracefulShutdown: {}
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            cluster.disableNagle()
+            try? await Task.sleep(for: .milliseconds(50))
+        }
     }
 }
