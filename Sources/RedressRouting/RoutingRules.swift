@@ -6,9 +6,29 @@ import Yams
 /// against unsegmented Chinese, and a byte scan is two orders faster than `String.contains`.
 public struct MatchText: Sendable, Equatable {
     public let bytes: [UInt8]
+    /// Where a search for this phrase looks first: its rarest byte. Every Chinese character starts
+    /// with one of a handful of lead bytes (0xE4–0xE9), so a search keyed on the first byte stopped
+    /// at nearly every character of a Chinese text; a continuation byte takes one of 64 values.
+    /// Keyed on the first byte, phrase matching was a quarter of routing's CPU in a surge.
+    let anchor: Int
 
     public init(_ text: String) {
         bytes = Array(text.lowercased().utf8)
+        anchor = Self.rarest(bytes)
+    }
+
+    static func rarest(_ bytes: [UInt8]) -> Int {
+        func rarity(_ byte: UInt8) -> Int {
+            switch byte {
+            case 0x80...0xBF: return 3 // a UTF-8 continuation byte
+            case 0xC0...0xFF: return 0 // a UTF-8 lead byte
+            case UInt8(ascii: " "), UInt8(ascii: "a"), UInt8(ascii: "e"), UInt8(ascii: "i"), UInt8(ascii: "o"), UInt8(ascii: "n"), UInt8(ascii: "t"): return 1
+            default: return 2
+            }
+        }
+        var best = 0
+        for index in bytes.indices where rarity(bytes[index]) > rarity(bytes[best]) { best = index }
+        return best
     }
 
     public func contains(_ phrase: MatchText) -> Bool {
@@ -16,12 +36,12 @@ public struct MatchText: Sendable, Equatable {
         if phrase.bytes.count > bytes.count { return false }
         return bytes.withUnsafeBufferPointer { haystack in
             phrase.bytes.withUnsafeBufferPointer { needle in
-                let first = needle[0]
+                let offset = phrase.anchor, key = needle[offset]
                 let last = haystack.count - needle.count
                 var i = 0
                 while i <= last {
-                    if haystack[i] == first {
-                        var j = 1
+                    if haystack[i + offset] == key {
+                        var j = 0
                         while j < needle.count, haystack[i + j] == needle[j] { j += 1 }
                         if j == needle.count { return true }
                     }

@@ -51,9 +51,11 @@ public enum RoutingService {
 
     public static func build(host: ServiceHost, rules: RoutingRules, rulesFile: String? = nil) -> (Router<RedressRequestContext>, [any Service]) {
         let engine = RoutingEngine(rules: rules, postgres: host.postgres, logger: host.logger)
-        // One lane: every batch locks the agents of the units it routes to, so concurrent batches would only wait on each other.
+        // Lanes as configured: a batch locks only the agents with room it may assign to (`AgentPool`),
+        // so lanes wait on each other only when they assign in the same unit, and in a surge, with
+        // every agent full, not at all. With one lane, routing was the queue at 1,000/s.
         let consumer = host.consumer(group: consumerGroup, topics: [EventType.complaintRegistered.topic],
-                                     handler: EventHandler<ComplaintRegistered>(engine.route), lanes: 1)
+                                     handler: EventHandler<ComplaintRegistered>(engine.route))
         let reroutes = host.consumer(group: consumerGroup + ".reroute", topics: RerouteHandler.topics, handler: RerouteHandler(engine: engine), lanes: 1)
         var services: [any Service] = [consumer, reroutes]
         if let rulesFile {

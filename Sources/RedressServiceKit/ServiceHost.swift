@@ -161,12 +161,20 @@ public final class ServiceHost: Sendable {
 
     /// `lanes` overrides REDRESS_CONSUMER_LANES for a handler whose batches would only queue on the same locks.
     /// `gathers`: a consumer off the path to an owner waits `REDRESS_CONSUMER_LINGER_MS` to gather its batch.
-    public func consumer<H: BatchHandler>(group: String, topics: [String], handler: H, lanes: Int? = nil, gathers: Bool = false) -> EventConsumer<H> {
+    /// `gather` and `maxBatch`: a handler's own, when it gathers longer and more (the supervisor).
+    public func consumer<H: BatchHandler>(group: String, topics: [String], handler: H, lanes: Int? = nil, gathers: Bool = false,
+                                          gather: Duration? = nil, maxBatch: Int? = nil) -> EventConsumer<H> {
         var settings = EventConsumer<H>.Settings()
         settings.maxAttempts = configuration.consumerMaxAttempts
         if gathers { settings.linger = configuration.consumerLinger }
-        return EventConsumer(configuration: consumerConfiguration(group: group, topics: topics, lanes: lanes), handler: handler,
-                             postgres: postgres, producer: producer, gate: gate, settings: settings, logger: logger)
+        if let gather { settings.linger = gather }
+        var consumer = consumerConfiguration(group: group, topics: topics, lanes: lanes)
+        if let maxBatch {
+            settings.maxBatch = maxBatch
+            // Room for every lane to gather a whole batch while the one before is handled.
+            consumer.bufferCapacity = max(consumer.bufferCapacity, 2 * maxBatch * consumer.lanes)
+        }
+        return EventConsumer(configuration: consumer, handler: handler, postgres: postgres, producer: producer, gate: gate, settings: settings, logger: logger)
     }
 
     /// For a service whose work needs only PostgreSQL (intake and surveys write to the outbox, which

@@ -8,21 +8,42 @@ public enum AgentPool {
     /// Available and not on leave at this moment (staff columns, unqualified).
     public static let availableNow = "available AND NOT COALESCE(leave_from <= now() AND now() < leave_to, false)"
 
-    /// The units' agents at work, locked until the transaction ends, in a fixed order so concurrent
-    /// assigners cannot deadlock. NO KEY UPDATE: cases naming an agent as assignee (a foreign-key
+    /// The units' agents at work. Those with room for another case are locked until the transaction
+    /// ends, in a fixed order so concurrent assigners cannot deadlock, and their figures are re-read
+    /// under the lock; those at capacity are read unlocked, for the reason a complaint waits and the
+    /// workload gauge. A pick needs room, so it never lands on an unlocked agent. In a surge, with
+    /// every agent full, assigners take no lock at all, and routing's lanes run side by side instead
+    /// of queueing on the same rows. NO KEY UPDATE: cases naming an agent as assignee (a foreign-key
     /// check) need not wait for the assigning transaction.
     public static func lock(units: Set<String>, on connection: PostgresConnection, logger: Logger) async throws -> [String: [Assignment.Candidate]] {
-        let rows = try await connection.query("""
+        var agents = try await decode(connection.query("""
             SELECT id, org_unit, open_cases, capacity, extract(epoch FROM last_assigned_at)::float8, skills
-            FROM staff
-            WHERE org_unit = ANY(\(Array(units))::text[]) AND role = 'agent' AND active AND \(unescaped: availableNow)
-            ORDER BY id
-            FOR NO KEY UPDATE
-            """, logger: logger)
+            FROM staff WHERE org_unit = ANY(\(Array(units))::text[]) AND role = 'agent' AND active AND \(unescaped: availableNow)
+            """, logger: logger))
+        let roomy = agents.filter { $0.candidate.openCases < $0.candidate.capacity }.map(\.candidate.id)
+        if !roomy.isEmpty {
+            // Every agent that had room is locked, even one that filled up meanwhile: the locked figures
+            // replace the read ones. One that left the pool meanwhile (deactivated, on leave) is dropped.
+            let locked = try await decode(connection.query("""
+                SELECT id, org_unit, open_cases, capacity, extract(epoch FROM last_assigned_at)::float8, skills
+                FROM staff WHERE id = ANY(\(roomy)::text[]) AND role = 'agent' AND active AND \(unescaped: availableNow)
+                ORDER BY id
+                FOR NO KEY UPDATE
+                """, logger: logger))
+            agents = agents.filter { $0.candidate.openCases >= $0.candidate.capacity } + locked
+        }
         var candidates: [String: [Assignment.Candidate]] = [:]
-        for try await (id, unit, open, capacity, last, skills) in rows.decode((String, String, Int, Int, Double?, [String]).self) {
-            candidates[unit, default: []].append(Assignment.Candidate(id: id, openCases: open, capacity: capacity, lastAssigned: last, skills: Set(skills)))
+        for (unit, candidate) in agents.sorted(by: { $0.candidate.id < $1.candidate.id }) {
+            candidates[unit, default: []].append(candidate)
         }
         return candidates
+    }
+
+    static func decode(_ rows: PostgresRowSequence) async throws -> [(unit: String, candidate: Assignment.Candidate)] {
+        var agents: [(unit: String, candidate: Assignment.Candidate)] = []
+        for try await (id, unit, open, capacity, last, skills) in rows.decode((String, String, Int, Int, Double?, [String]).self) {
+            agents.append((unit, Assignment.Candidate(id: id, openCases: open, capacity: capacity, lastAssigned: last, skills: Set(skills))))
+        }
+        return agents
     }
 }

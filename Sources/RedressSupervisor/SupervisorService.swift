@@ -66,8 +66,9 @@ public enum SupervisorService {
     public static func build(host: ServiceHost, book: ClockBookHolder, watch: CalendarWatch = CalendarWatch(), scanInterval: Duration = .seconds(1),
                              gaugeInterval: Duration = .seconds(15))
         -> (Router<RedressRequestContext>, [any Service]) {
-        // Off the path to an owner: it gathers its batches (REDRESS_CONSUMER_LINGER_MS).
-        let consumer = host.consumer(group: consumerGroup, topics: topics, handler: ClockHandler(book: book), gathers: true)
+        // Off the path to an owner: it gathers a complaint's events into one rebuild (REDRESS_SUPERVISOR_GATHER_MS).
+        let consumer = host.consumer(group: consumerGroup, topics: topics, handler: ClockHandler(book: book),
+                                     gather: host.configuration.supervisorGather, maxBatch: 2_000)
         let scanner = DeadlineScanner(postgres: host.postgres, gate: host.gate, interval: scanInterval, logger: host.logger,
                                       escalating: { Set(book.current.policy.clocks.filter(\.escalates).map(\.kind)) })
         let series = GaugeSeries()
@@ -210,7 +211,10 @@ public struct ClockHandler: BatchHandler {
         }
     }
 
-    public func eventID(of item: Item) -> UUID? { item.header.id }
+    /// No inbox: a rebuild reads the system of record and writes the clocks whole, so an event seen
+    /// twice rebuilds the same clocks again and changes nothing. The inbox rows were a third of the
+    /// inbox's inserts in a surge, for no effect.
+    public func eventID(of item: Item) -> UUID? { nil }
 
     /// Whether the event can move a clock: every case and complaint event can; a delivered notice
     /// only when the policy has a clock it meets (the acknowledgement). Each complaint's other notices

@@ -3,6 +3,7 @@ import PostgresNIO
 @testable import RedressContracts
 @testable import RedressDomain
 @testable import RedressRouting
+import RedressStore
 import Testing
 
 /// Two routing instances at once against one unit's agents: nobody past capacity, nobody
@@ -87,6 +88,44 @@ import Testing
             #expect(assignees[flagged.payload.number] == "-", "no agent for the registered customer")
             #expect(assignees[plain.payload.number]?.hasPrefix("GD-SZ-AGE") == true)
             #expect(reasons.count == 1 && reasons[0].contains("vexatious-complainant register"), "\(reasons)")
+        }
+    }
+}
+
+/// In a surge every agent is full: assigners then lock no agent at all, so routing's lanes do not
+/// queue behind each other; an agent with room is locked, and only that one.
+@Suite struct AgentPoolLockTests {
+    static func lockable(_ other: PostgresClient, _ id: String) async -> Bool {
+        do {
+            try await other.withTransaction(logger: TestDatabase.logger) {
+                _ = try await $0.query("SELECT id FROM staff WHERE id = \(id) FOR NO KEY UPDATE NOWAIT", logger: TestDatabase.logger).collect()
+            }
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    @Test func onlyAgentsWithRoomAreLocked() async throws {
+        try await TestDatabase.withFresh { db, database in
+            try await db.query("UPDATE staff SET capacity = 3, open_cases = 3 WHERE org_unit = 'GD-SZ' AND role = 'agent'", logger: TestDatabase.logger)
+            try await TestDatabase.withClient(database: database) { other in
+                try await db.withTransaction(logger: TestDatabase.logger) { connection in
+                    let pools = try await AgentPool.lock(units: ["GD-SZ"], on: connection, logger: TestDatabase.logger)
+                    let agents = pools["GD-SZ"] ?? []
+                    #expect(agents.count >= 2 && agents.allSatisfy { $0.openCases == $0.capacity }, "every full agent is read, for the reason: \(agents)")
+                    #expect(agents.map(\.id) == agents.map(\.id).sorted())
+                    #expect(RoutingEngine.whyUnassignable(pool: agents, skill: nil, excluded: []) == "every eligible agent of the unit is at capacity")
+                    #expect(await Self.lockable(other, "GD-SZ-AGE01"), "a full unit holds no lock")
+                }
+                try await db.query("UPDATE staff SET open_cases = 1 WHERE id = 'GD-SZ-AGE01'", logger: TestDatabase.logger)
+                try await db.withTransaction(logger: TestDatabase.logger) { connection in
+                    let agents = try await AgentPool.lock(units: ["GD-SZ"], on: connection, logger: TestDatabase.logger)["GD-SZ"] ?? []
+                    #expect(agents.first { $0.id == "GD-SZ-AGE01" }?.openCases == 1)
+                    #expect(!(await Self.lockable(other, "GD-SZ-AGE01")), "the agent with room is locked until the transaction ends")
+                    #expect(await Self.lockable(other, "GD-SZ-AGE02"), "a full one is not")
+                }
+            }
         }
     }
 }

@@ -36,6 +36,15 @@ import Testing
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE complaint_id = \(id)") == 0, "no rebuild for the introduction")
             try await db.withTransaction(logger: TestDatabase.logger) { try await handler.handle([acknowledgement], on: $0, logger: TestDatabase.logger) }
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM sla_clocks WHERE complaint_id = \(id)") >= 3, "the acknowledgement rebuilds them")
+            // No inbox: the same event handled again (a redelivery) rebuilds the same clocks and rewrites no row.
+            #expect(handler.eventID(of: acknowledgement) == nil)
+            func writers() async throws -> [String] {
+                try await db.query("SELECT kind || ':' || xmin::text FROM sla_clocks WHERE complaint_id = \(id) ORDER BY kind", logger: TestDatabase.logger)
+                    .collect().map { try $0.decode(String.self) }
+            }
+            let before = try await writers()
+            try await db.withTransaction(logger: TestDatabase.logger) { try await handler.handle([acknowledgement, acknowledgement], on: $0, logger: TestDatabase.logger) }
+            #expect(try await writers() == before)
         }
     }
 

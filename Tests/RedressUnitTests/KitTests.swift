@@ -152,6 +152,16 @@ import Testing
             try ServiceConfiguration.fromEnvironment(service: "redress-notify", defaultPort: 1, environment: env)
         }
         #expect(error?.problems.contains { $0.contains("REDRESS_CONSUMER_LINGER_MS") } == true)
+        // The supervisor gathers a second unless told otherwise, up to ten.
+        #expect(defaults.supervisorGather == .seconds(1))
+        env["REDRESS_CONSUMER_LINGER_MS"] = "0"
+        env["REDRESS_SUPERVISOR_GATHER_MS"] = "250"
+        #expect(try ServiceConfiguration.fromEnvironment(service: "redress-supervisor", defaultPort: 1, environment: env).supervisorGather == .milliseconds(250))
+        env["REDRESS_SUPERVISOR_GATHER_MS"] = "10001"
+        let gather = #expect(throws: ServiceConfiguration.Invalid.self) {
+            try ServiceConfiguration.fromEnvironment(service: "redress-supervisor", defaultPort: 1, environment: env)
+        }
+        #expect(gather?.problems.contains { $0.contains("REDRESS_SUPERVISOR_GATHER_MS") } == true)
     }
 
     /// Each process holds only the secrets it uses: intake and cases the token and customer keys,

@@ -1,4 +1,5 @@
 import Foundation
+import PropertyBased
 import Testing
 @testable import RedressContracts
 @testable import RedressDomain
@@ -248,5 +249,29 @@ import Testing
         #expect(text.contains(MatchText("")))
         #expect(MatchText("赔").contains(MatchText("赔")))
         #expect(!MatchText("理").contains(MatchText("理赔")))
+    }
+
+    /// The search starts at the phrase's rarest byte; it must find exactly what a plain byte-by-byte
+    /// comparison at every position finds, for mixed Chinese and English texts and phrases.
+    @Test func findsWhatAPlainSearchFinds() async {
+        let pieces = ["理", "赔", "拒", "住院", "费", "a", "b", "e", " ", "n", "t", "，", "x"]
+        func text(_ seed: Int, _ length: Int) -> String {
+            var state = UInt64(truncatingIfNeeded: seed) &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return (0..<length).map { _ in
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return pieces[Int(state >> 33) % pieces.count]
+            }.joined()
+        }
+        await propertyCheck(count: 500, input: Gen.int(in: 0...1_000_000), Gen.int(in: 0...40), Gen.int(in: 0...4)) { seed, length, phraseLength in
+            let haystack = MatchText(text(seed, length)), needle = MatchText(text(seed / 7 + 1, phraseLength))
+            let h = haystack.bytes, n = needle.bytes
+            let plain = n.isEmpty || (n.count <= h.count && (0...(h.count - n.count)).contains { Array(h[$0..<($0 + n.count)]) == n })
+            #expect(haystack.contains(needle) == plain, "\(text(seed, length)) ⊇ \(text(seed / 7 + 1, phraseLength))")
+            // Any piece of the text is found in it.
+            if h.count >= 3 {
+                let piece = String(decoding: h[1..<min(h.count, 7)], as: UTF8.self)
+                if Array(piece.utf8) == Array(h[1..<min(h.count, 7)]) { #expect(haystack.contains(MatchText(piece))) }
+            }
+        }
     }
 }
