@@ -178,6 +178,7 @@ public struct Registrar: Sendable {
         var repeats: [String] = [], agents: [String] = [], handlers: [String] = [], attachmentLists: [String] = [], contacts: [String] = []
         var idKeys: [String] = [], seconds: [String] = []
         let attachmentEncoder = JSONEncoder()
+        var lastContact: (CustomerContact, String)?
         var entries: [(index: Int, id: UUID, promised: Date, key: String, repeatOf: ComplaintReference?, possibleSecondOf: ComplaintReference?)] = []
         for index in fresh {
             let s = submissions[index]
@@ -197,8 +198,15 @@ public struct Registrar: Sendable {
             repeats.append(repeatOf?.id.uuidString ?? "")
             agents.append(s.policyAgent ?? "")
             handlers.append(s.claimHandler ?? "")
-            attachmentLists.append(String(decoding: try attachmentEncoder.encode(s.attachments), as: UTF8.self))
-            contacts.append(String(decoding: try attachmentEncoder.encode(s.contact), as: UTF8.self))
+            // Most complaints carry no attachment and the same contact preferences: each JSON text is made once.
+            attachmentLists.append(s.attachments.isEmpty ? "[]" : String(decoding: try attachmentEncoder.encode(s.attachments), as: UTF8.self))
+            if let last = lastContact, last.0 == s.contact {
+                contacts.append(last.1)
+            } else {
+                let text = String(decoding: try attachmentEncoder.encode(s.contact), as: UTF8.self)
+                lastContact = (s.contact, text)
+                contacts.append(text)
+            }
             entries.append((index, id, promise, key, repeatOf, possibleSecondOf))
             ids.append(id); nums.append(numbers[index]!); channels.append(s.channel.rawValue); refs.append(s.externalRef)
             received.append(s.receivedAt); promised.append(promise); branchCodes.append(s.branch); names.append(s.customerName)

@@ -102,7 +102,7 @@ extension RoutingEngine {
                 outcomes.append(outcome)
             }
         }
-        var candidates = try await lockAgents(of: Set(outcomes.map(\.unit)), on: connection, logger: logger)
+        var candidates = try await AgentPool.lock(units: Set(outcomes.map(\.unit)), on: connection, logger: logger)
         var clock = Date().timeIntervalSince1970
         var load: [String: Int] = [:]
         var outbox: [OutboxEntry] = []

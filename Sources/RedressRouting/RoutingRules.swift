@@ -11,10 +11,24 @@ public struct MatchText: Sendable, Equatable {
     /// at nearly every character of a Chinese text; a continuation byte takes one of 64 values.
     /// Keyed on the first byte, phrase matching was a quarter of routing's CPU in a surge.
     let anchor: Int
+    /// For a text searched for every phrase of the rules (a complaint's): one bit for each pair of
+    /// adjacent bytes that occurs in it. A phrase with a pair the text lacks is not in it; most
+    /// phrases are turned away so, in a few steps, instead of a scan of the whole text each.
+    let pairs: [UInt64]
 
-    public init(_ text: String) {
+    /// `indexed` for a text that many phrases will be looked for in: indexing costs one pass and 8 KB.
+    public init(_ text: String, indexed: Bool = false) {
         bytes = Array(text.lowercased().utf8)
         anchor = Self.rarest(bytes)
+        var pairs: [UInt64] = []
+        if indexed, bytes.count >= 2 {
+            pairs = [UInt64](repeating: 0, count: 1024)
+            for index in 1..<bytes.count {
+                let pair = Int(bytes[index - 1]) << 8 | Int(bytes[index])
+                pairs[pair >> 6] |= 1 << UInt64(pair & 63)
+            }
+        }
+        self.pairs = pairs
     }
 
     static func rarest(_ bytes: [UInt8]) -> Int {
@@ -34,6 +48,13 @@ public struct MatchText: Sendable, Equatable {
     public func contains(_ phrase: MatchText) -> Bool {
         if phrase.bytes.isEmpty { return true }
         if phrase.bytes.count > bytes.count { return false }
+        if !pairs.isEmpty {
+            let needle = phrase.bytes
+            for index in 1..<needle.count {
+                let pair = Int(needle[index - 1]) << 8 | Int(needle[index])
+                if pairs[pair >> 6] & (1 << UInt64(pair & 63)) == 0 { return false }
+            }
+        }
         return bytes.withUnsafeBufferPointer { haystack in
             phrase.bytes.withUnsafeBufferPointer { needle in
                 let offset = phrase.anchor, key = needle[offset]
@@ -266,7 +287,7 @@ struct RulesReader {
 
     mutating func conditions(_ fields: [String: Node], priority: Bool) -> RoutingRules.Conditions {
         var c = RoutingRules.Conditions()
-        let lower = { (phrases: [String]) in phrases.map(MatchText.init) }
+        let lower = { (phrases: [String]) in phrases.map { MatchText($0) } }
         c.any = lower(strings(fields["any"], "any") ?? [])
         c.all = lower(strings(fields["all"], "all") ?? [])
         c.none = lower(strings(fields["none"], "none") ?? [])

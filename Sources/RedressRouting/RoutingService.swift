@@ -110,7 +110,14 @@ public final class RoutingEngine: Sendable {
                                               centralised: decision.centralised, rules: triage.rules, org: org)
             return (event, decision, unit)
         }
-        var candidates = try await lockAgents(of: Set(plans.map(\.2.unit)), on: connection, logger: logger)
+        // The skills each unit's complaints need (nil: none): only agents who could take one are locked.
+        var needs: [String: Set<String?>] = [:]
+        for (event, decision, unit) in plans where !event.payload.customer.flags.contains(.vexatiousRegister) {
+            needs[unit.unit, default: []].insert(triage.skill(for: decision.category))
+        }
+        var candidates = try await AgentPool.lock(units: Set(plans.map(\.2.unit)), eligible: { unit, agent in
+            needs[unit]?.contains { skill in skill.map(agent.skills.contains) ?? true } ?? false
+        }, on: connection, logger: logger)
         var clock = Date().timeIntervalSince1970
         var outbox: [OutboxEntry] = []
         var load: [String: Int] = [:]
@@ -161,11 +168,6 @@ public final class RoutingEngine: Sendable {
         for event in events {
             timer.recordNanoseconds(Int64(max(0, now.timeIntervalSince(event.payload.registeredAt)) * 1e9))
         }
-    }
-
-    /// The units' agents at work, locked for this transaction (`AgentPool`).
-    func lockAgents(of units: Set<String>, on connection: PostgresConnection, logger: Logger) async throws -> [String: [Assignment.Candidate]] {
-        try await AgentPool.lock(units: units, on: connection, logger: logger)
     }
 
     func addLoad(_ load: [String: Int], on connection: PostgresConnection, logger: Logger) async throws {

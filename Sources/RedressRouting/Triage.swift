@@ -10,7 +10,7 @@ public struct TriageInput: Sendable {
     public var isRepeat: Bool
 
     public init(_ complaint: ComplaintRegistered) {
-        text = MatchText(complaint.subject + " " + complaint.content)
+        text = MatchText(complaint.subject + " " + complaint.content, indexed: true)
         channel = complaint.channel
         hasClaimNumber = complaint.claimNumber != nil
         flags = complaint.customer.flags

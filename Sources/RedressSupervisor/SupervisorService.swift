@@ -244,9 +244,11 @@ public struct ClockKeeper: Sendable {
     public func rebuild(_ ids: [UUID], on connection: PostgresConnection, logger: Logger) async throws {
         guard !ids.isEmpty else { return }
         // One rebuild of a complaint at a time (the consumer, another instance after a rebalance,
-        // `redressctl sla recompute`): each reads the history and writes the clocks whole. Sorted, so two never deadlock.
+        // `redressctl sla recompute`): each reads the history and writes the clocks whole. Sorted, so two never deadlock
+        // (each id's text made once: made in every comparison, it was the supervisor's largest cost after its statements).
+        let sorted = ids.map { ($0.uuidString, $0) }.sorted { $0.0 < $1.0 }.map(\.1)
         try await connection.query("""
-            SELECT pg_advisory_xact_lock(hashtextextended(x::text, 7)) FROM (SELECT unnest(\(ids.sorted { $0.uuidString < $1.uuidString })::uuid[]) AS x) t
+            SELECT pg_advisory_xact_lock(hashtextextended(x::text, 7)) FROM (SELECT unnest(\(sorted)::uuid[]) AS x) t
             """, logger: logger)
         var subjects: [UUID: (ClockSubject, String)] = [:]
         let rows = try await connection.query("""

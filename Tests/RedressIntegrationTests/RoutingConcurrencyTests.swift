@@ -125,6 +125,15 @@ import Testing
                     #expect(!(await Self.lockable(other, "GD-SZ-AGE01")), "the agent with room is locked until the transaction ends")
                     #expect(await Self.lockable(other, "GD-SZ-AGE02"), "a full one is not")
                 }
+                // Room, but not the skill the batch needs: read, not locked.
+                try await db.query("UPDATE staff SET open_cases = 1 WHERE id = 'GD-SZ-AGE02'", logger: TestDatabase.logger)
+                try await db.withTransaction(logger: TestDatabase.logger) { connection in
+                    let agents = try await AgentPool.lock(units: ["GD-SZ"], eligible: { _, agent in agent.skills.contains("claims") },
+                                                          on: connection, logger: TestDatabase.logger)["GD-SZ"] ?? []
+                    #expect(agents.first { $0.id == "GD-SZ-AGE02" }?.openCases == 1)
+                    #expect(!(await Self.lockable(other, "GD-SZ-AGE01")), "the claims agent with room is locked")
+                    #expect(await Self.lockable(other, "GD-SZ-AGE02"), "the service agent is not: no complaint of the batch needs service")
+                }
             }
         }
     }

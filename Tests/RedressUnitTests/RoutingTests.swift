@@ -240,7 +240,7 @@ import Testing
 
 @Suite struct MatchTextTests {
     @Test func findsPhrasesInUnsegmentedChineseAndIgnoresCase() {
-        let text = MatchText("我父亲住院花了三万多，理赔只给报了一万 The CLAIM was denied")
+        let text = MatchText("我父亲住院花了三万多，理赔只给报了一万 The CLAIM was denied", indexed: true)
         #expect(text.contains(MatchText("理赔")))
         #expect(text.contains(MatchText("住院")))
         #expect(text.contains(MatchText("claim was")))
@@ -264,9 +264,11 @@ import Testing
         }
         await propertyCheck(count: 500, input: Gen.int(in: 0...1_000_000), Gen.int(in: 0...40), Gen.int(in: 0...4)) { seed, length, phraseLength in
             let haystack = MatchText(text(seed, length)), needle = MatchText(text(seed / 7 + 1, phraseLength))
+            let indexed = MatchText(text(seed, length), indexed: true)
             let h = haystack.bytes, n = needle.bytes
             let plain = n.isEmpty || (n.count <= h.count && (0...(h.count - n.count)).contains { Array(h[$0..<($0 + n.count)]) == n })
             #expect(haystack.contains(needle) == plain, "\(text(seed, length)) ⊇ \(text(seed / 7 + 1, phraseLength))")
+            #expect(indexed.contains(needle) == plain, "indexed: \(text(seed, length)) ⊇ \(text(seed / 7 + 1, phraseLength))")
             // Any piece of the text is found in it.
             if h.count >= 3 {
                 let piece = String(decoding: h[1..<min(h.count, 7)], as: UTF8.self)
