@@ -104,15 +104,19 @@ public enum NotifyService {
     public static func build(host: ServiceHost, settings: Settings) -> (Router<RedressRequestContext>, [any Service]) {
         let composer = Composer(settings: settings)
         // Every notify consumer is off the path to an owner: each gathers its batches (REDRESS_CONSUMER_LINGER_MS).
+        // Staff notices keep no inbox: each is one row per (event, recipient, 'staff_inbox'), inserted
+        // ON CONFLICT DO NOTHING, so a redelivered event adds nothing (an inbox row per event cost more).
+        // Customer notices keep theirs: the channel is chosen from the customer's preferences, which
+        // may have changed before a redelivery.
         let customers = host.consumer(group: consumerGroup + ".customer", topics: CustomerNoticeHandler.topics,
                                       handler: CustomerNoticeHandler(composer: composer), gathers: true)
         let staff = host.consumer(group: consumerGroup + ".staff", topics: [EventType.caseAssigned.topic],
-                                  handler: EventHandler<CaseAssigned> { try await composer.tellOwner($0, on: $1, logger: $2) }, gathers: true)
+                                  handler: EventHandler<CaseAssigned>(inbox: false) { try await composer.tellOwner($0, on: $1, logger: $2) }, gathers: true)
         // Oversight in the inbox: a case sent back to its owner, a case referred to its unit's committee.
         let oversight = host.consumer(group: consumerGroup + ".oversight", topics: [EventType.caseUpdated.topic],
-                                      handler: EventHandler<CaseUpdated> { try await composer.tellOfOversight($0, on: $1, logger: $2) }, gathers: true)
+                                      handler: EventHandler<CaseUpdated>(inbox: false) { try await composer.tellOfOversight($0, on: $1, logger: $2) }, gathers: true)
         let alerts = host.consumer(group: consumerGroup + ".unassignable", topics: [EventType.complaintUnassignable.topic],
-                                   handler: EventHandler<ComplaintUnassignable> { try await composer.alertSupervisors($0, on: $1, logger: $2) }, gathers: true)
+                                   handler: EventHandler<ComplaintUnassignable>(inbox: false) { try await composer.alertSupervisors($0, on: $1, logger: $2) }, gathers: true)
         let deadlines = host.consumer(group: consumerGroup + ".sla", topics: [EventType.slaWarning.topic, EventType.slaBreached.topic],
                                       handler: SLAAlertHandler(composer: composer), gathers: true)
         let dispatcher = Dispatcher(postgres: host.postgres, settings: settings, gate: host.gate, logger: host.logger)
@@ -213,6 +217,9 @@ public struct Composer: Sendable {
     }
 
     func tellOwner(_ events: [EventEnvelope<CaseAssigned>], on connection: PostgresConnection, logger: Logger) async throws {
+        // A case left in a supervisor queue has no owner to tell (in a surge, nearly every one): read only the owned.
+        let events = events.filter { $0.payload.transition.assignee != nil }
+        guard !events.isEmpty else { return }
         var cases: [UUID: (priority: String, promised: Date)] = [:]
         let rows = try await connection.query("""
             SELECT id, COALESCE(priority, 'normal'), promised_reply_by FROM complaints WHERE id = ANY(\(events.map(\.complaintId))::uuid[])
@@ -446,7 +453,8 @@ struct SLAAlertHandler: BatchHandler {
         return breaches.decode(message).map { SLAAlert(id: $0.id, complaintID: $0.complaintId, template: "sla.breached.staff", clock: $0.payload.clock) }
     }
 
-    func eventID(of item: SLAAlert) -> UUID? { item.id }
+    /// No inbox: staff notices are idempotent by (event, recipient, channel) (see `build`).
+    func eventID(of item: SLAAlert) -> UUID? { nil }
 
     func handle(_ items: [SLAAlert], on connection: PostgresConnection, logger: Logger) async throws {
         try await composer.alertDeadline(items, on: connection, logger: logger)

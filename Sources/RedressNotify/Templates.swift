@@ -227,6 +227,12 @@ public struct TokenBucket: Sendable {
         self.tokens = burst
     }
 
+    /// The tokens there would be at `now`, none taken: what a round may claim for this channel.
+    public func available(now: Date) -> Double {
+        guard let at else { return tokens }
+        return min(burst, tokens + now.timeIntervalSince(at) * rate)
+    }
+
     /// Takes a token if one is available at `now`.
     public mutating func take(now: Date) -> Bool {
         if let at { tokens = min(burst, tokens + now.timeIntervalSince(at) * rate) }

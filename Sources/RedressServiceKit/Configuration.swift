@@ -268,7 +268,7 @@ public struct ServiceConfiguration: Sendable {
             logLevel: logLevel,
             logFormat: logFormat,
             migrateOnStart: (value("REDRESS_MIGRATE_ON_START") ?? "true") != "false",
-            consumerLanes: integer("REDRESS_CONSUMER_LANES", 4, 1...64),
+            consumerLanes: integer("REDRESS_CONSUMER_LANES", 1, 1...64),
             consumerMaxAttempts: integer("REDRESS_CONSUMER_MAX_ATTEMPTS", 5, 1...100),
             kafkaFetchWait: .milliseconds(integer("REDRESS_KAFKA_FETCH_WAIT_MS", 500, 1...10_000)),
             consumerLinger: .milliseconds(integer("REDRESS_CONSUMER_LINGER_MS", 300, 0...5_000)),

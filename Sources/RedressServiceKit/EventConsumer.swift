@@ -42,7 +42,12 @@ public struct EventHandler<Payload: EventPayload>: BatchHandler {
     /// One decoder for every message: it is Sendable, and making one per message showed in profiles.
     let decoder = EventCoding.decoder()
 
-    public init(_ body: @escaping @Sendable ([EventEnvelope<Payload>], PostgresConnection, Logger) async throws -> Void) {
+    /// False when the body is idempotent by its own keys (an `ON CONFLICT DO NOTHING` on the event's
+    /// id, say): a redelivered event then writes nothing twice without an inbox row for every event.
+    let inbox: Bool
+
+    public init(inbox: Bool = true, _ body: @escaping @Sendable ([EventEnvelope<Payload>], PostgresConnection, Logger) async throws -> Void) {
+        self.inbox = inbox
         self.body = body
     }
 
@@ -65,7 +70,7 @@ public struct EventHandler<Payload: EventPayload>: BatchHandler {
         }
     }
 
-    public func eventID(of item: EventEnvelope<Payload>) -> UUID? { item.id }
+    public func eventID(of item: EventEnvelope<Payload>) -> UUID? { inbox ? item.id : nil }
 
     public func handle(_ items: [EventEnvelope<Payload>], on connection: PostgresConnection, logger: Logger) async throws {
         try await body(items, connection, logger)

@@ -85,6 +85,32 @@ struct CrashingChannel: NotificationChannel {
         }
     }
 
+    /// Notify's staff consumers keep no inbox (`NotifyService.build`): a redelivered event must then
+    /// write nothing twice by the notices' own key.
+    @Test func staffNoticesAreWrittenOnceWhenAnEventIsHandledTwice() async throws {
+        try await TestDatabase.withFresh { db, _ in
+            let id = try await CaseFixture.insert(db, unit: "GD-SZ", assignee: "GD-SZ-AGE01", number: "GD-SZ-20261122-000002")
+            let assigned = EventEnvelope(complaintId: id, orgUnit: "GD-SZ", actor: .service("redress-cases"), payload: CaseAssigned(transition: CaseTransition(
+                number: "GD-SZ-20261122-000002", fromStatus: .registered, toStatus: .assigned, handlingUnit: "GD-SZ", assignee: "GD-SZ-AGE01",
+                reason: "initial", caseVersion: 2, action: .assign)))
+            let alert = SLAAlert(id: UUID(), complaintID: id, template: "sla.breached.staff", clock: SLAClockEvent(
+                number: "GD-SZ-20261122-000002", clock: .decision, startedAt: Date(), dueAt: Date(), handlingUnit: "GD-SZ", assignee: "GD-SZ-AGE01"))
+            let composer = Composer(settings: N.settings([:]))
+            #expect(SLAAlertHandler(composer: composer).eventID(of: alert) == nil)
+            #expect(EventHandler<CaseAssigned>(inbox: false) { _, _, _ in }.eventID(of: assigned) == nil)
+            for _ in 0..<2 {
+                try await db.withTransaction(logger: TestDatabase.logger) { connection in
+                    try await composer.tellOwner([assigned], on: connection, logger: TestDatabase.logger)
+                    try await composer.alertDeadline([alert], on: connection, logger: TestDatabase.logger)
+                }
+            }
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE template = 'case.assigned.owner'") == 1)
+            #expect(try await TestDatabase.count(db, """
+                SELECT count(*) FROM notifications WHERE template = 'sla.breached.staff' AND recipient IN ('staff:GD-SZ-AGE01', 'supervisors:GD-SZ')
+                """) == 2)
+        }
+    }
+
     @Test func aSendBackReachesTheOwnerAndAReferralTheUnitsCommittee() async throws {
         try await TestDatabase.withFresh { db, _ in
             let id = try await CaseFixture.insert(db, unit: "GD", assignee: "GD-AGE01", number: "GD-SZ-20261130-000001")
@@ -242,6 +268,30 @@ struct CrashingChannel: NotificationChannel {
                 #expect(try await dispatcher.dispatch() == 1)
                 #expect(gateway.delivered.count == 1)
             }
+        }
+    }
+
+    @Test func aThrottledChannelIsClaimedOnlyAsFarAsItsBucketHolds() async throws {
+        try await TestDatabase.withFresh { db, _ in
+            let settings = N.settings(["sms": LogChannel(logger: TestDatabase.logger)], rate: 5)
+            for n in 0..<12 {
+                try await N.notice(db, number: String(format: "GD-SZ-20261122-%06d", 300 + n), phone: String(format: "138000003%02d", n), settings: settings)
+            }
+            let start = Date().addingTimeInterval(1)
+            let clock = NIOLockedValueBox(start)
+            let dispatcher = Dispatcher(postgres: db, settings: settings, gate: StartupGate(), logger: TestDatabase.logger, now: { clock.withLockedValue { $0 } })
+            #expect(try await dispatcher.dispatch() == 5, "a full bucket: its five")
+            #expect(dispatcher.throttledLastRound.withLockedValue { $0 } == 1, "one more claimed, to learn that more wait")
+            // The bucket is empty: a round claims one row to learn that more wait, not a second's worth (6) again.
+            #expect(try await dispatcher.dispatch() == 0)
+            #expect(dispatcher.throttledLastRound.withLockedValue { $0 } == 1)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE status = 'delivered' AND channel = 'sms'") == 5)
+            clock.withLockedValue { $0 = start.addingTimeInterval(1) }
+            #expect(try await dispatcher.dispatch() == 5, "a second later, the rate's five more")
+            clock.withLockedValue { $0 = start.addingTimeInterval(2) }
+            #expect(try await dispatcher.dispatch() == 2)
+            #expect(dispatcher.throttledLastRound.withLockedValue { $0 } == 0)
+            #expect(try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE status = 'delivered' AND channel = 'sms'") == 12)
         }
     }
 
