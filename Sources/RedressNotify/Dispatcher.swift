@@ -27,6 +27,9 @@ public final class Dispatcher: Service, Sendable {
     private let buckets: NIOLockedValueBox<[String: TokenBucket]>
     /// Rows the last round found due but over a channel's rate.
     let throttledLastRound = NIOLockedValueBox(0)
+    /// The channels of the rows the last round claimed (empty: it found none): only their buckets
+    /// bound the next claim.
+    private let channelsLastRound = NIOLockedValueBox(Set<String>())
 
     public init(postgres: PostgresClient, settings: NotifyService.Settings, gate: StartupGate, logger: Logger, claimTimeout: Double = 120,
                 now: @escaping @Sendable () -> Date = { Date() }, jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }) {
@@ -80,11 +83,14 @@ public final class Dispatcher: Service, Sendable {
     @discardableResult
     public func dispatch(limit: Int = 500) async throws -> Int {
         let at = now()
-        // No more than the channels' buckets hold now (plus one, to learn whether more wait). Claiming
-        // a whole second's rate every round while throttled re-read ~150 rows to send ~5 (at 50/s, a
-        // round each 100 ms): with a backlog that was as much PostgreSQL work as the path to an owner.
+        // No more than the buckets of the channels in use hold now (plus one, to learn whether more
+        // wait). Claiming a whole second's rate every round while throttled re-read ~150 rows to send ~5
+        // (at 50/s, a round each 100 ms): with a backlog, as much PostgreSQL work as the path to an owner.
+        // An idle channel's full bucket does not count while the last round found only others' rows.
+        let seen = channelsLastRound.withLockedValue { $0 }
+        let inUse = seen.isEmpty ? Array(settings.channels.keys) : settings.channels.keys.filter(seen.contains)
         let room = buckets.withLockedValue { buckets in
-            settings.channels.keys.reduce(0) { sum, channel in
+            inUse.reduce(0) { sum, channel in
                 sum + Int((buckets[channel] ?? TokenBucket(rate: settings.ratePerSecond, burst: max(1, settings.ratePerSecond))).available(now: at))
             }
         }
@@ -159,6 +165,7 @@ public final class Dispatcher: Service, Sendable {
             }
             if throttled > 0 { Counter(label: "redress_notifications_throttled_total").increment(by: throttled) }
             throttledLastRound.withLockedValue { $0 = throttled }
+            channelsLastRound.withLockedValue { $0 = Set(due.map(\.channel)) }
             if !send.isEmpty {
                 try await connection.query("""
                     UPDATE notifications SET status = 'sending', attempts = attempts + 1, claimed_at = \(at),

@@ -273,7 +273,8 @@ struct CrashingChannel: NotificationChannel {
 
     @Test func aThrottledChannelIsClaimedOnlyAsFarAsItsBucketHolds() async throws {
         try await TestDatabase.withFresh { db, _ in
-            let settings = N.settings(["sms": LogChannel(logger: TestDatabase.logger)], rate: 5)
+            // Email is configured but has no rows: its full bucket must not widen the SMS claims.
+            let settings = N.settings(["sms": LogChannel(logger: TestDatabase.logger), "email": LogChannel(logger: TestDatabase.logger)], rate: 5)
             for n in 0..<12 {
                 try await N.notice(db, number: String(format: "GD-SZ-20261122-%06d", 300 + n), phone: String(format: "138000003%02d", n), settings: settings)
             }
@@ -281,8 +282,9 @@ struct CrashingChannel: NotificationChannel {
             let clock = NIOLockedValueBox(start)
             let dispatcher = Dispatcher(postgres: db, settings: settings, gate: StartupGate(), logger: TestDatabase.logger, now: { clock.withLockedValue { $0 } })
             #expect(try await dispatcher.dispatch() == 5, "a full bucket: its five")
-            #expect(dispatcher.throttledLastRound.withLockedValue { $0 } == 1, "one more claimed, to learn that more wait")
-            // The bucket is empty: a round claims one row to learn that more wait, not a second's worth (6) again.
+            #expect(dispatcher.throttledLastRound.withLockedValue { $0 } == 6, "the first round claims for every channel's bucket (5 + 5 + 1)")
+            // The SMS bucket is empty and only SMS rows were found: a round claims one row to learn that
+            // more wait, not a second's worth (11) again, nor the idle email bucket's five.
             #expect(try await dispatcher.dispatch() == 0)
             #expect(dispatcher.throttledLastRound.withLockedValue { $0 } == 1)
             #expect(try await TestDatabase.count(db, "SELECT count(*) FROM notifications WHERE status = 'delivered' AND channel = 'sms'") == 5)
