@@ -79,6 +79,11 @@ public final class Dispatcher: Service, Sendable {
         var unit: String
     }
 
+    /// A channel's bucket before its first send: full, a second's rate.
+    private func newBucket() -> TokenBucket {
+        TokenBucket(rate: settings.ratePerSecond, burst: max(1, settings.ratePerSecond))
+    }
+
     /// One round: claim, send, record. Returns how many were sent.
     @discardableResult
     public func dispatch(limit: Int = 500) async throws -> Int {
@@ -91,7 +96,7 @@ public final class Dispatcher: Service, Sendable {
         let inUse = seen.isEmpty ? Array(settings.channels.keys) : settings.channels.keys.filter(seen.contains)
         let room = buckets.withLockedValue { buckets in
             inUse.reduce(0) { sum, channel in
-                sum + Int((buckets[channel] ?? TokenBucket(rate: settings.ratePerSecond, burst: max(1, settings.ratePerSecond))).available(now: at))
+                sum + Int((buckets[channel] ?? newBucket()).available(now: at))
             }
         }
         let limit = min(limit, (settings.channels.isEmpty ? Int(settings.ratePerSecond) : room) + 1)
@@ -148,7 +153,7 @@ public final class Dispatcher: Service, Sendable {
                     continue
                 }
                 let allowed = buckets.withLockedValue { buckets in
-                    var bucket = buckets[item.channel] ?? TokenBucket(rate: settings.ratePerSecond, burst: max(1, settings.ratePerSecond))
+                    var bucket = buckets[item.channel] ?? newBucket()
                     defer { buckets[item.channel] = bucket }
                     return bucket.take(now: at)
                 }

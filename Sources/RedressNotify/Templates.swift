@@ -235,7 +235,7 @@ public struct TokenBucket: Sendable {
 
     /// Takes a token if one is available at `now`.
     public mutating func take(now: Date) -> Bool {
-        if let at { tokens = min(burst, tokens + now.timeIntervalSince(at) * rate) }
+        tokens = available(now: now)
         at = now
         guard tokens >= 1 else { return false }
         tokens -= 1
