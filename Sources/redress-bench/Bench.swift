@@ -101,10 +101,13 @@ struct Bench: AsyncParsableCommand {
         let topicRate = rate > 0 ? max(1, rate * kafkaCount / max(count, 1)) : 0
         let httpRate = rate > 0 ? max(1, rate - topicRate) : 0
         print("bench: run \(runID): \(kafkaCount) through \(Topics.inbound)\(rate > 0 ? " at \(topicRate)/s" : " at once"), \(httpCount) through \(intake)/v1/complaints\(rate > 0 ? " at \(httpRate)/s" : "")")
+        print(String(format: "bench: calibration: one core encodes and decodes 20,000 submissions as JSON in %.0f ms (compare machines by it)", try calibrate()))
         let submitted = SubmitTimes()
+        let cpu = CPUSampler()
         let started = Date()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await postgres.run() }
+            group.addTask { await cpu.run() }
             group.addTask {
                 // The inbound topic: in batches, as an upstream platform would publish; paced when --rate is given.
                 let clock = ContinuousClock()
@@ -167,6 +170,12 @@ struct Bench: AsyncParsableCommand {
             print(String(format: "bench: stages: intake registered %.0f/s (all %d in %.1f s), assignment followed %.1f s after the last registration",
                          Double(count - outcome.lost) / max(intakeSeconds, 0.001), count - outcome.lost, intakeSeconds,
                          outcome.lastAssigned.timeIntervalSince(outcome.lastRegistered)))
+            if let account = cpu.summary(until: outcome.lastAssigned, complaints: outcome.assigned) {
+                // Everything on the machine counts, the bench client and the development broker included: both say so.
+                print(String(format: "bench: cpu: %.0f %% of %d cores busy from the start to the last assignment, %.2f CPU-ms per complaint; ",
+                             account.busyShare * 100, ProcessInfo.processInfo.activeProcessorCount, account.cpuMillisecondsPerComplaint)
+                      + account.shares.map { String(format: "%@ %.0f %%", $0.program, $0.share * 100) }.joined(separator: ", "))
+            }
             if !outcome.shortfalls.isEmpty {
                 print("bench: shortfalls by kind: " + outcome.shortfalls.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
             }
@@ -757,3 +766,78 @@ func withBenchDatabase(logger: Logger, _ body: (PostgresClient, Int) async throw
     }
 }
 
+
+/// Reads `/proc` every quarter second while the run is timed, so the account can end at the last
+/// assignment rather than after the audit (whose queries are the bench's, not the flow's).
+final class CPUSampler: @unchecked Sendable {
+    private let lock = NSLock()
+    private let startMachine: CPUAccount.MachineTicks?
+    private var ledger: CPUAccount.Ledger
+    private var samples: [(at: Date, machine: CPUAccount.MachineTicks, programs: [String: UInt64])] = []
+
+    init() {
+        startMachine = Self.machine()
+        ledger = CPUAccount.Ledger(start: Self.processes())
+    }
+
+    static func machine() -> CPUAccount.MachineTicks? {
+        (try? String(contentsOfFile: "/proc/stat", encoding: .utf8)).flatMap(CPUAccount.machineTicks(procStat:))
+    }
+
+    static func processes() -> [Int: String] {
+        var stats: [Int: String] = [:]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8) else { continue }
+            stats[pid] = stat
+        }
+        return stats
+    }
+
+    func sample() {
+        guard let machine = Self.machine() else { return }
+        let stats = Self.processes()
+        lock.withLock {
+            ledger.record(stats)
+            samples.append((Date(), machine, ledger.ticksByProgram))
+        }
+    }
+
+    func run() async {
+        while !Task.isCancelled {
+            sample()
+            try? await Task.sleep(for: .milliseconds(250))
+        }
+    }
+
+    /// The account from the start to the sample nearest `end`.
+    func summary(until end: Date, complaints: Int) -> CPUAccount.Summary? {
+        lock.withLock {
+            guard let start = startMachine,
+                  let nearest = samples.min(by: { abs($0.at.timeIntervalSince(end)) < abs($1.at.timeIntervalSince(end)) })
+            else { return nil }
+            return CPUAccount.summary(start: start, end: nearest.machine, ticksByProgram: nearest.programs, complaints: complaints,
+                                      ticksPerSecond: Double(sysconf(Int32(_SC_CLK_TCK))))
+        }
+    }
+}
+
+/// A fixed piece of the services' own kind of work — 20,000 submissions encoded to and decoded from
+/// JSON, on one core — timed before the run: figures from machines of different speed can be compared
+/// by it (the best of three, so a moment's interruption does not count).
+func calibrate() throws -> Double {
+    let sample = ComplaintSubmission(
+        channel: "call_center", externalRef: "CAL-1", receivedAt: Date(timeIntervalSince1970: 1_764_000_000),
+        customer: .init(name: "测试客户", phone: "13900000000"), policyNumber: "P100000", branch: "GD-SZ",
+        subject: "理赔进度投诉 claim delay", content: String(repeating: "客户反映理赔申请提交后三周仍未到账。", count: 4))
+    let encoder = EventCoding.encoder()
+    let decoder = EventCoding.decoder()
+    var best = Double.infinity
+    for _ in 0..<3 {
+        let begin = ContinuousClock.now
+        for _ in 0..<20_000 {
+            _ = try decoder.decode(ComplaintSubmission.self, from: encoder.encode(sample))
+        }
+        best = min(best, (ContinuousClock.now - begin).seconds * 1000)
+    }
+    return best
+}
