@@ -82,14 +82,14 @@ public enum CPUAccount {
     /// The timed run's account: the machine's busy share, CPU milliseconds per complaint (all cores,
     /// everything on the machine), and each program's share of the busy time (`Ledger.ticksByProgram`).
     public struct Summary: Sendable, Equatable {
+        public struct Share: Sendable, Equatable {
+            public var program: String
+            public var share: Double
+        }
+
         public var busyShare: Double
         public var cpuMillisecondsPerComplaint: Double
-        public var shares: [(program: String, share: Double)]
-
-        public static func == (a: Summary, b: Summary) -> Bool {
-            a.busyShare == b.busyShare && a.cpuMillisecondsPerComplaint == b.cpuMillisecondsPerComplaint
-                && a.shares.map(\.program) == b.shares.map(\.program) && a.shares.map(\.share) == b.shares.map(\.share)
-        }
+        public var shares: [Share]
     }
 
     public static func summary(start: MachineTicks, end: MachineTicks, ticksByProgram: [String: UInt64],
@@ -98,11 +98,9 @@ public enum CPUAccount {
         let busy = Double(end.busy - start.busy)
         let busyShare = busy / Double(end.total - start.total)
         let perComplaint = busy / ticksPerSecond * 1000 / Double(complaints)
-        var shares: [(String, Double)] = []
-        for (program, ticks) in ticksByProgram where ticks > 0 && busy > 0 {
-            shares.append((program, Double(ticks) / busy))
-        }
-        shares.sort { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0 < $1.0 }
+        let shares = ticksByProgram.filter { $0.value > 0 && busy > 0 }
+            .map { Summary.Share(program: $0.key, share: Double($0.value) / busy) }
+            .sorted { $0.share != $1.share ? $0.share > $1.share : $0.program < $1.program }
         return Summary(busyShare: busyShare, cpuMillisecondsPerComplaint: perComplaint, shares: shares)
     }
 }

@@ -766,7 +766,6 @@ func withBenchDatabase(logger: Logger, _ body: (PostgresClient, Int) async throw
     }
 }
 
-
 /// Reads `/proc` every quarter second while the run is timed, so the account can end at the last
 /// assignment rather than after the audit (whose queries are the bench's, not the flow's).
 final class CPUSampler: @unchecked Sendable {
