@@ -72,32 +72,22 @@ public enum SupervisorService {
         let scanner = DeadlineScanner(postgres: host.postgres, gate: host.gate, interval: scanInterval, logger: host.logger,
                                       escalating: { Set(book.current.policy.clocks.filter(\.escalates).map(\.kind)) })
         let series = GaugeSeries()
-        // Open clocks by kind and unit (running, paused, at risk), breached clocks and the breach rate.
+        // Open clocks by kind and unit (running, paused, at risk) and the misses not yet acted on (SLAGauges).
         let gauges = Periodic("SLA gauges", every: gaugeInterval, gate: host.gate, logger: host.logger) { [postgres = host.postgres, logger = host.logger] in
-            var open: [[String]: Double] = [:], paused: [[String]: Double] = [:], atRisk: [[String]: Double] = [:]
-            var breached: [[String]: Double] = [:], ratio: [[String]: Double] = [:]
-            let rows = try await postgres.query("""
-                SELECT s.kind, COALESCE(c.handling_unit, c.branch),
-                    count(*) FILTER (WHERE s.stopped_at IS NULL AND s.breached_at IS NULL),
-                    count(*) FILTER (WHERE s.stopped_at IS NULL AND s.breached_at IS NULL AND s.paused_at IS NOT NULL),
-                    count(*) FILTER (WHERE s.stopped_at IS NULL AND s.breached_at IS NULL AND s.warned_at IS NOT NULL),
-                    count(*) FILTER (WHERE s.breached_at IS NOT NULL),
-                    count(*)
-                FROM sla_clocks s JOIN complaints c ON c.id = s.complaint_id GROUP BY 1, 2
-                """, logger: logger)
-            for try await (kind, unit, o, p, r, b, total) in rows.decode((String, String, Int, Int, Int, Int, Int).self) {
-                let key = [kind, unit]
-                (open[key], paused[key], atRisk[key], breached[key]) = (Double(o), Double(p), Double(r), Double(b))
-                ratio[key] = Double(b) / Double(max(1, total))
-            }
-            for (label, values) in [("redress_sla_clocks_open", open), ("redress_sla_clocks_paused", paused), ("redress_sla_clocks_at_risk", atRisk),
-                                    ("redress_sla_clocks_breached", breached), ("redress_sla_breach_ratio", ratio)] {
+            let reading = try await SLAGauges.readOpen(on: postgres, logger: logger)
+            for (label, values) in [("redress_sla_clocks_open", reading.open), ("redress_sla_clocks_paused", reading.paused),
+                                    ("redress_sla_clocks_at_risk", reading.atRisk), ("redress_sla_clocks_breached", reading.breached)] {
                 series.record(label, dimensions: ["kind", "unit"], values)
             }
             // A year some region's working calendar lacks, while a clock or the coming weeks need it: 1 while missing.
             let gaps = try await watch.check(book: book.current, postgres: postgres, logger: logger)
             series.record("redress_sla_calendar_missing", dimensions: ["region", "year"],
                           Dictionary(uniqueKeysWithValues: gaps.map { ([$0.region, String($0.year)], 1.0) }))
+        }
+        // The breach rate reads a quarter's closed cases: a slower cadence, as for cases' liable rate.
+        let breachRatio = Periodic("SLA breach-ratio gauge", every: .seconds(60), gate: host.gate, logger: host.logger) { [postgres = host.postgres, logger = host.logger] in
+            let ratio = try await SLAGauges.readBreachRatio(on: postgres, logger: logger)
+            series.record("redress_sla_breach_ratio", dimensions: ["kind", "unit"], ratio)
         }
         // Every group's lag, measured here so that a group whose service is down still shows it.
         let lag = ConsumerLagExporter(client: host.configuration.kafkaClient("lag"), logger: host.logger)
@@ -140,7 +130,7 @@ public enum SupervisorService {
                                                            "drawn": "\(draw.drawn)", "population": "\(draw.population)"])
             }
         }
-        return (host.router(), [consumer, scanner, gauges, lag, reports, snapshots, oversight, draws])
+        return (host.router(), [consumer, scanner, gauges, breachRatio, lag, reports, snapshots, oversight, draws])
     }
 }
 

@@ -97,3 +97,58 @@ import Testing
         }
     }
 }
+
+/// The SLA gauges count what their help says: open cases' clocks by state, the misses not yet acted
+/// on, and the breach rate of one quarter's closures — never a closed case's clock, never all time.
+@Suite struct SLAGaugeTests {
+    /// A complaint in `unit` with one clock per entry; `closedDaysAgo` closes it that many days back.
+    static func complaint(_ db: PostgresClient, _ n: Int, unit: String, closedDaysAgo: Int? = nil,
+                          clocks: [(kind: String, warned: Bool, breached: Bool, paused: Bool, stopped: Bool)]) async throws {
+        let id = UUID()
+        let status = closedDaysAgo == nil ? "assigned" : "closed"
+        let closedAt = closedDaysAgo.map { "now() - interval '\($0) days'" } ?? "NULL"
+        try await db.query(PostgresQuery(unsafeSQL: """
+            INSERT INTO complaints (id, number, channel, external_ref, received_at, promised_reply_by, branch, customer_name, customer_phone,
+                customer_key, subject, content, handling_unit, status, closed_at)
+            VALUES ('\(id)', 'GD-SZ-20261122-7\(String(format: "%05d", n))', 'online', 'G-\(n)', now() - interval '200 days',
+                now() + interval '13 days', 'GD-SZ', '张三', '13812345678', 'k', 's', 'c', '\(unit)', '\(status)', \(closedAt))
+            """), logger: TestDatabase.logger)
+        for clock in clocks {
+            func at(_ set: Bool) -> String { set ? "now() - interval '1 hour'" : "NULL" }
+            try await db.query(PostgresQuery(unsafeSQL: """
+                INSERT INTO sla_clocks (complaint_id, kind, started_at, warn_at, due_at, warned_at, breached_at, paused_at, stopped_at)
+                VALUES ('\(id)', '\(clock.kind)', now() - interval '2 days', now() - interval '1 day', now() + interval '1 day',
+                        \(at(clock.warned)), \(at(clock.breached)), \(at(clock.paused)), \(at(clock.stopped)))
+                """), logger: TestDatabase.logger)
+        }
+    }
+
+    @Test func theGaugesCountOpenCasesAndOneQuartersClosures() async throws {
+        try await TestDatabase.withFresh { db, _ in
+            // Open, in GD-SZ: acknowledged (stopped), first contact warned, decision paused, the daily update missed.
+            try await Self.complaint(db, 1, unit: "GD-SZ", clocks: [
+                ("acknowledge", false, false, false, true), ("first_contact", true, false, false, false),
+                ("decision", false, false, true, false), ("update", true, true, false, false)])
+            // Open, in GD: one decision running untouched.
+            try await Self.complaint(db, 2, unit: "GD", clocks: [("decision", false, false, false, false)])
+            // Closed a moment ago, its clocks not yet rebuilt (the supervisor lags): not open any more.
+            try await Self.complaint(db, 3, unit: "GD-SZ", closedDaysAgo: 0, clocks: [
+                ("decision", false, false, false, false), ("first_contact", true, true, false, false)])
+            // Closed ten days ago: the decision missed, first contact met.
+            try await Self.complaint(db, 4, unit: "GD-SZ", closedDaysAgo: 10, clocks: [
+                ("decision", true, true, false, true), ("first_contact", false, false, false, true)])
+            // Closed 100 days ago, outside the quarter: its met decision must not dilute the rate.
+            try await Self.complaint(db, 5, unit: "GD-SZ", closedDaysAgo: 100, clocks: [("decision", false, false, false, true)])
+
+            let open = try await SLAGauges.readOpen(on: db, logger: TestDatabase.logger)
+            #expect(open.open == [["first_contact", "GD-SZ"]: 1, ["decision", "GD-SZ"]: 1, ["update", "GD-SZ"]: 0, ["decision", "GD"]: 1])
+            #expect(open.paused == [["first_contact", "GD-SZ"]: 0, ["decision", "GD-SZ"]: 1, ["update", "GD-SZ"]: 0, ["decision", "GD"]: 0])
+            #expect(open.atRisk == [["first_contact", "GD-SZ"]: 1, ["decision", "GD-SZ"]: 0, ["update", "GD-SZ"]: 0, ["decision", "GD"]: 0])
+            #expect(open.breached == [["first_contact", "GD-SZ"]: 0, ["decision", "GD-SZ"]: 0, ["update", "GD-SZ"]: 1, ["decision", "GD"]: 0])
+
+            // Complaint 3's clocks count here too: closed today, inside the quarter (its decision met, first contact missed).
+            let ratio = try await SLAGauges.readBreachRatio(on: db, logger: TestDatabase.logger)
+            #expect(ratio == [["decision", "GD-SZ"]: 0.5, ["first_contact", "GD-SZ"]: 0.5])
+        }
+    }
+}
