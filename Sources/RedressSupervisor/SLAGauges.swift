@@ -41,8 +41,8 @@ public enum SLAGauges {
     }
 
     /// The share of clocks that breached, by `[kind, unit]`, over the cases closed in the last 90
-    /// days (every clock of a closed case has stopped): a rate that moves with how units do now,
-    /// where one over all time would barely move at all.
+    /// days, whether or not the supervisor has yet stopped their clocks (closure stops them all): a
+    /// rate that moves with how units do now, where one over all time would barely move at all.
     public static func readBreachRatio(on postgres: PostgresClient, logger: Logger) async throws -> [[String]: Double] {
         var ratio: [[String]: Double] = [:]
         let rows = try await postgres.query("""

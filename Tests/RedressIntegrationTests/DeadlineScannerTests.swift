@@ -146,7 +146,7 @@ import Testing
             #expect(open.atRisk == [["first_contact", "GD-SZ"]: 1, ["decision", "GD-SZ"]: 0, ["update", "GD-SZ"]: 0, ["decision", "GD"]: 0])
             #expect(open.breached == [["first_contact", "GD-SZ"]: 0, ["decision", "GD-SZ"]: 0, ["update", "GD-SZ"]: 1, ["decision", "GD"]: 0])
 
-            // Complaint 3's clocks count here too: closed today, inside the quarter (its decision met, first contact missed).
+            // Complaint 3's clocks count here too: closed today, inside the quarter (its decision not breached, first contact breached).
             let ratio = try await SLAGauges.readBreachRatio(on: db, logger: TestDatabase.logger)
             #expect(ratio == [["decision", "GD-SZ"]: 0.5, ["first_contact", "GD-SZ"]: 0.5])
         }
