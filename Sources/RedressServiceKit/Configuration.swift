@@ -46,6 +46,16 @@ public struct ServiceConfiguration: Sendable {
     /// the consumers' linger each rebuilt the same clocks again (the supervisor's CPU fell by a third
     /// at 1,000/s). Clocks run in hours and days, and the deadline scan runs each second.
     public var supervisorGather: Duration = .milliseconds(1_000)
+    /// The fetch wait of a consumer that gathers for `linger` after its first message: a third of
+    /// that linger when it is longer than `REDRESS_KAFKA_FETCH_WAIT_MS`. A gathering consumer gains
+    /// nothing from fetches answered within milliseconds, and on the development broker, which holds
+    /// an empty fetch for the whole wait and answers a full one at once, each short fetch is a round
+    /// trip that the broker and the consumer pay for in CPU the assignment path needs (measured in a
+    /// surge: ARCHITECTURE.md, "Sixth pass"). A real broker answers a held fetch when data arrives, so
+    /// with its 500 ms the configured wait is the longer and stays.
+    public func fetchWait(gatheringFor linger: Duration) -> Duration {
+        max(kafkaFetchWait, linger / 3)
+    }
 
     public struct PostgresSettings: Sendable {
         public var host: String

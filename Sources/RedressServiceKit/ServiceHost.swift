@@ -160,7 +160,8 @@ public final class ServiceHost: Sendable {
     }
 
     /// `lanes` overrides REDRESS_CONSUMER_LANES for a handler whose batches would only queue on the same locks.
-    /// `gathers`: a consumer off the path to an owner waits `REDRESS_CONSUMER_LINGER_MS` to gather its batch.
+    /// `gathers`: a consumer off the path to an owner waits `REDRESS_CONSUMER_LINGER_MS` to gather its batch,
+    /// and fetches less often to match (`ServiceConfiguration.fetchWait(gatheringFor:)`).
     /// `gather` and `maxBatch`: a handler's own, when it gathers longer and more (the supervisor).
     public func consumer<H: BatchHandler>(group: String, topics: [String], handler: H, lanes: Int? = nil, gathers: Bool = false,
                                           gather: Duration? = nil, maxBatch: Int? = nil) -> EventConsumer<H> {
@@ -169,6 +170,7 @@ public final class ServiceHost: Sendable {
         if gathers { settings.linger = configuration.consumerLinger }
         if let gather { settings.linger = gather }
         var consumer = consumerConfiguration(group: group, topics: topics, lanes: lanes)
+        consumer.fetchWait = configuration.fetchWait(gatheringFor: settings.linger)
         if let maxBatch {
             settings.maxBatch = maxBatch
             // Room for every lane to gather a whole batch while the one before is handled.

@@ -56,11 +56,10 @@ public enum Outbox {
         let keys = entries.map(\.key)
         let types = entries.map(\.eventType)
         let payloads = entries.map(\.payload)
-        try await connection.query("""
-            INSERT INTO outbox (lane, event_id, topic, key, event_type, payload)
-            SELECT lane, event_id, topic, key, event_type, payload FROM unnest(\(lanes)::smallint[], \(ids)::uuid[], \(topics)::text[], \(keys)::text[], \(types)::text[], \(payloads)::bytea[])
-                WITH ORDINALITY AS t(lane, event_id, topic, key, event_type, payload, n) ORDER BY n
-            """, logger: logger)
+        // Drained, not asked for its command tag: PostgresNIO's prepared-statement path asks the row
+        // stream for the tag before a row-less statement's stream has finished, and traps.
+        for try await _ in try await connection.execute(AppendStatement(lanes: lanes, ids: ids, topics: topics, keys: keys, types: types, payloads: payloads),
+                                                        logger: logger) {}
     }
 
     /// Key of the transaction-scoped advisory locks that stand for lanes ('rdob').
@@ -80,40 +79,19 @@ public enum Outbox {
     /// its poll interval with its rows pending and their wake-up already spent (a 1 s tail at idle).
     public static func claim(lanes: Int, from start: Int = 0, limit: Int, writers: [String] = [anyWriter],
                              on connection: PostgresConnection, logger: Logger) async throws -> [OutboxRow] {
-        let count = OutboxEntry.laneCount
         var claimedWriters: [String] = []
         var claimedLanes: [Int16] = []
-        // The (writer, lane) pairs with pending rows, found by one index probe per writer and lane
-        // (a loose index scan), then locked lazily in rotated lane order: OFFSET 0 keeps the lock call
-        // out of the sort. The lock's second key is the pair's hash; a collision only makes two
-        // relays take turns.
-        for try await (writer, lane) in try await connection.query("""
-            WITH RECURSIVE pending(writer, lane) AS (
-                SELECT w, (SELECT o.lane FROM outbox o WHERE o.writer = w ORDER BY o.lane LIMIT 1) FROM unnest(\(writers)::text[]) AS w
-                UNION ALL
-                SELECT p.writer, (SELECT o.lane FROM outbox o WHERE o.writer = p.writer AND o.lane > p.lane ORDER BY o.lane LIMIT 1)
-                FROM pending p WHERE p.lane IS NOT NULL
-            )
-            SELECT writer, lane FROM (
-                SELECT writer, lane FROM pending WHERE lane IS NOT NULL
-                ORDER BY (lane + \(count) - \(start)) % \(count), writer OFFSET 0
-            ) AS candidates
-            WHERE pg_try_advisory_xact_lock(\(laneLockKey), hashtext(writer || '/' || lane))
-            LIMIT \(lanes * max(writers.count, 1))
-            """, logger: logger).decode((String, Int16).self) {
+        // The (writer, lane) pairs with pending rows, locked lazily (`ClaimLanesStatement`).
+        let candidates = try await connection.execute(ClaimLanesStatement(writers: writers, start: start, limit: lanes * max(writers.count, 1)),
+                                                      logger: logger)
+        for try await (writer, lane) in candidates {
             claimedWriters.append(writer)
             claimedLanes.append(lane)
         }
         guard !claimedLanes.isEmpty else { return [] }
-        let rows = try await connection.query("""
-            SELECT id, event_id, topic, key, event_type, payload, created_at FROM outbox
-            WHERE (writer, lane) IN (SELECT * FROM unnest(\(claimedWriters)::text[], \(claimedLanes)::smallint[]))
-            ORDER BY id
-            LIMIT \(limit)
-            """, logger: logger)
         var result: [OutboxRow] = []
-        for try await (id, eventID, topic, key, type, payload, created) in rows.decode((Int64, UUID, String, String, String, ByteBuffer, Date).self) {
-            result.append(OutboxRow(id: id, eventID: eventID, topic: topic, key: key, eventType: type, payload: payload, createdAt: created))
+        for try await row in try await connection.execute(ClaimedRowsStatement(writers: claimedWriters, lanes: claimedLanes, limit: limit), logger: logger) {
+            result.append(row)
         }
         return result
     }
@@ -121,7 +99,7 @@ public enum Outbox {
     /// Removes rows whose delivery Kafka confirmed. Call in the transaction that claimed them.
     public static func markPublished(_ ids: [Int64], on connection: PostgresConnection, logger: Logger) async throws {
         guard !ids.isEmpty else { return }
-        try await connection.query("DELETE FROM outbox WHERE id = ANY(\(ids)::bigint[])", logger: logger)
+        for try await _ in try await connection.execute(MarkPublishedStatement(ids: ids), logger: logger) {}
     }
 
     /// Seconds since the oldest row of these writers was written; 0 when none is pending. The
@@ -168,14 +146,8 @@ public enum Inbox {
     /// Call inside the transaction that applies their effects: a redelivered event is then a no-op.
     public static func claim(group: String, eventIDs: [UUID], on connection: PostgresConnection, logger: Logger) async throws -> Set<UUID> {
         guard !eventIDs.isEmpty else { return [] }
-        let rows = try await connection.query("""
-            INSERT INTO inbox (consumer_group, event_id)
-            SELECT \(group), id FROM unnest(\(eventIDs)::uuid[]) AS t(id)
-            ON CONFLICT DO NOTHING
-            RETURNING event_id
-            """, logger: logger)
         var fresh = Set<UUID>()
-        for try await id in rows.decode(UUID.self) { fresh.insert(id) }
+        for try await id in try await connection.execute(InboxClaimStatement(group: group, eventIDs: eventIDs), logger: logger) { fresh.insert(id) }
         return fresh
     }
 }

@@ -226,6 +226,40 @@ import Testing
         }
     }
 
+    /// The statements of every relay cycle and consumer batch are prepared once per connection and
+    /// then only executed: on one connection, two rounds of append, claim, mark and inbox claim leave
+    /// each of the five named in `pg_prepared_statements`, executed twice — and do what they did as
+    /// unnamed statements (the rows come back oldest first, marked rows go, a second inbox claim of
+    /// the same events returns none).
+    @Test func theRelaysAndInboxsStatementsArePreparedOncePerConnection() async throws {
+        try await TestDatabase.withFresh(seed: false) { client, _ in
+            try await client.withConnection { connection in
+                for round in 0..<2 {
+                    let complaint = UUID()
+                    let events = try (0..<3).map { try OutboxEntry(Self.event(complaint, 3 * round + $0)) }
+                    try await connection.query("BEGIN", logger: Self.logger)
+                    try await Outbox.append(events, on: connection, logger: Self.logger)
+                    let rows = try await Outbox.claim(lanes: 64, limit: 100, on: connection, logger: Self.logger)
+                    #expect(rows.map(\.eventID) == events.map(\.eventID))
+                    try await Outbox.markPublished(rows.map(\.id), on: connection, logger: Self.logger)
+                    let ids = Set(events.map(\.eventID))
+                    #expect(try await Inbox.claim(group: "g-prepared", eventIDs: Array(ids), on: connection, logger: Self.logger) == ids)
+                    #expect(try await Inbox.claim(group: "g-prepared", eventIDs: Array(ids), on: connection, logger: Self.logger).isEmpty)
+                    try await connection.query("COMMIT", logger: Self.logger)
+                }
+                var executions: [String: Int64] = [:]
+                for try await (name, count) in try await connection.query("""
+                    SELECT name, generic_plans + custom_plans FROM pg_prepared_statements WHERE name LIKE 'redress_%'
+                    """, logger: Self.logger).decode((String, Int64).self) {
+                    executions[name] = count
+                }
+                #expect(executions == ["redress_outbox_append": 2, "redress_outbox_claim_lanes": 2, "redress_outbox_claimed_rows": 2,
+                                       "redress_outbox_mark_published": 2, "redress_inbox_claim": 4])
+            }
+            #expect(try await TestDatabase.count(client, "SELECT count(*) FROM outbox") == 0)
+        }
+    }
+
     @Test func redeliveryHasNoSecondEffect() async throws {
         try await TestDatabase.withFresh(seed: false) { client, _ in
             try await Self.createEffects(client)

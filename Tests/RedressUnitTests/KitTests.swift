@@ -164,6 +164,25 @@ import Testing
         #expect(gather?.problems.contains { $0.contains("REDRESS_SUPERVISOR_GATHER_MS") } == true)
     }
 
+    /// A gathering consumer fetches at a third of its linger, never sooner than the configured wait;
+    /// one on the assignment path keeps the configured wait. Read from consumers built by a host, as
+    /// each service builds its own (the broker address is never dialled: nothing is started).
+    @Test func aGatheringConsumerFetchesAtAThirdOfItsLinger() throws {
+        var env = base
+        env["REDRESS_KAFKA_FETCH_WAIT_MS"] = "10"
+        let development = try ServiceHost(configuration: ServiceConfiguration.fromEnvironment(service: "redress-notify", defaultPort: 1, environment: env),
+                                          logger: Logger(label: "test"))
+        let handler = EventHandler<ComplaintRegistered>(inbox: false) { _, _, _ in }
+        #expect(development.consumer(group: "g", topics: ["t"], handler: handler).configuration.fetchWait == .milliseconds(10))
+        #expect(development.consumer(group: "g", topics: ["t"], handler: handler, gathers: true).configuration.fetchWait == .milliseconds(100))
+        #expect(development.consumer(group: "g", topics: ["t"], handler: handler, gather: .milliseconds(1_200)).configuration.fetchWait == .milliseconds(400))
+        // A real broker's 500 ms is longer than any of these and stays for every consumer.
+        let production = try ServiceHost(configuration: ServiceConfiguration.fromEnvironment(service: "redress-notify", defaultPort: 1, environment: base),
+                                         logger: Logger(label: "test"))
+        #expect(production.consumer(group: "g", topics: ["t"], handler: handler, gathers: true).configuration.fetchWait == .milliseconds(500))
+        #expect(production.consumer(group: "g", topics: ["t"], handler: handler, gather: .milliseconds(1_200)).configuration.fetchWait == .milliseconds(500))
+    }
+
     /// Each process holds only the secrets it uses: intake and cases the token and customer keys,
     /// the console the token key; the others neither, and are told when they are given one.
     @Test func eachServiceIsGivenOnlyTheSecretsItUses() throws {
