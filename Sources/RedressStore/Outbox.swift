@@ -56,10 +56,7 @@ public enum Outbox {
         let keys = entries.map(\.key)
         let types = entries.map(\.eventType)
         let payloads = entries.map(\.payload)
-        // Drained, not asked for its command tag: PostgresNIO's prepared-statement path asks the row
-        // stream for the tag before a row-less statement's stream has finished, and traps.
-        for try await _ in try await connection.execute(AppendStatement(lanes: lanes, ids: ids, topics: topics, keys: keys, types: types, payloads: payloads),
-                                                        logger: logger) {}
+        try await connection.run(AppendStatement(lanes: lanes, ids: ids, topics: topics, keys: keys, types: types, payloads: payloads), logger: logger)
     }
 
     /// Key of the transaction-scoped advisory locks that stand for lanes ('rdob').
@@ -99,7 +96,7 @@ public enum Outbox {
     /// Removes rows whose delivery Kafka confirmed. Call in the transaction that claimed them.
     public static func markPublished(_ ids: [Int64], on connection: PostgresConnection, logger: Logger) async throws {
         guard !ids.isEmpty else { return }
-        for try await _ in try await connection.execute(MarkPublishedStatement(ids: ids), logger: logger) {}
+        try await connection.run(MarkPublishedStatement(ids: ids), logger: logger)
     }
 
     /// Seconds since the oldest row of these writers was written; 0 when none is pending. The

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOCore
 import PostgresNIO
 
@@ -8,6 +9,21 @@ import PostgresNIO
 // `track_planning`: the relay's lane claim alone planned for 0.4 ms a call against 0.1 ms executing,
 // 6.4 calls a complaint; ARCHITECTURE.md, "Sixth pass"). Prepared, each connection parses and plans
 // them once; PostgreSQL re-plans by itself when the tables they read change shape.
+
+/// A statement that returns no rows: nothing to decode.
+extension PostgresPreparedStatement where Row == () {
+    func decodeRow(_ row: PostgresRow) throws {}
+}
+
+extension PostgresConnection {
+    /// Runs a prepared statement that returns no rows. Drained rather than asked for its command
+    /// tag: PostgresNIO's prepared-statement path asks the row stream for the tag before a row-less
+    /// statement's stream has finished, and traps ("commandTag may only be called if all rows have
+    /// been consumed").
+    func run<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger) async throws where Statement.Row == () {
+        for try await _ in try await execute(statement, logger: logger) {}
+    }
+}
 
 /// Outbox rows appended in the writer's transaction, in the order given.
 struct AppendStatement: PostgresPreparedStatement {
@@ -35,8 +51,6 @@ struct AppendStatement: PostgresPreparedStatement {
         bindings.append(payloads)
         return bindings
     }
-
-    func decodeRow(_ row: PostgresRow) throws {}
 }
 
 /// The (writer, lane) pairs with pending rows, found by one index probe per writer and lane (a loose
@@ -115,8 +129,6 @@ struct MarkPublishedStatement: PostgresPreparedStatement {
         bindings.append(ids)
         return bindings
     }
-
-    func decodeRow(_ row: PostgresRow) throws {}
 }
 
 /// A consumer group's claim on the events of its batch: the ids not handled before come back.
